@@ -1,0 +1,40 @@
+//! Harness for the real-kernel tests: network namespaces as hosts, veth links, nftables
+//! rules, per-namespace sysctls and MIB counters, and the `tracer` binary itself.
+//!
+//! Every namespace is named uniquely (`trc-<pid>-<n>-<tag>`) and deleted when its guard
+//! drops, also when a test panics. Every wait has a deadline: tests poll the trace, they
+//! never sleep a fixed time and hope.
+
+pub mod net;
+pub mod tracer;
+
+pub use net::{Hosts, Netns, Snmp};
+pub use tracer::Tracer;
+
+use std::time::{Duration, Instant};
+
+/// The real-kernel tests need root: say so loudly instead of passing or skipping.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "the real-kernel tests need root (they load eBPF programs and create network \
+         namespaces): run `cargo xtask test` as root"
+    );
+}
+
+/// Polls `probe` until it returns Some or `timeout` passes; panics with `what` on timeout.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,272 @@
+//! Network namespaces as hosts.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    net::IpAddr,
+    os::{fd::AsFd, unix::fs::MetadataExt},
+    process::{Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+};
+
+use nix::sched::{CloneFlags, setns};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+    pub inode: u32,
+}
+
+impl Netns {
+    /// A fresh namespace with loopback up. `tag` makes failures readable.
+    pub fn new(tag: &str) -> Netns {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("trc-{}-{n}-{tag}", std::process::id());
+        run(Command::new("ip").args(["netns", "add", &name]));
+        let inode = std::fs::metadata(format!("/run/netns/{name}"))
+            .expect("new namespace file")
+            .ino() as u32;
+        let ns = Netns { name, inode };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NAME args...`
+    pub fn ip(&self, args: &[&str]) {
+        run(Command::new("ip").args(["-n", &self.name]).args(args));
+    }
+
+    /// Runs a command inside the namespace and returns its output (must succeed).
+    pub fn exec(&self, program: &str, args: &[&str]) -> Output {
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.name, program])
+            .args(args))
+    }
+
+    /// A command to spawn inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+
+    pub fn sysctl(&self, key: &str, value: &str) {
+        self.exec("sysctl", &["-qw", &format!("{key}={value}")]);
+    }
+
+    /// Loads an nftables ruleset (`nft -f -` syntax) into this namespace.
+    pub fn nft(&self, ruleset: &str) {
+        use std::io::Write;
+        let mut child = self
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nft");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ruleset.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "nft failed for\n{ruleset}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Drops every packet arriving in this namespace from `peer` (an unplugged cable, a
+    /// crashed host), in an nftables table of its own so that [`Netns::heal`] undoes it.
+    pub fn blackhole_from(&self, peer: IpAddr) {
+        let family = if peer.is_ipv4() { "ip" } else { "ip6" };
+        self.nft(&format!(
+            "table inet blackhole {{ chain input {{ type filter hook input priority 0; \
+             {family} saddr {peer} drop; }} }}"
+        ));
+    }
+
+    pub fn heal(&self) {
+        self.exec("nft", &["delete", "table", "inet", "blackhole"]);
+    }
+
+    /// Runs `f` on a thread that has entered this namespace: sockets it creates live here
+    /// (and stay here when handed back). The thread's name becomes the kernel's comm.
+    pub fn run_in<R: Send + 'static>(
+        &self,
+        thread_name: &str,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> R {
+        let file = File::open(format!("/run/netns/{}", self.name)).expect("open netns");
+        thread::Builder::new()
+            .name(thread_name.to_owned())
+            .spawn(move || {
+                setns(file.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
+                f()
+            })
+            .expect("spawn thread")
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// This namespace's TCP MIB counters (/proc/net/snmp and /proc/net/netstat).
+    pub fn snmp(&self) -> Snmp {
+        self.run_in("snmp", || {
+            let mut map = HashMap::new();
+            for file in [
+                "/proc/thread-self/net/snmp",
+                "/proc/thread-self/net/netstat",
+            ] {
+                let text = std::fs::read_to_string(file).expect("read MIB");
+                let lines: Vec<&str> = text.lines().collect();
+                for pair in lines.chunks(2) {
+                    let [names, values] = pair else { continue };
+                    let names: Vec<&str> = names.split_whitespace().collect();
+                    let values: Vec<&str> = values.split_whitespace().collect();
+                    let prefix = names[0].trim_end_matches(':');
+                    for (n, v) in names.iter().zip(values.iter()).skip(1) {
+                        if let Ok(v) = v.parse::<i64>() {
+                            map.insert(format!("{prefix}.{n}"), v);
+                        }
+                    }
+                }
+            }
+            Snmp(map)
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// MIB counters of one namespace, e.g. `Tcp.RetransSegs`, `TcpExt.TCPKeepAlive`.
+#[derive(Debug, Clone)]
+pub struct Snmp(pub HashMap<String, i64>);
+
+impl Snmp {
+    pub fn get(&self, name: &str) -> i64 {
+        *self
+            .0
+            .get(name)
+            .unwrap_or_else(|| panic!("no MIB counter {name}"))
+    }
+
+    /// `name` now minus `name` in `before`.
+    pub fn delta(&self, before: &Snmp, name: &str) -> i64 {
+        self.get(name) - before.get(name)
+    }
+}
+
+/// Two hosts joined by a veth pair, with IPv4 and IPv6 addresses.
+pub struct Hosts {
+    pub client: Netns,
+    pub server: Netns,
+}
+
+impl Hosts {
+    pub const CLIENT_V4: &str = "10.99.0.1";
+    pub const SERVER_V4: &str = "10.99.0.2";
+    pub const CLIENT_V6: &str = "fd00:99::1";
+    pub const SERVER_V6: &str = "fd00:99::2";
+
+    pub fn new(tag: &str) -> Hosts {
+        let client = Netns::new(&format!("{tag}-c"));
+        let server = Netns::new(&format!("{tag}-s"));
+        // veth names are per namespace: the same short names everywhere are fine.
+        client.ip(&[
+            "link",
+            "add",
+            "veth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "veth1",
+            "netns",
+            &server.name,
+        ]);
+        client.ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", Self::CLIENT_V4),
+            "dev",
+            "veth0",
+        ]);
+        server.ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", Self::SERVER_V4),
+            "dev",
+            "veth1",
+        ]);
+        client.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/64", Self::CLIENT_V6),
+            "dev",
+            "veth0",
+            "nodad",
+        ]);
+        server.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/64", Self::SERVER_V6),
+            "dev",
+            "veth1",
+            "nodad",
+        ]);
+        client.ip(&["link", "set", "veth0", "up"]);
+        server.ip(&["link", "set", "veth1", "up"]);
+        Hosts { client, server }
+    }
+
+    pub fn client_addr(v6: bool) -> IpAddr {
+        (if v6 { Self::CLIENT_V6 } else { Self::CLIENT_V4 })
+            .parse()
+            .unwrap()
+    }
+
+    pub fn server_addr(v6: bool) -> IpAddr {
+        (if v6 { Self::SERVER_V6 } else { Self::SERVER_V4 })
+            .parse()
+            .unwrap()
+    }
+
+    /// `--netns` arguments selecting both hosts.
+    pub fn netns_args(&self) -> Vec<String> {
+        vec![
+            "--netns".into(),
+            self.client.inode.to_string(),
+            "--netns".into(),
+            self.server.inode.to_string(),
+        ]
+    }
+}

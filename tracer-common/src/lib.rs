@@ -1,0 +1,325 @@
+//! The ABI between the kernel programs (`tracer-ebpf`) and the loader (`tracer`).
+//!
+//! Everything here is `#[repr(C)]` plain data with explicit padding: the kernel writes
+//! [`RawEvent`]s into a ring buffer and the loader reads the same bytes back. Numbering of
+//! the `u8` codes is part of the ABI: append, never renumber.
+//!
+//! Kernel struct layouts differ between kernels and Rust emits no CO-RE relocations, so the
+//! programs never hard-code an offset: the loader resolves every member they read from the
+//! running kernel's BTF and hands them over in [`Config`] (a read-only global).
+#![no_std]
+
+pub const TASK_COMM_LEN: usize = 16;
+
+/// What a [`RawEvent`] reports. Stored as `u8` in [`RawEvent::kind`].
+pub mod kind {
+    /// `sock:inet_sock_set_state`: `old_state` → `state`.
+    pub const STATE_CHANGE: u8 = 1;
+    /// `tcp:tcp_retransmit_skb` (err == 0) or `tcp:tcp_retransmit_synack`; see [`super::class`].
+    pub const RETRANSMIT: u8 = 2;
+    /// `tcp:tcp_retransmit_skb` with err < 0 (kernels 6.17+ report failed attempts too).
+    pub const RETRANSMIT_FAILED: u8 = 3;
+    /// `tcp:tcp_send_reset`; cookie 0 when the segment matched no socket.
+    pub const RESET_SENT: u8 = 4;
+    /// `tcp:tcp_receive_reset`.
+    pub const RESET_RECEIVED: u8 = 5;
+    /// `icsk_probes_out` rose inside `tcp_keepalive_timer`: one keepalive probe sent.
+    pub const KEEPALIVE_PROBE: u8 = 6;
+    /// `icsk_probes_out` rose inside `tcp_write_timer` with a zero-window probe pending.
+    pub const ZERO_WINDOW_PROBE: u8 = 7;
+    /// `sock:inet_sk_error_report`.
+    pub const ERROR_REPORT: u8 = 8;
+    /// `tcp:tcp_destroy_sock`: the kernel releases the socket (for a socket the application
+    /// still holds, that is at its close()).
+    pub const DESTROY: u8 = 9;
+}
+
+/// Retransmit classification, stored in [`RawEvent::class`].
+pub mod class {
+    pub const UNKNOWN: u8 = 0;
+    /// Our SYN again (socket in SYN_SENT).
+    pub const SYN: u8 = 1;
+    /// The server's SYN-ACK again (request socket).
+    pub const SYN_ACK: u8 = 2;
+    /// Retransmission timeout: inside `tcp_write_timer` with ICSK_TIME_RETRANS pending.
+    pub const RTO: u8 = 3;
+    /// Tail loss probe: inside `tcp_write_timer` with ICSK_TIME_LOSS_PROBE pending.
+    pub const TLP: u8 = 4;
+    /// Fast / SACK retransmit: ACK-clocked while in Recovery or Disorder.
+    pub const FAST: u8 = 5;
+    /// ACK-clocked or deferred retransmit while recovering from an RTO (ca_state Loss).
+    pub const LOSS_RECOVERY: u8 = 6;
+    /// RACK reordering timer (ICSK_TIME_REO_TIMEOUT) marked segments lost.
+    pub const RACK_TIMEOUT: u8 = 7;
+}
+
+/// Which kernel timer was running on this CPU when the event fired ([`RawEvent::timer`]).
+pub mod timer {
+    pub const NONE: u8 = 0;
+    /// `tcp_write_timer`: RTO, TLP, RACK reorder timeout or zero-window probe; the pending
+    /// event is in [`super::RawEvent::timer_pending`].
+    pub const WRITE: u8 = 1;
+    /// `tcp_keepalive_timer` (on `sk->sk_timer`).
+    pub const KEEPALIVE: u8 = 2;
+}
+
+/// `icsk_pending` values (include/net/inet_connection_sock.h; stable since 4.x).
+pub mod pending {
+    pub const RETRANS: u8 = 1;
+    pub const PROBE0: u8 = 3;
+    pub const REO_TIMEOUT: u8 = 4;
+    pub const LOSS_PROBE: u8 = 5;
+}
+
+/// Bits of [`RawEvent::flags`].
+pub mod flags {
+    /// SOCK_DEAD: the application has closed (or never accepted) the socket.
+    pub const ORPHAN: u8 = 1;
+    /// SOCK_KEEPOPEN: SO_KEEPALIVE is on.
+    pub const KEEPALIVE_ON: u8 = 2;
+    /// The owner fields were learned in the owner's own context.
+    pub const OWNER_KNOWN: u8 = 4;
+    /// The owner is the process that listens on the socket's local port (accepted
+    /// connection not yet used by its process).
+    pub const OWNER_FROM_LISTENER: u8 = 8;
+    /// The socket counters and budgets below `flags` were read (full sockets only).
+    pub const COUNTERS: u8 = 16;
+}
+
+/// Bits of [`Config::filters`]: which in-kernel filters are active.
+pub mod filter {
+    pub const NETNS: u32 = 1;
+    pub const PORT: u32 = 2;
+    pub const ADDR: u32 = 4;
+    pub const PID: u32 = 8;
+    pub const COMM: u32 = 16;
+}
+
+/// Indices of the per-CPU `STATS` counters.
+pub mod stat {
+    /// Events written to the ring buffer.
+    pub const EMITTED: u32 = 0;
+    /// Events lost because the ring buffer was full.
+    pub const LOST: u32 = 1;
+    /// Events the in-kernel filters dropped on purpose.
+    pub const FILTERED: u32 = 2;
+    pub const COUNT: u32 = 3;
+}
+
+/// One event, written by the kernel into the `EVENTS` ring buffer.
+///
+/// Socket counters are read at the moment of the event. Times in jiffies are raw kernel
+/// values: the loader converts them with the running kernel's HZ.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RawEvent {
+    /// `bpf_ktime_get_boot_ns()`: CLOCK_BOOTTIME in ns.
+    pub ts_ns: u64,
+    /// `bpf_get_socket_cookie()`: stable for the socket's life, never reused. 0: no socket.
+    pub cookie: u64,
+    /// cgroup v2 id of the owner (0: unknown).
+    pub cgroup_id: u64,
+    /// Inode of the socket's network namespace.
+    pub netns: u32,
+    /// Owning process (tgid; 0: unknown). See [`flags::OWNER_KNOWN`].
+    pub owner_tgid: u32,
+    pub owner_comm: [u8; TASK_COMM_LEN],
+    /// Local and remote address; IPv4 in the first 4 bytes.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// Local and remote port, host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    /// AF_INET (2) or AF_INET6 (10).
+    pub family: u16,
+    pub kind: u8,
+    /// TCP state at the event (for a state change: the new state).
+    pub state: u8,
+    pub old_state: u8,
+    pub class: u8,
+    pub timer: u8,
+    pub timer_pending: u8,
+    /// icsk_ca_state (Open 0, Disorder 1, CWR 2, Recovery 3, Loss 4).
+    pub ca_state: u8,
+    /// icsk_retransmits: consecutive RTOs (or SYN retries) without progress.
+    pub retransmits: u8,
+    pub probes_out: u8,
+    pub backoff: u8,
+    pub flags: u8,
+    /// Effective give-up budgets (socket option, else the namespace's sysctl).
+    pub keepalive_probes: u8,
+    pub syn_retries: u8,
+    pub retries1: u8,
+    pub retries2: u8,
+    pub orphan_retries: u8,
+    pub _pad0: [u8; 2],
+    /// sk_err (positive errno), or sk_err_soft when sk_err is 0 — see `err_soft`.
+    pub sk_err: i32,
+    pub sk_err_soft: i32,
+    /// tcp_retransmit_skb's `err`.
+    pub err: i32,
+    /// `enum sk_rst_reason` value (names come from the kernel's BTF). u32::MAX: not provided.
+    pub reason: u32,
+    /// Segments covered by this retransmit (tcp_skb_pcount: a GSO buffer carries several).
+    pub segs: u32,
+    pub rto_jiffies: u32,
+    pub total_retrans: u32,
+    pub packets_out: u32,
+    /// Effective keepalive idle time and interval (jiffies).
+    pub keepalive_time_jiffies: u32,
+    pub keepalive_intvl_jiffies: u32,
+    /// TCP_USER_TIMEOUT in ms (0: not set).
+    pub user_timeout_ms: u32,
+    /// Low 32 bits of jiffies now, and the socket's last-ACK-received and last-send stamps.
+    pub jiffies: u32,
+    pub rcv_tstamp: u32,
+    pub lsndtime: u32,
+    /// The task on the CPU when the event fired (often not the owner: softirq, timers).
+    pub current_tgid: u32,
+    pub _pad1: u32,
+}
+
+/// Where a kernel struct member lives, from BTF. `size == 0`: the member is absent on this
+/// kernel and the programs leave the dependent event field zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FieldLoc {
+    /// Byte offset of the (first byte holding the) member from the start of the outer struct.
+    pub offset: u32,
+    /// Bytes to read: 1, 2, 4 or 8.
+    pub size: u8,
+    /// For bitfields: shift right and width after the read; width 0 = whole member.
+    pub bit_shift: u8,
+    pub bit_width: u8,
+    pub _pad: u8,
+}
+
+impl FieldLoc {
+    pub const ABSENT: Self = Self {
+        offset: 0,
+        size: 0,
+        bit_shift: 0,
+        bit_width: 0,
+        _pad: 0,
+    };
+
+    pub const fn present(&self) -> bool {
+        self.size != 0
+    }
+}
+
+/// Everything the programs need to know about the running kernel and the user's filters.
+/// Set once at load time (`CONFIG` in `.rodata`, frozen: the verifier sees constants).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Config {
+    // struct sock_common (also the head of request_sock and inet_timewait_sock)
+    pub skc_daddr: FieldLoc,
+    pub skc_rcv_saddr: FieldLoc,
+    pub skc_dport: FieldLoc,
+    pub skc_num: FieldLoc,
+    pub skc_family: FieldLoc,
+    pub skc_state: FieldLoc,
+    pub skc_net: FieldLoc,
+    pub skc_v6_daddr: FieldLoc,
+    pub skc_v6_rcv_saddr: FieldLoc,
+    pub skc_cookie: FieldLoc,
+    // struct net
+    pub net_inum: FieldLoc,
+    pub net_tcp_retries1: FieldLoc,
+    pub net_tcp_retries2: FieldLoc,
+    pub net_tcp_syn_retries: FieldLoc,
+    pub net_tcp_orphan_retries: FieldLoc,
+    pub net_tcp_keepalive_time: FieldLoc,
+    pub net_tcp_keepalive_intvl: FieldLoc,
+    pub net_tcp_keepalive_probes: FieldLoc,
+    // struct sock
+    pub sk_err: FieldLoc,
+    pub sk_err_soft: FieldLoc,
+    pub sk_flags: FieldLoc,
+    pub sk_protocol: FieldLoc,
+    pub sk_timer: FieldLoc,
+    // struct inet_connection_sock
+    pub icsk_retransmit_timer: FieldLoc,
+    pub icsk_rto: FieldLoc,
+    pub icsk_ca_state: FieldLoc,
+    pub icsk_retransmits: FieldLoc,
+    pub icsk_pending: FieldLoc,
+    pub icsk_backoff: FieldLoc,
+    pub icsk_probes_out: FieldLoc,
+    pub icsk_user_timeout: FieldLoc,
+    pub icsk_syn_retries: FieldLoc,
+    // struct tcp_sock
+    pub tp_total_retrans: FieldLoc,
+    pub tp_packets_out: FieldLoc,
+    pub tp_keepalive_time: FieldLoc,
+    pub tp_keepalive_intvl: FieldLoc,
+    pub tp_keepalive_probes: FieldLoc,
+    pub tp_rcv_tstamp: FieldLoc,
+    pub tp_lsndtime: FieldLoc,
+    // struct sk_buff, struct net_device, struct timer_list
+    pub skb_head: FieldLoc,
+    pub skb_network_header: FieldLoc,
+    pub skb_transport_header: FieldLoc,
+    pub skb_dev: FieldLoc,
+    /// `skb->cb` + `struct tcp_skb_cb.tcp_gso_segs`.
+    pub skb_tcp_gso_segs: FieldLoc,
+    pub dev_nd_net: FieldLoc,
+    pub timer_function: FieldLoc,
+    /// Kernel addresses of the timer callbacks (from /proc/kallsyms; 0 = unknown).
+    pub fn_tcp_write_timer: u64,
+    pub fn_tcp_keepalive_timer: u64,
+    /// Bit numbers in `sk_flags` (enum sock_flags).
+    pub sock_flag_dead: u32,
+    pub sock_flag_keepopen: u32,
+    /// [`filter`] bits.
+    pub filters: u32,
+    pub _pad: u32,
+    pub filter_comm: [u8; TASK_COMM_LEN],
+}
+
+/// What the kernel remembers about a socket's owner (`OWNERS` map, keyed by cookie).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Owner {
+    pub tgid: u32,
+    pub flags: u32,
+    pub cgroup_id: u64,
+    pub comm: [u8; TASK_COMM_LEN],
+}
+
+/// Key of the `LISTENERS` map: a listening port in one network namespace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ListenKey {
+    pub netns: u32,
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// Per-CPU record of the TCP timer callback running now (timer_expire_entry → _exit).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TimerBracket {
+    /// The socket whose timer runs (0: none).
+    pub sk: u64,
+    pub timer: u8,
+    pub pending: u8,
+    pub probes_out: u8,
+    pub _pad: [u8; 5],
+}
+
+// The ring-buffer record must keep its size and 8-byte alignment on both sides.
+const _: () = assert!(core::mem::size_of::<RawEvent>() == 168);
+const _: () = assert!(core::mem::size_of::<RawEvent>().is_multiple_of(8));
+const _: () = assert!(core::mem::size_of::<FieldLoc>() == 8);
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: all of these are repr(C) plain integers and arrays with explicit padding.
+    unsafe impl aya::Pod for super::RawEvent {}
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::Owner {}
+    unsafe impl aya::Pod for super::ListenKey {}
+    unsafe impl aya::Pod for super::TimerBracket {}
+}

@@ -1,0 +1,220 @@
+//! Maps, in-kernel filters, owner tracking and the one path every event leaves by.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        generated::bpf_ktime_get_boot_ns,
+    },
+    macros::map,
+    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+};
+use tracer_common::{ListenKey, Owner, RawEvent, TASK_COMM_LEN, TimerBracket, filter, flags, stat};
+
+use crate::{
+    kernel::config,
+    socket::{AF_INET6, SockId, fill_counters, is_full_sock},
+};
+
+/// Events to userspace. The loader may resize it (`--ring-buffer-size`).
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Per-CPU counters indexed by [`stat`]: emitted, lost (ring buffer full), filtered.
+#[map]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// Socket cookie → the process that owns it, learned in that process's own context.
+#[map]
+static OWNERS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(65536, 0);
+
+/// Listening port → its process, so accepted sockets have an owner before first use.
+#[map]
+static LISTENERS: LruHashMap<ListenKey, Owner> = LruHashMap::with_max_entries(4096, 0);
+
+/// The TCP timer callback running on this CPU, if any (see `timer_expire_entry`).
+#[map]
+pub static TIMER: PerCpuArray<TimerBracket> = PerCpuArray::with_max_entries(1, 0);
+
+// Filter sets, filled by the loader when the matching `filter` bit is on.
+#[map]
+static FILTER_NETNS: HashMap<u32, u8> = HashMap::with_max_entries(64, 0);
+#[map]
+static FILTER_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(64, 0);
+#[map]
+static FILTER_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(64, 0);
+#[map]
+static FILTER_ADDR4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(64, 0);
+#[map]
+static FILTER_ADDR6: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(64, 0);
+
+#[inline(always)]
+fn count(index: u32) {
+    if let Some(counter) = STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *counter += 1 };
+    }
+}
+
+#[inline(always)]
+fn current_tgid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
+/// Records the current task as the owner of `cookie`. Called only where the kernel runs in
+/// the owner's context (connect, listen, close, send/recv): timers and softirqs run on
+/// whatever task the CPU happened to interrupt.
+#[inline(always)]
+pub fn remember_owner(cookie: u64) -> Option<Owner> {
+    let tgid = current_tgid();
+    if tgid == 0 || cookie == 0 {
+        return None;
+    }
+    if let Some(known) = unsafe { OWNERS.get(cookie) }
+        && known.tgid == tgid
+        && known.flags & flags::OWNER_KNOWN as u32 != 0
+    {
+        return Some(*known);
+    }
+    let owner = Owner {
+        tgid,
+        flags: flags::OWNER_KNOWN as u32,
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        comm: bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
+    };
+    let _ = OWNERS.insert(cookie, owner, 0);
+    Some(owner)
+}
+
+/// Remembers a listener so that its accepted sockets inherit its owner.
+#[inline(always)]
+pub fn remember_listener(netns: u32, port: u16, owner: &Owner) {
+    let key = ListenKey {
+        netns,
+        port,
+        _pad: 0,
+    };
+    let _ = LISTENERS.insert(key, owner, 0);
+}
+
+/// A connection accepted on a listening port: provisionally owned by the listener's process.
+#[inline(always)]
+pub fn inherit_listener_owner(cookie: u64, netns: u32, port: u16) {
+    let key = ListenKey {
+        netns,
+        port,
+        _pad: 0,
+    };
+    if let Some(listener) = unsafe { LISTENERS.get(key) } {
+        let mut owner = *listener;
+        owner.flags = flags::OWNER_FROM_LISTENER as u32;
+        let _ = OWNERS.insert(cookie, owner, 0);
+    }
+}
+
+pub fn forget_owner(cookie: u64) {
+    let _ = OWNERS.remove(cookie);
+}
+
+#[inline(always)]
+fn addr_matches(id: &SockId) -> bool {
+    if id.family == AF_INET6 {
+        FILTER_ADDR6.get(Key::new(128, id.saddr)).is_some()
+            || FILTER_ADDR6.get(Key::new(128, id.daddr)).is_some()
+    } else {
+        let s = [id.saddr[0], id.saddr[1], id.saddr[2], id.saddr[3]];
+        let d = [id.daddr[0], id.daddr[1], id.daddr[2], id.daddr[3]];
+        FILTER_ADDR4.get(Key::new(32, s)).is_some() || FILTER_ADDR4.get(Key::new(32, d)).is_some()
+    }
+}
+
+/// The user's filters, applied before any ring-buffer space is spent.
+#[inline(always)]
+fn passes_filters(id: &SockId, owner: Option<&Owner>) -> bool {
+    let active = config!(filters);
+    if active == 0 {
+        return true;
+    }
+    if active & filter::NETNS != 0 && unsafe { FILTER_NETNS.get(id.netns) }.is_none() {
+        return false;
+    }
+    if active & filter::PORT != 0
+        && unsafe { FILTER_PORTS.get(id.sport) }.is_none()
+        && unsafe { FILTER_PORTS.get(id.dport) }.is_none()
+    {
+        return false;
+    }
+    if active & filter::ADDR != 0 && !addr_matches(id) {
+        return false;
+    }
+    if active & filter::PID != 0 {
+        match owner {
+            Some(o) if unsafe { FILTER_PIDS.get(o.tgid) }.is_some() => {}
+            _ => return false,
+        }
+    }
+    if active & filter::COMM != 0 {
+        let wanted = config!(filter_comm);
+        match owner {
+            Some(o) if o.comm == wanted => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Writes one event: identity, owner, timer context and (for full sockets) counters, then
+/// whatever `fill` adds. Dropped events are counted, never silent.
+#[inline(always)]
+pub fn emit(kind: u8, sk: u64, cookie: u64, id: &SockId, fill: impl FnOnce(&mut RawEvent)) {
+    let owner = if cookie != 0 {
+        unsafe { OWNERS.get(cookie) }.copied()
+    } else {
+        None
+    };
+    if !passes_filters(id, owner.as_ref()) {
+        count(stat::FILTERED);
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
+        count(stat::LOST);
+        return;
+    };
+    // SAFETY: the reservation is size_of::<RawEvent>() bytes; zero it before use.
+    let ev = unsafe {
+        let ptr = entry.as_mut_ptr();
+        core::ptr::write_bytes(ptr, 0, 1);
+        &mut *ptr
+    };
+    ev.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
+    ev.kind = kind;
+    ev.cookie = cookie;
+    ev.netns = id.netns;
+    ev.family = id.family;
+    ev.saddr = id.saddr;
+    ev.daddr = id.daddr;
+    ev.sport = id.sport;
+    ev.dport = id.dport;
+    ev.state = id.state;
+    ev.reason = u32::MAX;
+    ev.current_tgid = current_tgid();
+    if let Some(o) = owner {
+        ev.owner_tgid = o.tgid;
+        ev.owner_comm = o.comm;
+        ev.cgroup_id = o.cgroup_id;
+        ev.flags |= o.flags as u8;
+    }
+    if sk != 0 {
+        if let Some(bracket) = TIMER.get(0)
+            && bracket.sk == sk
+        {
+            ev.timer = bracket.timer;
+            ev.timer_pending = bracket.pending;
+        }
+        if is_full_sock(id.state) {
+            fill_counters(ev, sk);
+        }
+    }
+    fill(ev);
+    entry.submit(0);
+    count(stat::EMITTED);
+}

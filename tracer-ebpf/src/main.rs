@@ -1,0 +1,344 @@
+//! Kernel programs of the connection tracer.
+//!
+//! All hooks are BTF tracepoints (tp_btf): they load wherever the kernel has BTF, give typed
+//! `struct sock *` arguments and allow `bpf_get_socket_cookie`, the socket identity that
+//! survives pointer and port reuse. No fentry/kprobe is needed.
+//!
+//! | program           | hook                              | event                           |
+//! |-------------------|-----------------------------------|---------------------------------|
+//! | tr_set_state      | sock:inet_sock_set_state          | STATE_CHANGE; learns owners     |
+//! | tr_retransmit(_e) | tcp:tcp_retransmit_skb            | RETRANSMIT / RETRANSMIT_FAILED  |
+//! | tr_synack         | tcp:tcp_retransmit_synack         | RETRANSMIT (SYN_ACK)            |
+//! | tr_send_reset(_r) | tcp:tcp_send_reset                | RESET_SENT                      |
+//! | tr_recv_reset     | tcp:tcp_receive_reset             | RESET_RECEIVED                  |
+//! | tr_error_report   | sock:inet_sk_error_report         | ERROR_REPORT                    |
+//! | tr_destroy        | tcp:tcp_destroy_sock              | DESTROY                         |
+//! | tr_timer_entry    | timer:timer_expire_entry          | (opens a TCP timer bracket)     |
+//! | tr_timer_exit     | timer:timer_expire_exit           | KEEPALIVE_PROBE / ZERO_WINDOW_PROBE |
+//! | tr_send_len/recv_len | sock:sock_{send,recv}_length   | (learns owners of accepted sockets) |
+//!
+//! The `_e` / `_r` variants are for kernels whose tracepoint has the extra `err` (6.17+) or
+//! `reason` (6.10+) argument; the loader picks the one matching the kernel's BTF.
+// Built for the host too (workspace clippy): there it is an empty program.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+mod emit;
+mod kernel;
+mod socket;
+
+use aya_ebpf::{
+    EbpfContext, helpers::generated::bpf_get_socket_cookie, macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+use tracer_common::{TimerBracket, class, kind, pending, timer};
+
+use crate::{
+    emit::{TIMER, emit, forget_owner, inherit_listener_owner, remember_listener, remember_owner},
+    kernel::{config, read, read_at},
+    socket::{AF_INET, AF_INET6, IPPROTO_TCP, reset_reply_id, sock_id, state},
+};
+
+/// Argument `n` as a plain number. The verifier types tp_btf arguments as (maybe-null)
+/// kernel pointers and forbids arithmetic on them; a probe-read copy is a scalar, so member
+/// offsets can be added to it.
+#[inline(always)]
+fn arg_addr(ctx: &BtfTracePointContext, n: usize) -> u64 {
+    read_at::<u64>(ctx.as_ptr() as u64 + 8 * n as u64)
+}
+
+/// The socket cookie of pointer argument `n` (0 for a null pointer). The helper needs the
+/// typed pointer, null-checked.
+#[inline(always)]
+fn arg_cookie(ctx: &BtfTracePointContext, n: usize) -> u64 {
+    let sk: u64 = ctx.arg(n);
+    if sk == 0 {
+        return 0;
+    }
+    unsafe { bpf_get_socket_cookie(sk as *mut _) }
+}
+
+/// The cookie of a socket reached through memory (a timer), where the helper cannot be
+/// used: the stored `skc_cookie`, set once anything asked for it (our state-change program,
+/// sock_diag). 0 when never generated; userspace then keys the socket by its tuple.
+#[inline(always)]
+fn stored_cookie(sk: u64) -> u64 {
+    read(sk, config!(skc_cookie))
+}
+
+#[inline(always)]
+fn is_tcp(sk: u64) -> bool {
+    let family = socket::family(sk);
+    (family == AF_INET || family == AF_INET6) && read(sk, config!(sk_protocol)) == IPPROTO_TCP
+}
+
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn tr_set_state(ctx: BtfTracePointContext) -> i32 {
+    let sk = arg_addr(&ctx, 0);
+    let old: i32 = ctx.arg(1);
+    let new: i32 = ctx.arg(2);
+    if !is_tcp(sk) {
+        return 0;
+    }
+    let cookie = arg_cookie(&ctx, 0);
+    let id = sock_id(sk);
+    // These transitions happen in a system call of the socket's owner.
+    let owner_context = matches!(
+        (old, new),
+        (state::CLOSE, state::SYN_SENT)
+            | (state::CLOSE, state::LISTEN)
+            | (state::ESTABLISHED, state::FIN_WAIT1)
+            | (state::CLOSE_WAIT, state::LAST_ACK)
+    );
+    if owner_context {
+        if let Some(owner) = remember_owner(cookie)
+            && new == state::LISTEN
+        {
+            remember_listener(id.netns, id.sport, &owner);
+        }
+    } else if old == state::LISTEN && new == state::SYN_RECV {
+        inherit_listener_owner(cookie, id.netns, id.sport);
+    }
+    emit(kind::STATE_CHANGE, sk, cookie, &id, |ev| {
+        ev.old_state = old as u8;
+        ev.state = new as u8;
+    });
+    0
+}
+
+/// Which retransmit this is, from the timer running on this CPU and the congestion state.
+#[inline(always)]
+fn classify_retransmit(ev_timer: u8, ev_pending: u8, ev_state: u8, ca_state: u8) -> u8 {
+    if ev_state == state::SYN_SENT as u8 {
+        return class::SYN;
+    }
+    if ev_timer == timer::WRITE {
+        return match ev_pending {
+            pending::RETRANS => class::RTO,
+            pending::LOSS_PROBE => class::TLP,
+            pending::REO_TIMEOUT => class::RACK_TIMEOUT,
+            _ => class::UNKNOWN,
+        };
+    }
+    match ca_state {
+        // TCP_CA_Loss: after an RTO, ACK-clocked (or deferred) go-back-N.
+        4 => class::LOSS_RECOVERY,
+        // TCP_CA_Disorder / TCP_CA_Recovery: dupACK / SACK driven.
+        1 | 3 => class::FAST,
+        _ => class::UNKNOWN,
+    }
+}
+
+#[inline(always)]
+fn on_retransmit(ctx: &BtfTracePointContext, err: i32) {
+    let sk = arg_addr(ctx, 0);
+    let skb = arg_addr(ctx, 1);
+    let cookie = arg_cookie(ctx, 0);
+    let id = sock_id(sk);
+    let event_kind = if err == 0 {
+        kind::RETRANSMIT
+    } else {
+        kind::RETRANSMIT_FAILED
+    };
+    emit(event_kind, sk, cookie, &id, |ev| {
+        ev.err = err;
+        ev.segs = read(skb, config!(skb_tcp_gso_segs)) as u32;
+        if ev.segs == 0 {
+            ev.segs = 1;
+        }
+        ev.class = classify_retransmit(ev.timer, ev.timer_pending, ev.state, ev.ca_state);
+    });
+}
+
+#[btf_tracepoint(function = "tcp_retransmit_skb")]
+pub fn tr_retransmit(ctx: BtfTracePointContext) -> i32 {
+    on_retransmit(&ctx, 0);
+    0
+}
+
+#[btf_tracepoint(function = "tcp_retransmit_skb")]
+pub fn tr_retransmit_e(ctx: BtfTracePointContext) -> i32 {
+    let err: i64 = ctx.arg(2);
+    on_retransmit(&ctx, err as i32);
+    0
+}
+
+#[btf_tracepoint(function = "tcp_retransmit_synack")]
+pub fn tr_synack(ctx: BtfTracePointContext) -> i32 {
+    // arg 0 is the listener; the connection is the request socket (arg 1).
+    let req = arg_addr(&ctx, 1);
+    let cookie = arg_cookie(&ctx, 1);
+    let id = sock_id(req);
+    emit(kind::RETRANSMIT, req, cookie, &id, |ev| {
+        ev.class = class::SYN_ACK;
+        ev.segs = 1;
+    });
+    0
+}
+
+#[inline(always)]
+fn on_send_reset(ctx: &BtfTracePointContext, reason: u32) {
+    let sk = arg_addr(ctx, 0);
+    let skb = arg_addr(ctx, 1);
+    let id = if sk != 0 {
+        sock_id(sk)
+    } else {
+        match reset_reply_id(skb) {
+            Some(id) => id,
+            None => return,
+        }
+    };
+    emit(kind::RESET_SENT, sk, arg_cookie(ctx, 0), &id, |ev| {
+        ev.reason = reason;
+    });
+}
+
+#[btf_tracepoint(function = "tcp_send_reset")]
+pub fn tr_send_reset(ctx: BtfTracePointContext) -> i32 {
+    on_send_reset(&ctx, u32::MAX);
+    0
+}
+
+#[btf_tracepoint(function = "tcp_send_reset")]
+pub fn tr_send_reset_r(ctx: BtfTracePointContext) -> i32 {
+    let reason: u64 = ctx.arg(2);
+    on_send_reset(&ctx, reason as u32);
+    0
+}
+
+#[btf_tracepoint(function = "tcp_receive_reset")]
+pub fn tr_recv_reset(ctx: BtfTracePointContext) -> i32 {
+    let sk = arg_addr(&ctx, 0);
+    emit(
+        kind::RESET_RECEIVED,
+        sk,
+        arg_cookie(&ctx, 0),
+        &sock_id(sk),
+        |_| {},
+    );
+    0
+}
+
+#[btf_tracepoint(function = "inet_sk_error_report")]
+pub fn tr_error_report(ctx: BtfTracePointContext) -> i32 {
+    let sk = arg_addr(&ctx, 0);
+    if !is_tcp(sk) {
+        return 0;
+    }
+    emit(
+        kind::ERROR_REPORT,
+        sk,
+        arg_cookie(&ctx, 0),
+        &sock_id(sk),
+        |ev| {
+            ev.err = ev.sk_err;
+        },
+    );
+    0
+}
+
+#[btf_tracepoint(function = "tcp_destroy_sock")]
+pub fn tr_destroy(ctx: BtfTracePointContext) -> i32 {
+    let sk = arg_addr(&ctx, 0);
+    let cookie = arg_cookie(&ctx, 0);
+    emit(kind::DESTROY, sk, cookie, &sock_id(sk), |_| {});
+    forget_owner(cookie);
+    0
+}
+
+/// Runs for every kernel timer: compare the callback first, touch nothing else otherwise.
+#[btf_tracepoint(function = "timer_expire_entry")]
+pub fn tr_timer_entry(ctx: BtfTracePointContext) -> i32 {
+    let timer_list = arg_addr(&ctx, 0);
+    let function = read(timer_list, config!(timer_function));
+    let (kind_of_timer, sk) = if function == config!(fn_tcp_keepalive_timer) {
+        (
+            timer::KEEPALIVE,
+            timer_list - config!(sk_timer).offset as u64,
+        )
+    } else if function == config!(fn_tcp_write_timer) {
+        (
+            timer::WRITE,
+            timer_list - config!(icsk_retransmit_timer).offset as u64,
+        )
+    } else {
+        return 0;
+    };
+    if function == 0 {
+        return 0;
+    }
+    let opened = TimerBracket {
+        sk,
+        timer: kind_of_timer,
+        pending: read(sk, config!(icsk_pending)) as u8,
+        probes_out: read(sk, config!(icsk_probes_out)) as u8,
+        _pad: [0; 5],
+    };
+    if let Some(bracket) = TIMER.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot; timers do not nest on one CPU.
+        unsafe { *bracket = opened };
+    }
+    0
+}
+
+/// Closes the bracket; a rise of icsk_probes_out inside it is one probe sent.
+#[btf_tracepoint(function = "timer_expire_exit")]
+pub fn tr_timer_exit(_ctx: BtfTracePointContext) -> i32 {
+    let Some(bracket) = TIMER.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's slot.
+    let bracket = unsafe { &mut *bracket };
+    let sk = bracket.sk;
+    if sk == 0 {
+        return 0;
+    }
+    bracket.sk = 0;
+    let probes_now = read(sk, config!(icsk_probes_out)) as u8;
+    if probes_now <= bracket.probes_out {
+        return 0;
+    }
+    let event_kind = match (bracket.timer, bracket.pending) {
+        (timer::KEEPALIVE, _) => kind::KEEPALIVE_PROBE,
+        (timer::WRITE, pending::PROBE0) => kind::ZERO_WINDOW_PROBE,
+        _ => return 0,
+    };
+    let (timer_kind, timer_pending) = (bracket.timer, bracket.pending);
+    emit(event_kind, sk, stored_cookie(sk), &sock_id(sk), |ev| {
+        ev.timer = timer_kind;
+        ev.timer_pending = timer_pending;
+    });
+    0
+}
+
+#[inline(always)]
+fn learn_owner_from_io(ctx: &BtfTracePointContext) {
+    if is_tcp(arg_addr(ctx, 0)) {
+        remember_owner(arg_cookie(ctx, 0));
+    }
+}
+
+#[btf_tracepoint(function = "sock_send_length")]
+pub fn tr_send_len(ctx: BtfTracePointContext) -> i32 {
+    learn_owner_from_io(&ctx);
+    0
+}
+
+#[btf_tracepoint(function = "sock_recv_length")]
+pub fn tr_recv_len(ctx: BtfTracePointContext) -> i32 {
+    learn_owner_from_io(&ctx);
+    0
+}
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

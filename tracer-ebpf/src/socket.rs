@@ -1,0 +1,175 @@
+//! Who a socket is (tuple, namespace, state) and what its counters say.
+
+use tracer_common::{RawEvent, flags};
+
+use crate::kernel::{config, read, read_at, read16};
+
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+pub const IPPROTO_TCP: u64 = 6;
+
+/// TCP states (include/net/tcp_states.h).
+pub mod state {
+    pub const ESTABLISHED: i32 = 1;
+    pub const SYN_SENT: i32 = 2;
+    pub const SYN_RECV: i32 = 3;
+    pub const FIN_WAIT1: i32 = 4;
+    pub const TIME_WAIT: u8 = 6;
+    pub const CLOSE: i32 = 7;
+    pub const CLOSE_WAIT: i32 = 8;
+    pub const LAST_ACK: i32 = 9;
+    pub const LISTEN: i32 = 10;
+    pub const NEW_SYN_RECV: u8 = 12;
+}
+
+/// The identity of a connection as the filters and the event need it.
+pub struct SockId {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub netns: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u16,
+    pub state: u8,
+}
+
+#[inline(always)]
+fn netns_of(net: u64) -> u32 {
+    read(net, config!(net_inum)) as u32
+}
+
+#[inline(always)]
+pub fn family(sk: u64) -> u16 {
+    read(sk, config!(skc_family)) as u16
+}
+
+/// Reads the tuple from `struct sock_common`, the head of full, request and timewait sockets.
+#[inline(always)]
+pub fn sock_id(sk: u64) -> SockId {
+    let family = family(sk);
+    let mut id = SockId {
+        saddr: [0; 16],
+        daddr: [0; 16],
+        netns: netns_of(read(sk, config!(skc_net))),
+        sport: read(sk, config!(skc_num)) as u16,
+        dport: u16::from_be(read(sk, config!(skc_dport)) as u16),
+        family,
+        state: read(sk, config!(skc_state)) as u8,
+    };
+    if family == AF_INET6 {
+        id.saddr = read16(sk, config!(skc_v6_rcv_saddr));
+        id.daddr = read16(sk, config!(skc_v6_daddr));
+    } else {
+        let s = read(sk, config!(skc_rcv_saddr)) as u32;
+        let d = read(sk, config!(skc_daddr)) as u32;
+        id.saddr[..4].copy_from_slice(&s.to_ne_bytes());
+        id.daddr[..4].copy_from_slice(&d.to_ne_bytes());
+    }
+    id
+}
+
+/// For a reset answering a segment that matched no socket: the tuple of the reset we send,
+/// i.e. the incoming segment's addresses and ports swapped.
+#[inline(always)]
+pub fn reset_reply_id(skb: u64) -> Option<SockId> {
+    let head = read(skb, config!(skb_head));
+    if head == 0 {
+        return None;
+    }
+    let ip = head + read(skb, config!(skb_network_header));
+    let tcp = head + read(skb, config!(skb_transport_header));
+    let version = read_at::<u8>(ip) >> 4;
+    let dev = read(skb, config!(skb_dev));
+    let mut id = SockId {
+        saddr: [0; 16],
+        daddr: [0; 16],
+        netns: if dev == 0 {
+            0
+        } else {
+            netns_of(read(dev, config!(dev_nd_net)))
+        },
+        // TCP header: source port at 0, destination port at 2 (network order).
+        sport: u16::from_be(read_at::<u16>(tcp + 2)),
+        dport: u16::from_be(read_at::<u16>(tcp)),
+        family: AF_INET,
+        state: state::CLOSE as u8,
+    };
+    match version {
+        4 => {
+            id.saddr[..4].copy_from_slice(&read_at::<[u8; 4]>(ip + 16));
+            id.daddr[..4].copy_from_slice(&read_at::<[u8; 4]>(ip + 12));
+        }
+        6 => {
+            id.family = AF_INET6;
+            id.saddr = read_at::<[u8; 16]>(ip + 24);
+            id.daddr = read_at::<[u8; 16]>(ip + 8);
+        }
+        _ => return None,
+    }
+    Some(id)
+}
+
+/// True when `sk` points at a full `struct tcp_sock` (not a request or timewait mini-socket),
+/// so the members past `sock_common` may be read.
+#[inline(always)]
+pub fn is_full_sock(state: u8) -> bool {
+    state != state::TIME_WAIT && state != state::NEW_SYN_RECV
+}
+
+/// Fills the socket's retransmit, keepalive and error counters into `ev`, and the effective
+/// give-up budgets (socket option if set, else the namespace's sysctl).
+#[inline(always)]
+pub fn fill_counters(ev: &mut RawEvent, sk: u64) {
+    let net = read(sk, config!(skc_net));
+    let sk_flags = read(sk, config!(sk_flags));
+    ev.flags |= flags::COUNTERS;
+    if sk_flags & (1 << config!(sock_flag_dead)) != 0 {
+        ev.flags |= flags::ORPHAN;
+    }
+    if sk_flags & (1 << config!(sock_flag_keepopen)) != 0 {
+        ev.flags |= flags::KEEPALIVE_ON;
+    }
+    ev.sk_err = read(sk, config!(sk_err)) as i32;
+    ev.sk_err_soft = read(sk, config!(sk_err_soft)) as i32;
+    ev.ca_state = read(sk, config!(icsk_ca_state)) as u8;
+    ev.retransmits = read(sk, config!(icsk_retransmits)) as u8;
+    ev.probes_out = read(sk, config!(icsk_probes_out)) as u8;
+    ev.backoff = read(sk, config!(icsk_backoff)) as u8;
+    ev.rto_jiffies = read(sk, config!(icsk_rto)) as u32;
+    ev.user_timeout_ms = read(sk, config!(icsk_user_timeout)) as u32;
+    ev.total_retrans = read(sk, config!(tp_total_retrans)) as u32;
+    ev.packets_out = read(sk, config!(tp_packets_out)) as u32;
+    ev.rcv_tstamp = read(sk, config!(tp_rcv_tstamp)) as u32;
+    ev.lsndtime = read(sk, config!(tp_lsndtime)) as u32;
+    ev.jiffies = unsafe { aya_ebpf::helpers::generated::bpf_jiffies64() } as u32;
+
+    ev.syn_retries = or_default(
+        read(sk, config!(icsk_syn_retries)),
+        read(net, config!(net_tcp_syn_retries)),
+    ) as u8;
+    ev.keepalive_probes = or_default(
+        read(sk, config!(tp_keepalive_probes)),
+        read(net, config!(net_tcp_keepalive_probes)),
+    ) as u8;
+    ev.keepalive_time_jiffies = or_default(
+        read(sk, config!(tp_keepalive_time)),
+        read(net, config!(net_tcp_keepalive_time)),
+    ) as u32;
+    ev.keepalive_intvl_jiffies = or_default(
+        read(sk, config!(tp_keepalive_intvl)),
+        read(net, config!(net_tcp_keepalive_intvl)),
+    ) as u32;
+    ev.retries1 = read(net, config!(net_tcp_retries1)) as u8;
+    ev.retries2 = read(net, config!(net_tcp_retries2)) as u8;
+    ev.orphan_retries = read(net, config!(net_tcp_orphan_retries)) as u8;
+}
+
+/// The kernel stores 0 in a per-socket option meaning "use the namespace default".
+#[inline(always)]
+fn or_default(socket_value: u64, namespace_value: u64) -> u64 {
+    if socket_value != 0 {
+        socket_value
+    } else {
+        namespace_value
+    }
+}

@@ -1,0 +1,293 @@
+//! The command line, declared once: clap builds the parser, `--help`, the completions and
+//! the man page from these definitions.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tracer",
+    version,
+    about = "See how TCP connections die: retransmits, resets, keepalive probes and timeouts, \
+             per socket, with verdicts",
+    long_about = "See how TCP connections die.\n\n\
+        Kernel probes report retransmits, resets (sent and received), keepalive probes, state \
+        changes and socket teardown; tracer rebuilds each socket's timeline and says what \
+        happened: dead peers, exhausted retries, connect timeouts, resets and who sent them, \
+        applications holding dead sockets, with an early warning before the kernel gives up.\n\n\
+        Without a command, `tracer` runs `tracer live`. Tracing needs root (or CAP_BPF and \
+        CAP_PERFMON) and a kernel with BTF; `tracer report` needs neither.",
+    after_help = "Examples:\n  \
+        tracer                              follow every TCP connection on this host\n  \
+        tracer live --port 5432 --verdicts  only verdicts, only PostgreSQL traffic\n  \
+        tracer record -o trace.jsonl        record a trace for later\n  \
+        tracer report trace.jsonl           timelines and verdicts, no root needed\n  \
+        tracer sockets                      find idle connections that could be half-open\n  \
+        tracer doctor                       how long until this host notices a dead peer"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Stream events and verdicts as they happen (the default command).
+    Live(LiveArgs),
+    /// Record a trace (JSON Lines, the schema of `live --json`) to a file or stdout.
+    Record(RecordArgs),
+    /// Rebuild timelines and verdicts from a recorded trace (no privileges needed).
+    Report(ReportArgs),
+    /// Snapshot of all TCP sockets, flagging idle ones that could be half-open.
+    Sockets(SocketsArgs),
+    /// This host's readiness: how long until each namespace notices a dead peer, and which
+    /// kernel hooks tracing can use.
+    Doctor(DoctorArgs),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// What to trace. Applied in the kernel: filtered-out traffic costs no ring-buffer space.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Filters")]
+pub struct FilterArgs {
+    /// Only sockets owned by this process (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+    /// Only sockets owned by processes with this command name (as in /proc/PID/comm).
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+    /// Only connections with this local or remote port (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// Only connections with this local or remote address: an IP or a CIDR (repeatable).
+    #[arg(long = "addr", value_name = "IP[/LEN]", value_parser = parse_net)]
+    pub addrs: Vec<ipnet::IpNet>,
+    /// Only this network namespace: a name (ip netns), an inode number or a path
+    /// (/proc/PID/ns/net) (repeatable).
+    #[arg(long = "netns", value_name = "NETNS")]
+    pub netns: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Verdict thresholds")]
+pub struct ThresholdArgs {
+    /// Warn (peer_unresponsive) after this many consecutive RTOs without progress
+    /// [default: the namespace's net.ipv4.tcp_retries1, normally 3].
+    #[arg(long, value_name = "N")]
+    pub warn_after_rtos: Option<u8>,
+    /// Flag dead_socket_held when a process still holds a socket this long after the
+    /// kernel ended it.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub dead_socket_after: Duration,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Kernel")]
+pub struct KernelArgs {
+    /// Ring buffer size (power of two), e.g. 4M, 16M.
+    #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_size)]
+    pub ring_buffer: u32,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Show {
+    Events,
+    Verdicts,
+    #[default]
+    Both,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LiveArgs {
+    /// Print JSON Lines (the trace format) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// What to print.
+    #[arg(long, value_enum, default_value_t = Show::Both)]
+    pub show: Show,
+    /// Shorthand for --show verdicts.
+    #[arg(long, conflicts_with = "show")]
+    pub verdicts: bool,
+    /// Stop after this long (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Colour verdicts: auto (a terminal without NO_COLOR), always, never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Do not sweep existing sockets at start.
+    #[arg(long)]
+    pub no_sweep: bool,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+impl Default for LiveArgs {
+    fn default() -> Self {
+        Self {
+            json: false,
+            show: Show::Both,
+            verdicts: false,
+            duration: None,
+            color: ColorChoice::Auto,
+            no_sweep: false,
+            filters: FilterArgs::default(),
+            thresholds: ThresholdArgs {
+                warn_after_rtos: None,
+                dead_socket_after: Duration::from_secs(30),
+            },
+            kernel: KernelArgs {
+                ring_buffer: 4 << 20,
+            },
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RecordArgs {
+    /// Where to write the trace; `-` for stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Stop after this long (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Do not sweep existing sockets at start.
+    #[arg(long)]
+    pub no_sweep: bool,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// Per-socket timelines and a verdict summary.
+    Text,
+    /// Verdicts and timelines as JSON.
+    Json,
+    /// Chrome trace-event JSON for https://ui.perfetto.dev (one track per socket).
+    Perfetto,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// A trace written by `tracer record` or `tracer live --json`; `-` for stdin.
+    #[arg(value_name = "FILE")]
+    pub input: PathBuf,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Write the report here instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Show the timelines of sockets without a verdict too.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SocketsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Flag ESTABLISHED sockets without keepalive idle longer than this (half_open_risk).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub idle_threshold: Duration,
+    /// Only sockets in these network namespaces (name, inode or path; repeatable).
+    #[arg(long = "netns", value_name = "NETNS")]
+    pub netns: Vec<String>,
+    /// Only flagged sockets.
+    #[arg(long)]
+    pub flagged: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DoctorArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 5m, 1h)"))
+}
+
+/// An address (a /32 or /128) or a CIDR network.
+pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    if let Ok(addr) = s.parse::<std::net::IpAddr>() {
+        return Ok(addr.into());
+    }
+    s.parse::<ipnet::IpNet>()
+        .map_err(|_| format!("not an IP address or CIDR: {s:?}"))
+}
+
+pub fn parse_size(s: &str) -> Result<u32, String> {
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let bytes = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => n,
+        "K" => n << 10,
+        "M" => n << 20,
+        "G" => n << 30,
+        _ => return Err(format!("unknown unit in {s:?} (use K, M or G)")),
+    };
+    if !bytes.is_power_of_two() || bytes < 4096 || bytes > u64::from(u32::MAX) {
+        return Err(format!(
+            "{s:?}: the ring buffer must be a power of two between 4K and 2G"
+        ));
+    }
+    Ok(bytes as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert!(parse_size("3M").is_err());
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! `tracer live` (terminal or JSON Lines on stdout) and `tracer record -o FILE`.
+
+use std::{
+    fs::File,
+    io::{BufWriter, IsTerminal, Write},
+};
+
+use anyhow::{Context, Result};
+
+use super::trace::{self, Session};
+use crate::{
+    cli::{LiveArgs, RecordArgs, Show},
+    output::{JsonLines, Sink, Text},
+};
+
+pub async fn live(args: LiveArgs) -> Result<()> {
+    let session = Session {
+        filters: &args.filters,
+        thresholds: &args.thresholds,
+        ring_buffer: args.kernel.ring_buffer,
+        duration: args.duration,
+    };
+    let stdout = std::io::stdout();
+    let show = if args.verdicts {
+        Show::Verdicts
+    } else {
+        args.show
+    };
+    if args.json {
+        let mut sink = JsonLines::new(stdout.lock(), "stdout");
+        trace::run(session, &mut [&mut sink as &mut dyn Sink]).await?;
+    } else {
+        let mut sink = Text::new(stdout.lock());
+        sink.show_events = show != Show::Verdicts;
+        sink.show_verdicts = show != Show::Events;
+        let _ = std::io::stdout().is_terminal();
+        trace::run(session, &mut [&mut sink as &mut dyn Sink]).await?;
+    }
+    Ok(())
+}
+
+pub async fn record(args: RecordArgs) -> Result<()> {
+    let session = Session {
+        filters: &args.filters,
+        thresholds: &args.thresholds,
+        ring_buffer: args.kernel.ring_buffer,
+        duration: args.duration,
+    };
+    let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        let file = File::create(&args.output)
+            .with_context(|| format!("cannot write {}", args.output.display()))?;
+        Box::new(BufWriter::new(file))
+    };
+    let mut sink = JsonLines::new(out, args.output.display().to_string());
+    let totals = trace::run(session, &mut [&mut sink as &mut dyn Sink]).await?;
+    eprintln!(
+        "tracer: recorded {} events and {} verdicts to {} ({} lost)",
+        totals.events,
+        totals.verdicts,
+        args.output.display(),
+        totals.ring.lost
+    );
+    Ok(())
+}

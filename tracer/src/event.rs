@@ -1,0 +1,599 @@
+//! The typed event: what the kernel reported, decoded from the ring-buffer ABI
+//! ([`tracer_common::RawEvent`]) into names and units a person and `jq` can read.
+//!
+//! This type is also the `event` record of the JSON Lines trace (see docs/trace-format.md):
+//! it serialises flat, omits what does not apply, and reads back losslessly.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    hash::{DefaultHasher, Hash, Hasher},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tracer_common::{RawEvent, class, flags, kind, timer};
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    StateChange,
+    Retransmit,
+    RetransmitFailed,
+    ResetSent,
+    ResetReceived,
+    KeepaliveProbe,
+    ZeroWindowProbe,
+    ErrorReport,
+    Destroy,
+    /// Not from a hook: the socket sweep found this socket already open.
+    Sweep,
+}
+
+impl EventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::StateChange => "state_change",
+            Self::Retransmit => "retransmit",
+            Self::RetransmitFailed => "retransmit_failed",
+            Self::ResetSent => "reset_sent",
+            Self::ResetReceived => "reset_received",
+            Self::KeepaliveProbe => "keepalive_probe",
+            Self::ZeroWindowProbe => "zero_window_probe",
+            Self::ErrorReport => "error_report",
+            Self::Destroy => "destroy",
+            Self::Sweep => "sweep",
+        }
+    }
+}
+
+/// Why the kernel retransmitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetransmitClass {
+    Syn,
+    SynAck,
+    Rto,
+    Tlp,
+    Fast,
+    LossRecovery,
+    RackTimeout,
+    Unknown,
+}
+
+impl RetransmitClass {
+    fn from_raw(code: u8) -> Self {
+        match code {
+            class::SYN => Self::Syn,
+            class::SYN_ACK => Self::SynAck,
+            class::RTO => Self::Rto,
+            class::TLP => Self::Tlp,
+            class::FAST => Self::Fast,
+            class::LOSS_RECOVERY => Self::LossRecovery,
+            class::RACK_TIMEOUT => Self::RackTimeout,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// The kernel timer that was running when the event fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    /// tcp_write_timer: retransmission timeout, loss probe, zero-window probe.
+    Write,
+    Keepalive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+/// A TCP state (include/net/tcp_states.h), serialised by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TcpState(pub u8);
+
+impl TcpState {
+    pub const ESTABLISHED: Self = Self(1);
+    pub const SYN_SENT: Self = Self(2);
+    pub const SYN_RECV: Self = Self(3);
+    pub const FIN_WAIT1: Self = Self(4);
+    pub const FIN_WAIT2: Self = Self(5);
+    pub const TIME_WAIT: Self = Self(6);
+    pub const CLOSE: Self = Self(7);
+    pub const CLOSE_WAIT: Self = Self(8);
+    pub const LAST_ACK: Self = Self(9);
+    pub const LISTEN: Self = Self(10);
+    pub const CLOSING: Self = Self(11);
+    pub const NEW_SYN_RECV: Self = Self(12);
+
+    const NAMES: [&'static str; 14] = [
+        "UNKNOWN_0",
+        "ESTABLISHED",
+        "SYN_SENT",
+        "SYN_RECV",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "CLOSE",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "LISTEN",
+        "CLOSING",
+        "NEW_SYN_RECV",
+        "BOUND_INACTIVE",
+    ];
+
+    pub fn name(self) -> String {
+        Self::NAMES
+            .get(self.0 as usize)
+            .map(|s| (*s).to_owned())
+            .unwrap_or_else(|| format!("UNKNOWN_{}", self.0))
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        if let Some(i) = Self::NAMES.iter().position(|n| *n == name) {
+            return Some(Self(i as u8));
+        }
+        name.strip_prefix("UNKNOWN_")?.parse().ok().map(Self)
+    }
+
+    /// Past the handshake: data can flow (or did).
+    pub fn is_synchronized(self) -> bool {
+        !matches!(
+            self,
+            Self::SYN_SENT | Self::SYN_RECV | Self::LISTEN | Self::CLOSE | Self::NEW_SYN_RECV
+        )
+    }
+}
+
+impl fmt::Display for TcpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl Serialize for TcpState {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for TcpState {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Self::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown TCP state {name:?}")))
+    }
+}
+
+/// icsk_ca_state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaState {
+    #[default]
+    Open,
+    Disorder,
+    Cwr,
+    Recovery,
+    Loss,
+    Unknown,
+}
+
+impl CaState {
+    fn from_raw(v: u8) -> Self {
+        match v {
+            0 => Self::Open,
+            1 => Self::Disorder,
+            2 => Self::Cwr,
+            3 => Self::Recovery,
+            4 => Self::Loss,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// How the owner of a socket was learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnerSource {
+    /// In the owner's own context (connect, listen, close, send, receive).
+    Owner,
+    /// The process listening on the local port (accepted, not yet used).
+    Listener,
+    /// Found by the socket sweep (/proc/PID/fd).
+    Sweep,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Process {
+    pub pid: u32,
+    pub comm: String,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub cgroup_id: u64,
+    pub owner: OwnerSource,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
+/// Zero counters are left out of the trace: lines stay short and jq sees them as null.
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// The socket's counters and give-up budgets at the moment of the event (full sockets only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketCounters {
+    /// Consecutive retransmission timeouts (or SYN retries) without progress
+    /// (icsk_retransmits).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub retransmits: u8,
+    /// Unanswered keepalive or zero-window probes (icsk_probes_out).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub probes_out: u8,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub backoff: u8,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub rto_us: u64,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub total_retrans: u32,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub packets_out: u32,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub ca_state: CaState,
+    /// SO_KEEPALIVE is on.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub keepalive: bool,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub keepalive_idle_ms: u64,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub keepalive_intvl_ms: u64,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub keepalive_probes: u8,
+    /// TCP_USER_TIMEOUT (0: not set).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub user_timeout_ms: u32,
+    /// The namespace's tcp_retries1/2, and the effective SYN and orphan retries.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub retries1: u8,
+    pub retries2: u8,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub syn_retries: u8,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub orphan_retries: u8,
+    /// Time since the last ACK received / the last segment sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_rx_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_tx_ms: Option<u64>,
+    /// The application has closed the socket (SOCK_DEAD).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub orphan: bool,
+    /// sk_err / sk_err_soft as errno names ("ETIMEDOUT"); absent when 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_error: Option<String>,
+}
+
+/// A socket's identity: the kernel's socket cookie, or (top bit set) a hash of netns and
+/// tuple for the rare event on a socket whose cookie was never generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SocketId(pub u64);
+
+impl SocketId {
+    pub const TUPLE_KEYED: u64 = 1 << 63;
+
+    pub fn is_cookie(self) -> bool {
+        self.0 & Self::TUPLE_KEYED == 0
+    }
+}
+
+impl fmt::Display for SocketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}", self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// CLOCK_BOOTTIME in ns (monotonic, comparable across events of one trace).
+    pub ts_ns: u64,
+    pub kind: EventKind,
+    /// Absent only for a reset sent in answer to a segment that matched no socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<SocketId>,
+    pub family: Family,
+    pub laddr: IpAddr,
+    pub lport: u16,
+    pub raddr: IpAddr,
+    pub rport: u16,
+    pub netns: u32,
+    /// State at the event (for a state change: the new state).
+    pub state: TcpState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_state: Option<TcpState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    /// Retransmits: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<RetransmitClass>,
+    /// Retransmits: segments resent (a GSO buffer carries several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer: Option<TimerKind>,
+    /// Resets sent: the kernel's reason (`enum sk_rst_reason` name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Failed retransmits: the error; error reports: the reported errno.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub err: Option<i32>,
+    /// Keepalive / zero-window probes: this probe's number (1..N).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<u8>,
+    /// Counters of full sockets (absent for request/timewait sockets and no-socket resets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sock: Option<SocketCounters>,
+}
+
+impl Event {
+    /// `laddr:lport → raddr:rport`, IPv6 in brackets.
+    pub fn endpoints(&self) -> String {
+        format!(
+            "{} → {}",
+            endpoint(self.laddr, self.lport),
+            endpoint(self.raddr, self.rport)
+        )
+    }
+
+    pub fn errno(&self) -> Option<&str> {
+        self.sock.as_ref().and_then(|c| c.error.as_deref())
+    }
+}
+
+pub fn endpoint(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// Name of a positive errno ("ETIMEDOUT"), as the kernel's sk_err carries it.
+pub fn errno_name(code: i32) -> String {
+    let name = format!("{:?}", nix::errno::Errno::from_raw(code));
+    if name.starts_with('E') {
+        name
+    } else {
+        format!("E{code}")
+    }
+}
+
+/// The errno value of a name produced by [`errno_name`].
+pub fn errno_value(name: &str) -> Option<i32> {
+    (1..200).find(|&c| errno_name(c) == name)
+}
+
+/// What decoding needs to know about the kernel that produced the events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelFacts {
+    pub hz: u32,
+    /// `enum sk_rst_reason` value → name.
+    #[serde(default)]
+    pub reset_reasons: BTreeMap<u32, String>,
+}
+
+impl KernelFacts {
+    fn jiffies_to_ms(&self, jiffies: u32) -> u64 {
+        u64::from(jiffies) * 1000 / u64::from(self.hz.max(1))
+    }
+
+    /// Decodes one ring-buffer record.
+    pub fn decode(&self, raw: &RawEvent) -> Option<Event> {
+        let kind = match raw.kind {
+            kind::STATE_CHANGE => EventKind::StateChange,
+            kind::RETRANSMIT => EventKind::Retransmit,
+            kind::RETRANSMIT_FAILED => EventKind::RetransmitFailed,
+            kind::RESET_SENT => EventKind::ResetSent,
+            kind::RESET_RECEIVED => EventKind::ResetReceived,
+            kind::KEEPALIVE_PROBE => EventKind::KeepaliveProbe,
+            kind::ZERO_WINDOW_PROBE => EventKind::ZeroWindowProbe,
+            kind::ERROR_REPORT => EventKind::ErrorReport,
+            kind::DESTROY => EventKind::Destroy,
+            _ => return None,
+        };
+        let (family, laddr, raddr) = match raw.family {
+            10 => (
+                Family::Ipv6,
+                IpAddr::V6(Ipv6Addr::from(raw.saddr)),
+                IpAddr::V6(Ipv6Addr::from(raw.daddr)),
+            ),
+            _ => {
+                let v4 = |b: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]));
+                (Family::Ipv4, v4(&raw.saddr), v4(&raw.daddr))
+            }
+        };
+        let socket = match (raw.cookie, kind) {
+            (0, EventKind::ResetSent) => None,
+            (0, _) => {
+                let mut h = DefaultHasher::new();
+                (
+                    raw.netns, raw.family, raw.saddr, raw.daddr, raw.sport, raw.dport,
+                )
+                    .hash(&mut h);
+                Some(SocketId(h.finish() | SocketId::TUPLE_KEYED))
+            }
+            (cookie, _) => Some(SocketId(cookie)),
+        };
+        let process = (raw.owner_tgid != 0).then(|| Process {
+            pid: raw.owner_tgid,
+            comm: comm_string(&raw.owner_comm),
+            cgroup_id: raw.cgroup_id,
+            owner: if raw.flags & flags::OWNER_FROM_LISTENER != 0 {
+                OwnerSource::Listener
+            } else {
+                OwnerSource::Owner
+            },
+        });
+        let state = TcpState(raw.state);
+        let idle =
+            |stamp: u32| (stamp != 0).then(|| self.jiffies_to_ms(raw.jiffies.wrapping_sub(stamp)));
+        let counters = (raw.flags & flags::COUNTERS != 0).then(|| SocketCounters {
+            retransmits: raw.retransmits,
+            probes_out: raw.probes_out,
+            backoff: raw.backoff,
+            rto_us: self.jiffies_to_ms(raw.rto_jiffies) * 1000,
+            total_retrans: raw.total_retrans,
+            packets_out: raw.packets_out,
+            ca_state: CaState::from_raw(raw.ca_state),
+            keepalive: raw.flags & flags::KEEPALIVE_ON != 0,
+            keepalive_idle_ms: self.jiffies_to_ms(raw.keepalive_time_jiffies),
+            keepalive_intvl_ms: self.jiffies_to_ms(raw.keepalive_intvl_jiffies),
+            keepalive_probes: raw.keepalive_probes,
+            user_timeout_ms: raw.user_timeout_ms,
+            retries1: raw.retries1,
+            retries2: raw.retries2,
+            syn_retries: raw.syn_retries,
+            orphan_retries: raw.orphan_retries,
+            idle_rx_ms: idle(raw.rcv_tstamp),
+            idle_tx_ms: idle(raw.lsndtime),
+            orphan: raw.flags & flags::ORPHAN != 0,
+            error: (raw.sk_err > 0).then(|| errno_name(raw.sk_err)),
+            soft_error: (raw.sk_err_soft > 0).then(|| errno_name(raw.sk_err_soft)),
+        });
+        let is_retransmit = matches!(kind, EventKind::Retransmit | EventKind::RetransmitFailed);
+        Some(Event {
+            ts_ns: raw.ts_ns,
+            kind,
+            socket,
+            family,
+            laddr,
+            lport: raw.sport,
+            raddr,
+            rport: raw.dport,
+            netns: raw.netns,
+            state,
+            old_state: (kind == EventKind::StateChange).then_some(TcpState(raw.old_state)),
+            process,
+            class: is_retransmit.then(|| RetransmitClass::from_raw(raw.class)),
+            segs: is_retransmit.then_some(raw.segs),
+            timer: match raw.timer {
+                timer::WRITE => Some(TimerKind::Write),
+                timer::KEEPALIVE => Some(TimerKind::Keepalive),
+                _ => None,
+            },
+            reason: (kind == EventKind::ResetSent && raw.reason != u32::MAX).then(|| {
+                self.reset_reasons
+                    .get(&raw.reason)
+                    .cloned()
+                    .unwrap_or_else(|| format!("REASON_{}", raw.reason))
+            }),
+            err: match kind {
+                EventKind::RetransmitFailed | EventKind::ErrorReport => Some(raw.err),
+                _ => None,
+            },
+            probe: matches!(kind, EventKind::KeepaliveProbe | EventKind::ZeroWindowProbe)
+                .then_some(raw.probes_out),
+            sock: counters,
+        })
+    }
+}
+
+fn comm_string(comm: &[u8]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(kind: u8) -> RawEvent {
+        // SAFETY: RawEvent is plain integers and arrays.
+        let mut r: RawEvent = unsafe { std::mem::zeroed() };
+        r.kind = kind;
+        r.ts_ns = 5_000_000_000;
+        r.cookie = 42;
+        r.family = 2;
+        r.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        r.daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        r.sport = 40000;
+        r.dport = 80;
+        r.netns = 4026531993;
+        r.state = 1;
+        r.retries2 = 15;
+        r.flags = flags::COUNTERS;
+        r.reason = u32::MAX;
+        r
+    }
+
+    fn facts() -> KernelFacts {
+        KernelFacts {
+            hz: 250,
+            reset_reasons: [(1, "NO_SOCKET".to_owned())].into(),
+        }
+    }
+
+    #[test]
+    fn decodes_a_retransmit_with_units() {
+        let mut r = raw(kind::RETRANSMIT);
+        r.class = class::RTO;
+        r.segs = 3;
+        r.rto_jiffies = 100; // 400 ms at HZ=250
+        r.retransmits = 2;
+        r.owner_tgid = 77;
+        r.owner_comm[..4].copy_from_slice(b"curl");
+        r.flags |= flags::OWNER_KNOWN;
+        let e = facts().decode(&r).unwrap();
+        assert_eq!(e.kind, EventKind::Retransmit);
+        assert_eq!(e.class, Some(RetransmitClass::Rto));
+        assert_eq!(e.segs, Some(3));
+        assert_eq!(e.endpoints(), "10.0.0.1:40000 → 10.0.0.2:80");
+        let c = e.sock.as_ref().unwrap();
+        assert_eq!(c.rto_us, 400_000);
+        assert_eq!(c.retransmits, 2);
+        assert_eq!(e.process.as_ref().unwrap().comm, "curl");
+    }
+
+    #[test]
+    fn reset_for_no_socket_has_no_socket_id_and_a_named_reason() {
+        let mut r = raw(kind::RESET_SENT);
+        r.cookie = 0;
+        r.flags = 0;
+        r.reason = 1;
+        r.state = 7;
+        let e = facts().decode(&r).unwrap();
+        assert_eq!(e.socket, None);
+        assert_eq!(e.reason.as_deref(), Some("NO_SOCKET"));
+    }
+
+    #[test]
+    fn json_round_trip_is_lossless() {
+        let mut r = raw(kind::STATE_CHANGE);
+        r.old_state = 1;
+        r.state = 7;
+        r.sk_err = 110;
+        r.family = 10;
+        r.saddr = Ipv6Addr::LOCALHOST.octets();
+        let e = facts().decode(&r).unwrap();
+        assert_eq!(e.errno(), Some("ETIMEDOUT"));
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.contains(r#""state":"CLOSE""#), "{json}");
+        let back: Event = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn errno_names_round_trip() {
+        assert_eq!(errno_name(110), "ETIMEDOUT");
+        assert_eq!(errno_name(104), "ECONNRESET");
+        assert_eq!(errno_value("ECONNREFUSED"), Some(111));
+    }
+}

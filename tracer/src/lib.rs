@@ -1,0 +1,24 @@
+//! The connection tracer's userspace side.
+//!
+//! Data flows one way: kernel hooks → ring buffer → [`event`] decoding → [`timeline`]
+//! engine (pure) → verdicts → [`output`] sinks.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`kernel`] | privileges, BTF layouts, host facts, loading/attaching, the ring buffer |
+//! | [`event`] | the typed event decoded from the ABI shared with the kernel programs |
+//! | [`timeline`] | per-socket timelines and the verdict rules (no I/O, no kernel) |
+//! | [`tcp_model`] | the kernel's give-up arithmetic (retries, backoff, keepalive) |
+//! | [`record`] | the JSON Lines trace records |
+//! | [`output`] | terminal text, JSON Lines, Perfetto, summaries |
+//! | [`commands`] | one module per subcommand |
+
+pub mod cli;
+pub mod commands;
+pub mod event;
+pub mod filter;
+pub mod kernel;
+pub mod output;
+pub mod record;
+pub mod tcp_model;
+pub mod timeline;

@@ -1,0 +1,48 @@
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use tracer::{
+    cli::{Cli, Command, LiveArgs},
+    commands,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: what failed and why, no backtrace.
+            eprintln!("tracer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Live(LiveArgs::default()));
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "tracer", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(())
+        }
+        Command::Live(args) => runtime()?.block_on(commands::live::live(args)),
+        Command::Record(args) => runtime()?.block_on(commands::live::record(args)),
+        Command::Report(_) | Command::Sockets(_) | Command::Doctor(_) => {
+            anyhow::bail!("not implemented yet")
+        }
+    }
+}
+
+/// One thread is plenty: the work is reading a ring buffer and formatting lines.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}

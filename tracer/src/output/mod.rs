@@ -1,0 +1,26 @@
+//! Where events and verdicts go: the terminal, JSON Lines, Perfetto, the exit summary.
+//! Every sink sees the same records in the same order.
+
+mod jsonl;
+mod text;
+
+pub use jsonl::JsonLines;
+pub use text::Text;
+
+use anyhow::Result;
+
+use crate::{
+    event::Event,
+    record::{End, Header, Lost},
+    timeline::Verdict,
+};
+
+pub trait Sink {
+    fn header(&mut self, header: &Header) -> Result<()>;
+    fn event(&mut self, event: &Event) -> Result<()>;
+    fn verdict(&mut self, verdict: &Verdict) -> Result<()>;
+    fn lost(&mut self, lost: &Lost) -> Result<()>;
+    fn end(&mut self, end: &End) -> Result<()>;
+    /// Called after every batch: what was received must be on its way to disk.
+    fn flush(&mut self) -> Result<()>;
+}

@@ -1,0 +1,206 @@
+//! The records of a JSON Lines trace (`live --json`, `record`, and what `report` reads).
+//! Every line is one object whose first key is `type`. Documented in docs/trace-format.md.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{event::Event, event::KernelFacts, kernel::HookStatus, timeline::Verdict};
+
+/// Identifies our traces; `report` refuses other files.
+pub const FORMAT: &str = "tracer-trace";
+/// Bumped when a reader of the previous version would misread a trace.
+pub const VERSION: u32 = 1;
+
+/// First record of every trace: what produced it and how to read its numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: String,
+    pub version: u32,
+    pub tool_version: String,
+    pub hostname: String,
+    pub kernel_release: String,
+    pub kernel: KernelFacts,
+    /// Add to an event's `ts_ns` (CLOCK_BOOTTIME) to get wall-clock ns since the epoch.
+    pub boot_to_wall_offset_ns: i64,
+    /// CLOCK_BOOTTIME when tracing started.
+    pub started_ns: u64,
+    /// Kernel hooks and whether they were attached.
+    #[serde(default)]
+    pub hooks: Vec<HookStatus>,
+    /// Kernel struct members this kernel lacks, with what that costs.
+    #[serde(default)]
+    pub missing: Vec<String>,
+    /// The command line, for the record.
+    #[serde(default)]
+    pub command: Vec<String>,
+}
+
+/// Events the kernel could not deliver (ring buffer full) since the previous `lost` record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lost {
+    pub ts_ns: u64,
+    pub lost: u64,
+    /// Lost since tracing started.
+    pub total: u64,
+}
+
+/// Last record of a trace that ended cleanly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct End {
+    pub ts_ns: u64,
+    pub events: u64,
+    pub verdicts: u64,
+    pub lost: u64,
+    /// "duration", "signal", "end of input".
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Header(Box<Header>),
+    Event(Box<Event>),
+    Verdict(Box<Verdict>),
+    Lost(Lost),
+    End(End),
+}
+
+impl Record {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Record::Header(_) => "header",
+            Record::Event(_) => "event",
+            Record::Verdict(_) => "verdict",
+            Record::Lost(_) => "lost",
+            Record::End(_) => "end",
+        }
+    }
+
+    pub fn ts_ns(&self) -> u64 {
+        match self {
+            Record::Header(h) => h.started_ns,
+            Record::Event(e) => e.ts_ns,
+            Record::Verdict(v) => v.ts_ns,
+            Record::Lost(l) => l.ts_ns,
+            Record::End(e) => e.ts_ns,
+        }
+    }
+}
+
+/// Turns CLOCK_BOOTTIME ns into wall-clock text for the `time` field and for people.
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock {
+    pub boot_to_wall_offset_ns: i64,
+}
+
+impl WallClock {
+    pub fn system_time(&self, ts_ns: u64) -> std::time::SystemTime {
+        let wall = (ts_ns as i64 + self.boot_to_wall_offset_ns).max(0) as u64;
+        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(wall)
+    }
+
+    /// RFC 3339, UTC, microseconds: `2026-11-22T08:54:51.123456Z`.
+    pub fn rfc3339(&self, ts_ns: u64) -> String {
+        humantime::format_rfc3339_micros(self.system_time(ts_ns)).to_string()
+    }
+}
+
+#[derive(Serialize)]
+struct Tagged<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<String>,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// One JSON line (without the newline) for a record body of type `kind`; `clock` adds the
+/// human `time` field.
+pub fn json_line<T: Serialize>(
+    kind: &'static str,
+    ts_ns: u64,
+    body: &T,
+    clock: Option<&WallClock>,
+) -> String {
+    let time = clock.map(|c| c.rfc3339(ts_ns));
+    // Our types serialise infallibly (no maps with non-string keys, no failing impls).
+    serde_json::to_string(&Tagged { kind, time, body }).expect("trace records always serialise")
+}
+
+impl Record {
+    /// One JSON line (without the newline).
+    pub fn to_json(&self, clock: Option<&WallClock>) -> String {
+        let (kind, ts) = (self.type_name(), self.ts_ns());
+        match self {
+            Record::Header(h) => json_line(kind, ts, &**h, clock),
+            Record::Event(e) => json_line(kind, ts, &**e, clock),
+            Record::Verdict(v) => json_line(kind, ts, &**v, clock),
+            Record::Lost(l) => json_line(kind, ts, l, clock),
+            Record::End(e) => json_line(kind, ts, e, clock),
+        }
+    }
+
+    /// Parses one JSON line. Unknown fields are ignored (newer writers may add some);
+    /// an unknown `type` is an error the caller reports with file and line.
+    pub fn parse(line: &str) -> Result<Record, String> {
+        // Fast path: our writer puts `type` first.
+        let kind = match line.strip_prefix(r#"{"type":""#) {
+            Some(rest) => rest.split('"').next().unwrap_or_default().to_owned(),
+            None => {
+                #[derive(Deserialize)]
+                struct TypeOnly {
+                    #[serde(rename = "type")]
+                    kind: String,
+                }
+                serde_json::from_str::<TypeOnly>(line)
+                    .map_err(|e| format!("not a trace record: {e}"))?
+                    .kind
+            }
+        };
+        let bad = |e: serde_json::Error| format!("bad {kind} record: {e}");
+        Ok(match kind.as_str() {
+            "event" => Record::Event(Box::new(serde_json::from_str(line).map_err(bad)?)),
+            "verdict" => Record::Verdict(Box::new(serde_json::from_str(line).map_err(bad)?)),
+            "lost" => Record::Lost(serde_json::from_str(line).map_err(bad)?),
+            "header" => Record::Header(Box::new(serde_json::from_str(line).map_err(bad)?)),
+            "end" => Record::End(serde_json::from_str(line).map_err(bad)?),
+            other => return Err(format!("unknown record type {other:?}")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_with_type_first() {
+        let lost = Record::Lost(Lost {
+            ts_ns: 7,
+            lost: 3,
+            total: 10,
+        });
+        let clock = WallClock {
+            boot_to_wall_offset_ns: 1_700_000_000_000_000_000,
+        };
+        let line = lost.to_json(Some(&clock));
+        assert!(
+            line.starts_with(r#"{"type":"lost","time":"2023-11-14T"#),
+            "{line}"
+        );
+        assert_eq!(Record::parse(&line).unwrap(), lost);
+        // Key order does not matter to the reader.
+        let reordered = r#"{"lost":3,"total":10,"ts_ns":7,"type":"lost"}"#;
+        assert_eq!(Record::parse(reordered).unwrap(), lost);
+    }
+
+    #[test]
+    fn rejects_unknown_types_and_garbage() {
+        assert!(
+            Record::parse(r#"{"type":"bogus"}"#)
+                .unwrap_err()
+                .contains("bogus")
+        );
+        assert!(Record::parse("not json").is_err());
+        assert!(Record::parse(r#"{"type":"lost","lost":"x"}"#).is_err());
+    }
+}

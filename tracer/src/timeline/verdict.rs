@@ -1,0 +1,140 @@
+//! Verdicts: what the timeline engine concludes about a socket. Names are stable (they are
+//! part of the trace format and of users' alerting rules): add, never rename.
+
+use std::{fmt, net::IpAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{EventKind, Family, Process, SocketId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictKind {
+    /// Keepalive probes went unanswered until the kernel declared the peer dead.
+    KeepaliveExhausted,
+    /// Unacknowledged data retransmitted until tcp_retries2 / TCP_USER_TIMEOUT expired.
+    RetriesExhausted,
+    /// SYN retransmits exhausted without an answer.
+    ConnectTimeout,
+    /// Reset in answer to our SYN.
+    ConnectionRefused,
+    /// Reset received on a synchronized connection.
+    PeerReset,
+    /// This host reset the connection.
+    LocalAbort,
+    /// A socket the application had already closed died retransmitting.
+    OrphanTimeout,
+    /// Early warning: consecutive RTOs without progress; the kernel will give up later.
+    PeerUnresponsive,
+    /// The kernel ended the connection but the owning process still holds the socket.
+    DeadSocketHeld,
+}
+
+impl VerdictKind {
+    pub const ALL: [VerdictKind; 9] = [
+        Self::KeepaliveExhausted,
+        Self::RetriesExhausted,
+        Self::ConnectTimeout,
+        Self::ConnectionRefused,
+        Self::PeerReset,
+        Self::LocalAbort,
+        Self::OrphanTimeout,
+        Self::PeerUnresponsive,
+        Self::DeadSocketHeld,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::KeepaliveExhausted => "keepalive_exhausted",
+            Self::RetriesExhausted => "retries_exhausted",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::ConnectionRefused => "connection_refused",
+            Self::PeerReset => "peer_reset",
+            Self::LocalAbort => "local_abort",
+            Self::OrphanTimeout => "orphan_timeout",
+            Self::PeerUnresponsive => "peer_unresponsive",
+            Self::DeadSocketHeld => "dead_socket_held",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+impl fmt::Display for VerdictKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One timeline event that led to a verdict, summarised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub ts_ns: u64,
+    pub kind: EventKind,
+    /// e.g. "rto retransmit #3, rto 1600 ms" or "CLOSE, ETIMEDOUT".
+    pub detail: String,
+}
+
+/// The numbers behind a verdict; which are present depends on the verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictFacts {
+    /// Retransmits counted for this death (or up to the warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retransmits: Option<u32>,
+    /// Consecutive RTOs without progress (the kernel's icsk_retransmits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_rtos: Option<u32>,
+    /// From the first unanswered retransmit (or probe) to the verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rto_ms: Option<u64>,
+    /// Keepalive: probes sent, the interval between them, the idle time before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_interval_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_before_probes_ms: Option<u64>,
+    /// The socket error the application sees ("ETIMEDOUT", "ECONNRESET", ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The kernel's reason for a reset this host sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_reason: Option<String>,
+    /// peer_reset: the reset answered our retransmits after the peer fell silent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_lost_state: Option<bool>,
+    /// peer_unresponsive: when the kernel is predicted to give up (CLOCK_BOOTTIME ns) and
+    /// the budget it will use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_give_up_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub give_up_budget: Option<String>,
+    /// dead_socket_held: how long the dead socket has been held so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// When the verdict was reached (CLOCK_BOOTTIME ns).
+    pub ts_ns: u64,
+    pub verdict: VerdictKind,
+    pub socket: SocketId,
+    pub family: Family,
+    pub laddr: IpAddr,
+    pub lport: u16,
+    pub raddr: IpAddr,
+    pub rport: u16,
+    pub netns: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    /// One line, with the numbers.
+    pub explanation: String,
+    #[serde(default)]
+    pub facts: VerdictFacts,
+    pub evidence: Vec<Evidence>,
+}
