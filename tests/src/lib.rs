@@ -6,6 +6,7 @@
 //! never sleep a fixed time and hope.
 
 pub mod net;
+pub mod scenario;
 pub mod tracer;
 
 pub use net::{Hosts, Netns, Snmp};

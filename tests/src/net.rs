@@ -67,6 +67,14 @@ impl Netns {
         cmd
     }
 
+    /// A sysctl of this namespace (None if this kernel has no such sysctl).
+    pub fn read_sysctl(&self, key: &str) -> Option<i64> {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        self.run_in("sysctl", move || {
+            std::fs::read_to_string(path).ok()?.trim().parse().ok()
+        })
+    }
+
     pub fn sysctl(&self, key: &str, value: &str) {
         self.exec("sysctl", &["-qw", &format!("{key}={value}")]);
     }
@@ -100,8 +108,8 @@ impl Netns {
     pub fn blackhole_from(&self, peer: IpAddr) {
         let family = if peer.is_ipv4() { "ip" } else { "ip6" };
         self.nft(&format!(
-            "table inet blackhole {{ chain input {{ type filter hook input priority 0; \
-             {family} saddr {peer} drop; }} }}"
+            "table inet blackhole {{\n chain input {{\n type filter hook input priority 0;\n \
+             {family} saddr {peer} drop\n }}\n}}\n"
         ));
     }
 

@@ -127,6 +127,11 @@ impl Tracer {
         })
     }
 
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill with a valid pid and signal.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
     /// Kernel ids of the BPF programs this tracer process holds open.
     pub fn program_ids(&self) -> Vec<u32> {
         let dir = format!("/proc/{}/fdinfo", self.child.id());

@@ -224,6 +224,8 @@ pub struct Config {
     pub skc_v6_daddr: FieldLoc,
     pub skc_v6_rcv_saddr: FieldLoc,
     pub skc_cookie: FieldLoc,
+    // struct inet_sock
+    pub inet_sport: FieldLoc,
     // struct net
     pub net_inum: FieldLoc,
     pub net_tcp_retries1: FieldLoc,

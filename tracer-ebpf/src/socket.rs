@@ -56,6 +56,10 @@ pub fn sock_id(sk: u64) -> SockId {
         family,
         state: read(sk, config!(skc_state)) as u8,
     };
+    // The kernel clears skc_num when it unhashes a closing socket; inet_sport keeps the port.
+    if id.sport == 0 && is_full_sock(id.state) {
+        id.sport = u16::from_be(read(sk, config!(inet_sport)) as u16);
+    }
     if family == AF_INET6 {
         id.saddr = read16(sk, config!(skc_v6_rcv_saddr));
         id.daddr = read16(sk, config!(skc_v6_daddr));

@@ -67,17 +67,28 @@ pub fn predicted_give_up_ms(
     t
 }
 
-/// How long a connect() waits for an answer: the SYN is sent, then retransmitted
-/// `syn_retries` times with 1 s, 2 s, 4 s ... timeouts; the last timeout ends it.
-/// tcp_syn_retries = 6 → 127 s.
-pub fn connect_timeout_ms(syn_retries: u8) -> u64 {
-    let mut total = 0;
-    let mut rto = TIMEOUT_INIT_MS;
-    for _ in 0..=syn_retries {
-        total += rto;
-        rto = (rto * 2).min(RTO_MAX_MS);
+/// How long a connect() waits for an answer before ETIMEDOUT. The SYN timer starts at
+/// TCP_TIMEOUT_INIT (1 s) and stays there for `linear_timeouts` retransmits
+/// (net.ipv4.tcp_syn_linear_timeouts, 6.5+; 0 on older kernels), then doubles. The kernel
+/// gives up at the first firing where the retransmits reach `syn_retries + linear_timeouts`
+/// or the time reaches tcp_model_timeout(syn_retries, 1 s).
+///
+/// syn_retries 6: 127 s without linear timeouts, 131 s with the default 4.
+pub fn connect_timeout_ms(syn_retries: u8, linear_timeouts: u8) -> u64 {
+    let budget = retries_budget_ms(u32::from(syn_retries), TIMEOUT_INIT_MS);
+    let max_retransmits = u32::from(syn_retries) + u32::from(linear_timeouts);
+    let (mut t, mut rto, mut retransmits) = (0, TIMEOUT_INIT_MS, 0u32);
+    // Bounded by max_retransmits (≤ 510) iterations.
+    loop {
+        t += rto;
+        if retransmits >= max_retransmits || t >= budget {
+            return t;
+        }
+        retransmits += 1;
+        if retransmits > u32::from(linear_timeouts) {
+            rto = (rto * 2).min(RTO_MAX_MS);
+        }
     }
-    total
 }
 
 /// Idle connection with keepalive: idle time, then `probes` unanswered probes `intvl`
@@ -102,8 +113,11 @@ mod tests {
 
     #[test]
     fn syn_and_keepalive_budgets_match_the_kernel_defaults() {
-        assert_eq!(connect_timeout_ms(6), 127_000);
-        assert_eq!(connect_timeout_ms(2), 7_000);
+        assert_eq!(connect_timeout_ms(6, 0), 127_000);
+        assert_eq!(connect_timeout_ms(6, 4), 131_000);
+        // Seen on 6.18 with TCP_SYNCNT=2: five 1 s timeouts, then 2 s: gives up at 7 s.
+        assert_eq!(connect_timeout_ms(2, 4), 7_000);
+        assert_eq!(connect_timeout_ms(2, 0), 7_000);
         assert_eq!(keepalive_detection_ms(7_200_000, 75_000, 9), 7_875_000);
     }
 

@@ -37,6 +37,7 @@ const MEMBERS: &[(Slot, &str, &str, Need)] = &[
     (|c| &mut c.skc_v6_daddr, "sock_common", "skc_v6_daddr", Need::Optional("IPv6 addresses")),
     (|c| &mut c.skc_v6_rcv_saddr, "sock_common", "skc_v6_rcv_saddr", Need::Optional("IPv6 addresses")),
     (|c| &mut c.skc_cookie, "sock_common", "skc_cookie", Need::Optional("socket identity of keepalive/zero-window probes on sockets never seen before (keyed by tuple instead)")),
+    (|c| &mut c.inet_sport, "inet_sock", "inet_sport", Need::Optional("local ports of closing sockets")),
     (|c| &mut c.net_inum, "net", "ns.inum", Need::Optional("network namespace ids and --netns")),
     (|c| &mut c.net_tcp_retries1, "net", "ipv4.sysctl_tcp_retries1", Need::Optional("per-namespace tcp_retries1 (early warning threshold)")),
     (|c| &mut c.net_tcp_retries2, "net", "ipv4.sysctl_tcp_retries2", Need::Optional("per-namespace tcp_retries2 (give-up prediction)")),

@@ -1,0 +1,167 @@
+//! Building blocks for scenarios: sockets on either host with the options a scenario needs.
+
+use std::{
+    io::{Read, Write},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
+    time::Duration,
+};
+
+use serde_json::Value;
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+
+use crate::{Hosts, Netns};
+
+/// Socket options a scenario sets before connecting.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// (idle, interval, count)
+    pub keepalive: Option<(Duration, Duration, u32)>,
+    pub user_timeout: Option<Duration>,
+    pub syn_count: Option<u32>,
+    pub connect_timeout: Option<Duration>,
+}
+
+/// Listens on `addr:port` inside `ns` (port 0: any).
+pub fn listen(ns: &Netns, addr: IpAddr, port: u16) -> TcpListener {
+    ns.run_in("server", move || {
+        let socket = Socket::new(
+            Domain::for_address(SocketAddr::new(addr, port)),
+            Type::STREAM,
+            None,
+        )
+        .expect("socket");
+        socket.set_reuse_address(true).expect("SO_REUSEADDR");
+        socket
+            .bind(&SocketAddr::new(addr, port).into())
+            .expect("bind");
+        socket.listen(128).expect("listen");
+        socket.into()
+    })
+}
+
+/// Connects from `ns` (on a thread named `comm`, which becomes the socket owner's comm).
+pub fn connect(
+    ns: &Netns,
+    comm: &str,
+    to: SocketAddr,
+    options: ClientOptions,
+) -> std::io::Result<TcpStream> {
+    ns.run_in(comm, move || {
+        let socket = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
+        apply(&socket, &options)?;
+        match options.connect_timeout {
+            Some(t) => socket.connect_timeout(&to.into(), t)?,
+            None => socket.connect(&to.into())?,
+        }
+        Ok(socket.into())
+    })
+}
+
+fn apply(socket: &Socket, options: &ClientOptions) -> std::io::Result<()> {
+    if let Some((idle, interval, count)) = options.keepalive {
+        socket.set_keepalive(true)?;
+        socket.set_tcp_keepalive(
+            &TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval(interval)
+                .with_retries(count),
+        )?;
+    }
+    if let Some(t) = options.user_timeout {
+        socket.set_tcp_user_timeout(Some(t))?;
+    }
+    if let Some(n) = options.syn_count {
+        set_syn_count(socket, n)?;
+    }
+    Ok(())
+}
+
+fn set_syn_count(socket: &Socket, count: u32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value = count as libc::c_int;
+    // SAFETY: valid fd, option and length.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_SYNCNT,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// An established connection client → server, with both ends handed back.
+pub struct Connection {
+    pub client: TcpStream,
+    pub server: TcpStream,
+    pub client_port: u16,
+    pub server_port: u16,
+}
+
+/// Connects the hosts over IPv4 or IPv6 and exchanges a little data both ways (so the
+/// connection has an RTT sample, as real ones do).
+pub fn establish(hosts: &Hosts, v6: bool, options: ClientOptions) -> Connection {
+    let listener = listen(&hosts.server, Hosts::server_addr(v6), 0);
+    let server_port = listener.local_addr().unwrap().port();
+    let mut client = connect(
+        &hosts.client,
+        "client",
+        SocketAddr::new(Hosts::server_addr(v6), server_port),
+        options,
+    )
+    .expect("connect");
+    let (mut server, _) = listener.accept().expect("accept");
+    let mut buf = [0u8; 5];
+    for _ in 0..3 {
+        client.write_all(b"hello").unwrap();
+        server.read_exact(&mut buf).unwrap();
+        server.write_all(b"world").unwrap();
+        client.read_exact(&mut buf).unwrap();
+    }
+    let client_port = client.local_addr().unwrap().port();
+    Connection {
+        client,
+        server,
+        client_port,
+        server_port,
+    }
+}
+
+/// Closes a socket with SO_LINGER {on, 0}: the kernel sends a reset instead of a FIN.
+pub fn abort(stream: TcpStream) {
+    SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER");
+    drop(stream);
+}
+
+/// Records of the given kind for the socket with local port `lport`.
+pub fn of_socket<'a>(records: &'a [Value], kind: &str, lport: u16) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| r["type"] == "event" && r["kind"] == kind && r["lport"] == lport)
+        .collect()
+}
+
+/// Sum of `segs` over the retransmit events of namespace `netns`.
+pub fn retransmitted_segments(records: &[Value], netns: u32) -> i64 {
+    records
+        .iter()
+        .filter(|r| r["type"] == "event" && r["kind"] == "retransmit" && r["netns"] == netns)
+        .map(|r| r["segs"].as_i64().unwrap_or(0))
+        .sum()
+}
+
+/// Number of events of `kind` in namespace `netns`.
+pub fn count(records: &[Value], netns: u32, kind: &str) -> i64 {
+    records
+        .iter()
+        .filter(|r| r["type"] == "event" && r["kind"] == kind && r["netns"] == netns)
+        .count() as i64
+}
