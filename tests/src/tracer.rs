@@ -157,9 +157,13 @@ impl Tracer {
 
     /// Ctrl-C: the tracer drains, prints its end record and exits 0. Returns all records
     /// and stderr.
-    pub fn stop(mut self) -> (Vec<Value>, String) {
-        // SAFETY: kill with a valid pid and signal.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+    pub fn stop(self) -> (Vec<Value>, String) {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Stops the tracer with `signal` (SIGINT or SIGTERM) and waits for a clean exit.
+    pub fn stop_with(mut self, signal: i32) -> (Vec<Value>, String) {
+        self.signal(signal);
         let status = wait_until(
             Duration::from_secs(30),
             "tracer to exit after SIGINT",

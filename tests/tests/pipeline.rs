@@ -85,3 +85,20 @@ fn the_filter_keeps_other_namespaces_out() {
         "events from unwatched namespaces: {leaked:?}"
     );
 }
+
+#[test]
+fn sigterm_ends_the_trace_cleanly_and_detaches() {
+    require_root();
+    let ns = Netns::new("term");
+    let tracer = Tracer::live(&["--netns".into(), ns.inode.to_string()], &[]);
+    let ids = tracer.program_ids();
+    assert!(!ids.is_empty());
+    let (records, _stderr) = tracer.stop_with(libc::SIGTERM);
+    assert_eq!(records.first().unwrap()["type"], "header");
+    assert_eq!(records.last().unwrap()["type"], "end");
+    wait_until(
+        Duration::from_secs(10),
+        "every program to be unloaded",
+        || ids.iter().all(|&id| !program_loaded(id)).then_some(()),
+    );
+}

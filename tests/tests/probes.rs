@@ -115,6 +115,18 @@ fn rto_retransmits_then_timeout(v6: bool) {
     assert_counter_matches(&tracer, &hosts.client, "Tcp.RetransSegs", |r| {
         retransmitted_segments(r, hosts.client.inode)
     });
+    // With nothing new to send, the loss probe resends the tail: a TLP retransmit.
+    let tlps = of_socket(&records, "retransmit", port)
+        .iter()
+        .filter(|e| e["class"] == "tlp")
+        .count();
+    assert_eq!(tlps, 1, "one tail loss probe before the first RTO");
+    assert_counter_matches(&tracer, &hosts.client, "TcpExt.TCPLossProbes", |r| {
+        of_socket(r, "retransmit", port)
+            .iter()
+            .filter(|e| e["class"] == "tlp")
+            .count() as i64
+    });
     // Every RTO expiry counts, including the last one that gave up.
     assert_counter_matches(&tracer, &hosts.client, "TcpExt.TCPTimeouts", |r| {
         of_socket(r, "retransmit", port)
