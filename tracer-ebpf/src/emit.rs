@@ -11,8 +11,8 @@ use aya_ebpf::{
 use tracer_common::{ListenKey, Owner, RawEvent, TASK_COMM_LEN, TimerBracket, filter, flags, stat};
 
 use crate::{
-    kernel::config,
-    socket::{AF_INET6, SockId, fill_counters, is_full_sock},
+    kernel::{Access, config},
+    socket::{AF_INET6, SockId, fill_counters},
 };
 
 /// Events to userspace. The loader may resize it (`--ring-buffer-size`).
@@ -34,6 +34,11 @@ static LISTENERS: LruHashMap<ListenKey, Owner> = LruHashMap::with_max_entries(40
 /// The TCP timer callback running on this CPU, if any (see `timer_expire_entry`).
 #[map]
 pub static TIMER: PerCpuArray<TimerBracket> = PerCpuArray::with_max_entries(1, 0);
+
+/// The (cookie, tgid) this CPU last recorded from socket I/O: a bulk sender calls send()
+/// thousands of times per second on one socket; only the first call needs the hash map.
+#[map]
+static LAST_IO_OWNER: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
 
 // Filter sets, filled by the loader when the matching `filter` bit is on.
 #[map]
@@ -111,6 +116,22 @@ pub fn inherit_listener_owner(cookie: u64, netns: u32, port: u16) {
     }
 }
 
+/// Owner learning from send()/recv(): cheap when this CPU saw the same pair last time.
+#[inline(always)]
+pub fn remember_io_owner(cookie: u64) {
+    let tgid = u64::from(current_tgid());
+    let Some(last) = LAST_IO_OWNER.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot.
+    let last = unsafe { &mut *last };
+    if last[0] == cookie && last[1] == tgid {
+        return;
+    }
+    remember_owner(cookie);
+    *last = [cookie, tgid];
+}
+
 pub fn forget_owner(cookie: u64) {
     let _ = OWNERS.remove(cookie);
 }
@@ -162,10 +183,19 @@ fn passes_filters(id: &SockId, owner: Option<&Owner>) -> bool {
     true
 }
 
-/// Writes one event: identity, owner, timer context and (for full sockets) counters, then
-/// whatever `fill` adds. Dropped events are counted, never silent.
+/// Writes one event: identity, owner, timer context and (for full sockets, `tp` != 0)
+/// counters, then whatever `fill` adds. `sk` identifies the socket for the timer bracket.
+/// Dropped events are counted, never silent.
 #[inline(always)]
-pub fn emit(kind: u8, sk: u64, cookie: u64, id: &SockId, fill: impl FnOnce(&mut RawEvent)) {
+pub fn emit<A: Access>(
+    access: A,
+    kind: u8,
+    sk: u64,
+    tp: u64,
+    cookie: u64,
+    id: &SockId,
+    fill: impl FnOnce(&mut RawEvent),
+) {
     let owner = if cookie != 0 {
         unsafe { OWNERS.get(cookie) }.copied()
     } else {
@@ -204,15 +234,15 @@ pub fn emit(kind: u8, sk: u64, cookie: u64, id: &SockId, fill: impl FnOnce(&mut 
         ev.flags |= o.flags as u8;
     }
     if sk != 0 {
-        if let Some(bracket) = TIMER.get(0)
-            && bracket.sk == sk
-        {
-            ev.timer = bracket.timer;
-            ev.timer_pending = bracket.pending;
+        if let Some(bracket) = TIMER.get(0) {
+            if bracket.sk == sk {
+                ev.timer = bracket.timer;
+                ev.timer_pending = bracket.pending;
+            }
         }
-        if is_full_sock(id.state) {
-            fill_counters(ev, sk);
-        }
+    }
+    if tp != 0 {
+        fill_counters(access, ev, tp);
     }
     fill(ev);
     entry.submit(0);

@@ -28,34 +28,46 @@ mod kernel;
 mod socket;
 
 use aya_ebpf::{
-    EbpfContext, helpers::generated::bpf_get_socket_cookie, macros::btf_tracepoint,
+    EbpfContext,
+    helpers::generated::{bpf_get_socket_cookie, bpf_skc_to_tcp_sock},
+    macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
 use tracer_common::{TimerBracket, class, kind, pending, timer};
 
 use crate::{
-    emit::{TIMER, emit, forget_owner, inherit_listener_owner, remember_listener, remember_owner},
-    kernel::{config, read, read_at},
-    socket::{AF_INET, AF_INET6, IPPROTO_TCP, reset_reply_id, sock_id, state},
+    emit::{
+        TIMER, emit, forget_owner, inherit_listener_owner, remember_io_owner, remember_listener,
+        remember_owner,
+    },
+    kernel::{Access, Copied, Typed, config, read},
+    socket::{reset_reply_id, sock_id, state},
 };
 
-/// Argument `n` as a plain number. The verifier types tp_btf arguments as (maybe-null)
-/// kernel pointers and forbids arithmetic on them; a probe-read copy is a scalar, so member
-/// offsets can be added to it.
+/// Argument `n` as a plain number (a probe-read copy): the verifier forbids container_of
+/// arithmetic on typed pointers, and a copy is a scalar. Used only on rare paths.
 #[inline(always)]
 fn arg_addr(ctx: &BtfTracePointContext, n: usize) -> u64 {
-    read_at::<u64>(ctx.as_ptr() as u64 + 8 * n as u64)
+    Copied.load::<u64>(ctx.as_ptr() as u64 + 8 * n as u64)
 }
 
-/// The socket cookie of pointer argument `n` (0 for a null pointer). The helper needs the
-/// typed pointer, null-checked.
+/// The socket cookie of a BTF-typed socket pointer (0 for null).
 #[inline(always)]
-fn arg_cookie(ctx: &BtfTracePointContext, n: usize) -> u64 {
-    let sk: u64 = ctx.arg(n);
+fn cookie_of(sk: u64) -> u64 {
     if sk == 0 {
         return 0;
     }
     unsafe { bpf_get_socket_cookie(sk as *mut _) }
+}
+
+/// The same socket as a full `tcp_sock`, or 0 for anything else (request and timewait
+/// mini-sockets, other protocols). Doubles as the "is this TCP" check.
+#[inline(always)]
+fn as_tcp_sock(sk: u64) -> u64 {
+    if sk == 0 {
+        return 0;
+    }
+    unsafe { bpf_skc_to_tcp_sock(sk as *mut _) as u64 }
 }
 
 /// The cookie of a socket reached through memory (a timer), where the helper cannot be
@@ -63,25 +75,20 @@ fn arg_cookie(ctx: &BtfTracePointContext, n: usize) -> u64 {
 /// sock_diag). 0 when never generated; userspace then keys the socket by its tuple.
 #[inline(always)]
 fn stored_cookie(sk: u64) -> u64 {
-    read(sk, config!(skc_cookie))
-}
-
-#[inline(always)]
-fn is_tcp(sk: u64) -> bool {
-    let family = socket::family(sk);
-    (family == AF_INET || family == AF_INET6) && read(sk, config!(sk_protocol)) == IPPROTO_TCP
+    read(Copied, sk, config!(skc_cookie))
 }
 
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn tr_set_state(ctx: BtfTracePointContext) -> i32 {
-    let sk = arg_addr(&ctx, 0);
-    let old: i32 = ctx.arg(1);
-    let new: i32 = ctx.arg(2);
-    if !is_tcp(sk) {
+    let sk: u64 = ctx.arg(0);
+    let tp = as_tcp_sock(sk);
+    if tp == 0 {
         return 0;
     }
-    let cookie = arg_cookie(&ctx, 0);
-    let id = sock_id(sk);
+    let old: i32 = ctx.arg(1);
+    let new: i32 = ctx.arg(2);
+    let cookie = cookie_of(sk);
+    let id = sock_id(Typed, sk, tp);
     // These transitions happen in a system call of the socket's owner.
     let owner_context = matches!(
         (old, new),
@@ -91,15 +98,15 @@ pub fn tr_set_state(ctx: BtfTracePointContext) -> i32 {
             | (state::CLOSE_WAIT, state::LAST_ACK)
     );
     if owner_context {
-        if let Some(owner) = remember_owner(cookie)
-            && new == state::LISTEN
-        {
-            remember_listener(id.netns, id.sport, &owner);
+        if let Some(owner) = remember_owner(cookie) {
+            if new == state::LISTEN {
+                remember_listener(id.netns, id.sport, &owner);
+            }
         }
     } else if old == state::LISTEN && new == state::SYN_RECV {
         inherit_listener_owner(cookie, id.netns, id.sport);
     }
-    emit(kind::STATE_CHANGE, sk, cookie, &id, |ev| {
+    emit(Typed, kind::STATE_CHANGE, sk, tp, cookie, &id, |ev| {
         ev.old_state = old as u8;
         ev.state = new as u8;
     });
@@ -131,21 +138,23 @@ fn classify_retransmit(ev_timer: u8, ev_pending: u8, ev_state: u8, ca_state: u8)
 
 #[inline(always)]
 fn on_retransmit(ctx: &BtfTracePointContext, err: i32) {
-    let sk = arg_addr(ctx, 0);
-    let skb = arg_addr(ctx, 1);
-    let cookie = arg_cookie(ctx, 0);
-    let id = sock_id(sk);
+    let sk: u64 = ctx.arg(0);
+    let skb: u64 = ctx.arg(1);
+    let tp = as_tcp_sock(sk);
+    let id = sock_id(Typed, sk, tp);
     let event_kind = if err == 0 {
         kind::RETRANSMIT
     } else {
         kind::RETRANSMIT_FAILED
     };
-    emit(event_kind, sk, cookie, &id, |ev| {
+    let segs = if skb == 0 {
+        1
+    } else {
+        read(Typed, skb, config!(skb_tcp_gso_segs)).max(1) as u32
+    };
+    emit(Typed, event_kind, sk, tp, cookie_of(sk), &id, |ev| {
         ev.err = err;
-        ev.segs = read(skb, config!(skb_tcp_gso_segs)) as u32;
-        if ev.segs == 0 {
-            ev.segs = 1;
-        }
+        ev.segs = segs;
         ev.class = classify_retransmit(ev.timer, ev.timer_pending, ev.state, ev.ca_state);
     });
 }
@@ -166,10 +175,9 @@ pub fn tr_retransmit_e(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "tcp_retransmit_synack")]
 pub fn tr_synack(ctx: BtfTracePointContext) -> i32 {
     // arg 0 is the listener; the connection is the request socket (arg 1).
-    let req = arg_addr(&ctx, 1);
-    let cookie = arg_cookie(&ctx, 1);
-    let id = sock_id(req);
-    emit(kind::RETRANSMIT, req, cookie, &id, |ev| {
+    let req: u64 = ctx.arg(1);
+    let id = sock_id(Typed, req, 0);
+    emit(Typed, kind::RETRANSMIT, req, 0, cookie_of(req), &id, |ev| {
         ev.class = class::SYN_ACK;
         ev.segs = 1;
     });
@@ -178,17 +186,21 @@ pub fn tr_synack(ctx: BtfTracePointContext) -> i32 {
 
 #[inline(always)]
 fn on_send_reset(ctx: &BtfTracePointContext, reason: u32) {
-    let sk = arg_addr(ctx, 0);
-    let skb = arg_addr(ctx, 1);
+    let sk: u64 = ctx.arg(0);
+    let tp = as_tcp_sock(sk);
     let id = if sk != 0 {
-        sock_id(sk)
+        sock_id(Typed, sk, tp)
     } else {
+        let skb: u64 = ctx.arg(1);
+        if skb == 0 {
+            return;
+        }
         match reset_reply_id(skb) {
             Some(id) => id,
             None => return,
         }
     };
-    emit(kind::RESET_SENT, sk, arg_cookie(ctx, 0), &id, |ev| {
+    emit(Typed, kind::RESET_SENT, sk, tp, cookie_of(sk), &id, |ev| {
         ev.reason = reason;
     });
 }
@@ -208,12 +220,16 @@ pub fn tr_send_reset_r(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "tcp_receive_reset")]
 pub fn tr_recv_reset(ctx: BtfTracePointContext) -> i32 {
-    let sk = arg_addr(&ctx, 0);
+    let sk: u64 = ctx.arg(0);
+    let tp = as_tcp_sock(sk);
+    let id = sock_id(Typed, sk, tp);
     emit(
+        Typed,
         kind::RESET_RECEIVED,
         sk,
-        arg_cookie(&ctx, 0),
-        &sock_id(sk),
+        tp,
+        cookie_of(sk),
+        &id,
         |_| {},
     );
     0
@@ -221,15 +237,19 @@ pub fn tr_recv_reset(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "inet_sk_error_report")]
 pub fn tr_error_report(ctx: BtfTracePointContext) -> i32 {
-    let sk = arg_addr(&ctx, 0);
-    if !is_tcp(sk) {
+    let sk: u64 = ctx.arg(0);
+    let tp = as_tcp_sock(sk);
+    if tp == 0 {
         return 0;
     }
+    let id = sock_id(Typed, sk, tp);
     emit(
+        Typed,
         kind::ERROR_REPORT,
         sk,
-        arg_cookie(&ctx, 0),
-        &sock_id(sk),
+        tp,
+        cookie_of(sk),
+        &id,
         |ev| {
             ev.err = ev.sk_err;
         },
@@ -239,39 +259,38 @@ pub fn tr_error_report(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "tcp_destroy_sock")]
 pub fn tr_destroy(ctx: BtfTracePointContext) -> i32 {
-    let sk = arg_addr(&ctx, 0);
-    let cookie = arg_cookie(&ctx, 0);
-    emit(kind::DESTROY, sk, cookie, &sock_id(sk), |_| {});
+    let sk: u64 = ctx.arg(0);
+    let tp = as_tcp_sock(sk);
+    let cookie = cookie_of(sk);
+    let id = sock_id(Typed, sk, tp);
+    emit(Typed, kind::DESTROY, sk, tp, cookie, &id, |_| {});
     forget_owner(cookie);
     0
 }
 
-/// Runs for every kernel timer: compare the callback first, touch nothing else otherwise.
+/// Runs for every kernel timer in the system: one typed load and two compares, nothing
+/// else, unless the callback is one of TCP's.
 #[btf_tracepoint(function = "timer_expire_entry")]
 pub fn tr_timer_entry(ctx: BtfTracePointContext) -> i32 {
-    let timer_list = arg_addr(&ctx, 0);
-    let function = read(timer_list, config!(timer_function));
-    let (kind_of_timer, sk) = if function == config!(fn_tcp_keepalive_timer) {
-        (
-            timer::KEEPALIVE,
-            timer_list - config!(sk_timer).offset as u64,
-        )
+    let timer_list: u64 = ctx.arg(0);
+    let function = read(Typed, timer_list, config!(timer_function));
+    let (kind_of_timer, member_offset) = if function == config!(fn_tcp_keepalive_timer) {
+        (timer::KEEPALIVE, config!(sk_timer).offset)
     } else if function == config!(fn_tcp_write_timer) {
-        (
-            timer::WRITE,
-            timer_list - config!(icsk_retransmit_timer).offset as u64,
-        )
+        (timer::WRITE, config!(icsk_retransmit_timer).offset)
     } else {
         return 0;
     };
     if function == 0 {
         return 0;
     }
+    // container_of: the socket embeds this timer.
+    let sk = arg_addr(&ctx, 0) - u64::from(member_offset);
     let opened = TimerBracket {
         sk,
         timer: kind_of_timer,
-        pending: read(sk, config!(icsk_pending)) as u8,
-        probes_out: read(sk, config!(icsk_probes_out)) as u8,
+        pending: read(Copied, sk, config!(icsk_pending)) as u8,
+        probes_out: read(Copied, sk, config!(icsk_probes_out)) as u8,
         _pad: [0; 5],
     };
     if let Some(bracket) = TIMER.get_ptr_mut(0) {
@@ -294,7 +313,7 @@ pub fn tr_timer_exit(_ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     bracket.sk = 0;
-    let probes_now = read(sk, config!(icsk_probes_out)) as u8;
+    let probes_now = read(Copied, sk, config!(icsk_probes_out)) as u8;
     if probes_now <= bracket.probes_out {
         return 0;
     }
@@ -304,17 +323,20 @@ pub fn tr_timer_exit(_ctx: BtfTracePointContext) -> i32 {
         _ => return 0,
     };
     let (timer_kind, timer_pending) = (bracket.timer, bracket.pending);
-    emit(event_kind, sk, stored_cookie(sk), &sock_id(sk), |ev| {
+    let id = sock_id(Copied, sk, sk);
+    emit(Copied, event_kind, sk, sk, stored_cookie(sk), &id, |ev| {
         ev.timer = timer_kind;
         ev.timer_pending = timer_pending;
     });
     0
 }
 
+/// sendmsg/recvmsg run in the owner's context: the way accepted sockets get their owner.
 #[inline(always)]
 fn learn_owner_from_io(ctx: &BtfTracePointContext) {
-    if is_tcp(arg_addr(ctx, 0)) {
-        remember_owner(arg_cookie(ctx, 0));
+    let sk: u64 = ctx.arg(0);
+    if as_tcp_sock(sk) != 0 {
+        remember_io_owner(cookie_of(sk));
     }
 }
 

@@ -2,11 +2,10 @@
 
 use tracer_common::{RawEvent, flags};
 
-use crate::kernel::{config, read, read_at, read16};
+use crate::kernel::{Access, Copied, Typed, config, read, read16};
 
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
-pub const IPPROTO_TCP: u64 = 6;
 
 /// TCP states (include/net/tcp_states.h).
 pub mod state {
@@ -33,39 +32,31 @@ pub struct SockId {
     pub state: u8,
 }
 
-#[inline(always)]
-fn netns_of(net: u64) -> u32 {
-    read(net, config!(net_inum)) as u32
-}
-
-#[inline(always)]
-pub fn family(sk: u64) -> u16 {
-    read(sk, config!(skc_family)) as u16
-}
-
 /// Reads the tuple from `struct sock_common`, the head of full, request and timewait sockets.
+/// `tp` is the same socket as a full `tcp_sock` (0 when it is not one).
 #[inline(always)]
-pub fn sock_id(sk: u64) -> SockId {
-    let family = family(sk);
+pub fn sock_id<A: Access>(access: A, sk: u64, tp: u64) -> SockId {
+    let family = read(access, sk, config!(skc_family)) as u16;
+    let net = read(access, sk, config!(skc_net));
     let mut id = SockId {
         saddr: [0; 16],
         daddr: [0; 16],
-        netns: netns_of(read(sk, config!(skc_net))),
-        sport: read(sk, config!(skc_num)) as u16,
-        dport: u16::from_be(read(sk, config!(skc_dport)) as u16),
+        netns: read(access, net, config!(net_inum)) as u32,
+        sport: read(access, sk, config!(skc_num)) as u16,
+        dport: u16::from_be(read(access, sk, config!(skc_dport)) as u16),
         family,
-        state: read(sk, config!(skc_state)) as u8,
+        state: read(access, sk, config!(skc_state)) as u8,
     };
     // The kernel clears skc_num when it unhashes a closing socket; inet_sport keeps the port.
-    if id.sport == 0 && is_full_sock(id.state) {
-        id.sport = u16::from_be(read(sk, config!(inet_sport)) as u16);
+    if id.sport == 0 && tp != 0 {
+        id.sport = u16::from_be(read(access, tp, config!(inet_sport)) as u16);
     }
     if family == AF_INET6 {
-        id.saddr = read16(sk, config!(skc_v6_rcv_saddr));
-        id.daddr = read16(sk, config!(skc_v6_daddr));
+        id.saddr = read16(access, sk, config!(skc_v6_rcv_saddr));
+        id.daddr = read16(access, sk, config!(skc_v6_daddr));
     } else {
-        let s = read(sk, config!(skc_rcv_saddr)) as u32;
-        let d = read(sk, config!(skc_daddr)) as u32;
+        let s = read(access, sk, config!(skc_rcv_saddr)) as u32;
+        let d = read(access, sk, config!(skc_daddr)) as u32;
         id.saddr[..4].copy_from_slice(&s.to_ne_bytes());
         id.daddr[..4].copy_from_slice(&d.to_ne_bytes());
     }
@@ -73,59 +64,56 @@ pub fn sock_id(sk: u64) -> SockId {
 }
 
 /// For a reset answering a segment that matched no socket: the tuple of the reset we send,
-/// i.e. the incoming segment's addresses and ports swapped.
+/// i.e. the incoming segment's addresses and ports swapped. `skb` is BTF-typed; the packet
+/// bytes behind `skb->head` are copied.
 #[inline(always)]
 pub fn reset_reply_id(skb: u64) -> Option<SockId> {
-    let head = read(skb, config!(skb_head));
+    let head = read(Typed, skb, config!(skb_head));
     if head == 0 {
         return None;
     }
-    let ip = head + read(skb, config!(skb_network_header));
-    let tcp = head + read(skb, config!(skb_transport_header));
-    let version = read_at::<u8>(ip) >> 4;
-    let dev = read(skb, config!(skb_dev));
+    let ip = head + read(Typed, skb, config!(skb_network_header));
+    let tcp = head + read(Typed, skb, config!(skb_transport_header));
+    let version = Copied.load::<u8>(ip) >> 4;
+    let dev = read(Typed, skb, config!(skb_dev));
+    let netns = if dev == 0 {
+        0
+    } else {
+        let net = read(Typed, dev, config!(dev_nd_net));
+        read(Typed, net, config!(net_inum)) as u32
+    };
     let mut id = SockId {
         saddr: [0; 16],
         daddr: [0; 16],
-        netns: if dev == 0 {
-            0
-        } else {
-            netns_of(read(dev, config!(dev_nd_net)))
-        },
+        netns,
         // TCP header: source port at 0, destination port at 2 (network order).
-        sport: u16::from_be(read_at::<u16>(tcp + 2)),
-        dport: u16::from_be(read_at::<u16>(tcp)),
+        sport: u16::from_be(Copied.load::<u16>(tcp + 2)),
+        dport: u16::from_be(Copied.load::<u16>(tcp)),
         family: AF_INET,
         state: state::CLOSE as u8,
     };
     match version {
         4 => {
-            id.saddr[..4].copy_from_slice(&read_at::<[u8; 4]>(ip + 16));
-            id.daddr[..4].copy_from_slice(&read_at::<[u8; 4]>(ip + 12));
+            id.saddr[..4].copy_from_slice(&Copied.load::<[u8; 4]>(ip + 16));
+            id.daddr[..4].copy_from_slice(&Copied.load::<[u8; 4]>(ip + 12));
         }
         6 => {
             id.family = AF_INET6;
-            id.saddr = read_at::<[u8; 16]>(ip + 24);
-            id.daddr = read_at::<[u8; 16]>(ip + 8);
+            id.saddr = Copied.load::<[u8; 16]>(ip + 24);
+            id.daddr = Copied.load::<[u8; 16]>(ip + 8);
         }
         _ => return None,
     }
     Some(id)
 }
 
-/// True when `sk` points at a full `struct tcp_sock` (not a request or timewait mini-socket),
-/// so the members past `sock_common` may be read.
-#[inline(always)]
-pub fn is_full_sock(state: u8) -> bool {
-    state != state::TIME_WAIT && state != state::NEW_SYN_RECV
-}
-
 /// Fills the socket's retransmit, keepalive and error counters into `ev`, and the effective
-/// give-up budgets (socket option if set, else the namespace's sysctl).
+/// give-up budgets (socket option if set, else the namespace's sysctl). `tp` is a full
+/// `tcp_sock`.
 #[inline(always)]
-pub fn fill_counters(ev: &mut RawEvent, sk: u64) {
-    let net = read(sk, config!(skc_net));
-    let sk_flags = read(sk, config!(sk_flags));
+pub fn fill_counters<A: Access>(access: A, ev: &mut RawEvent, tp: u64) {
+    let net = read(access, tp, config!(skc_net));
+    let sk_flags = read(access, tp, config!(sk_flags));
     ev.flags |= flags::COUNTERS;
     if sk_flags & (1 << config!(sock_flag_dead)) != 0 {
         ev.flags |= flags::ORPHAN;
@@ -133,39 +121,39 @@ pub fn fill_counters(ev: &mut RawEvent, sk: u64) {
     if sk_flags & (1 << config!(sock_flag_keepopen)) != 0 {
         ev.flags |= flags::KEEPALIVE_ON;
     }
-    ev.sk_err = read(sk, config!(sk_err)) as i32;
-    ev.sk_err_soft = read(sk, config!(sk_err_soft)) as i32;
-    ev.ca_state = read(sk, config!(icsk_ca_state)) as u8;
-    ev.retransmits = read(sk, config!(icsk_retransmits)) as u8;
-    ev.probes_out = read(sk, config!(icsk_probes_out)) as u8;
-    ev.backoff = read(sk, config!(icsk_backoff)) as u8;
-    ev.rto_jiffies = read(sk, config!(icsk_rto)) as u32;
-    ev.user_timeout_ms = read(sk, config!(icsk_user_timeout)) as u32;
-    ev.total_retrans = read(sk, config!(tp_total_retrans)) as u32;
-    ev.packets_out = read(sk, config!(tp_packets_out)) as u32;
-    ev.rcv_tstamp = read(sk, config!(tp_rcv_tstamp)) as u32;
-    ev.lsndtime = read(sk, config!(tp_lsndtime)) as u32;
+    ev.sk_err = read(access, tp, config!(sk_err)) as i32;
+    ev.sk_err_soft = read(access, tp, config!(sk_err_soft)) as i32;
+    ev.ca_state = read(access, tp, config!(icsk_ca_state)) as u8;
+    ev.retransmits = read(access, tp, config!(icsk_retransmits)) as u8;
+    ev.probes_out = read(access, tp, config!(icsk_probes_out)) as u8;
+    ev.backoff = read(access, tp, config!(icsk_backoff)) as u8;
+    ev.rto_jiffies = read(access, tp, config!(icsk_rto)) as u32;
+    ev.user_timeout_ms = read(access, tp, config!(icsk_user_timeout)) as u32;
+    ev.total_retrans = read(access, tp, config!(tp_total_retrans)) as u32;
+    ev.packets_out = read(access, tp, config!(tp_packets_out)) as u32;
+    ev.rcv_tstamp = read(access, tp, config!(tp_rcv_tstamp)) as u32;
+    ev.lsndtime = read(access, tp, config!(tp_lsndtime)) as u32;
     ev.jiffies = unsafe { aya_ebpf::helpers::generated::bpf_jiffies64() } as u32;
 
     ev.syn_retries = or_default(
-        read(sk, config!(icsk_syn_retries)),
-        read(net, config!(net_tcp_syn_retries)),
+        read(access, tp, config!(icsk_syn_retries)),
+        read(access, net, config!(net_tcp_syn_retries)),
     ) as u8;
     ev.keepalive_probes = or_default(
-        read(sk, config!(tp_keepalive_probes)),
-        read(net, config!(net_tcp_keepalive_probes)),
+        read(access, tp, config!(tp_keepalive_probes)),
+        read(access, net, config!(net_tcp_keepalive_probes)),
     ) as u8;
     ev.keepalive_time_jiffies = or_default(
-        read(sk, config!(tp_keepalive_time)),
-        read(net, config!(net_tcp_keepalive_time)),
+        read(access, tp, config!(tp_keepalive_time)),
+        read(access, net, config!(net_tcp_keepalive_time)),
     ) as u32;
     ev.keepalive_intvl_jiffies = or_default(
-        read(sk, config!(tp_keepalive_intvl)),
-        read(net, config!(net_tcp_keepalive_intvl)),
+        read(access, tp, config!(tp_keepalive_intvl)),
+        read(access, net, config!(net_tcp_keepalive_intvl)),
     ) as u32;
-    ev.retries1 = read(net, config!(net_tcp_retries1)) as u8;
-    ev.retries2 = read(net, config!(net_tcp_retries2)) as u8;
-    ev.orphan_retries = read(net, config!(net_tcp_orphan_retries)) as u8;
+    ev.retries1 = read(access, net, config!(net_tcp_retries1)) as u8;
+    ev.retries2 = read(access, net, config!(net_tcp_retries2)) as u8;
+    ev.orphan_retries = read(access, net, config!(net_tcp_orphan_retries)) as u8;
 }
 
 /// The kernel stores 0 in a per-socket option meaning "use the namespace default".
