@@ -233,13 +233,12 @@ pub fn emit<A: Access>(
         ev.cgroup_id = o.cgroup_id;
         ev.flags |= o.flags as u8;
     }
-    if sk != 0 {
-        if let Some(bracket) = TIMER.get(0) {
-            if bracket.sk == sk {
-                ev.timer = bracket.timer;
-                ev.timer_pending = bracket.pending;
-            }
-        }
+    if let Some(bracket) = TIMER.get(0)
+        && sk != 0
+        && bracket.sk == sk
+    {
+        ev.timer = bracket.timer;
+        ev.timer_pending = bracket.pending;
     }
     if tp != 0 {
         fill_counters(access, ev, tp);

@@ -13,12 +13,10 @@ pub mod state {
     pub const SYN_SENT: i32 = 2;
     pub const SYN_RECV: i32 = 3;
     pub const FIN_WAIT1: i32 = 4;
-    pub const TIME_WAIT: u8 = 6;
     pub const CLOSE: i32 = 7;
     pub const CLOSE_WAIT: i32 = 8;
     pub const LAST_ACK: i32 = 9;
     pub const LISTEN: i32 = 10;
-    pub const NEW_SYN_RECV: u8 = 12;
 }
 
 /// The identity of a connection as the filters and the event need it.
