@@ -98,10 +98,10 @@ pub fn tr_set_state(ctx: BtfTracePointContext) -> i32 {
             | (state::CLOSE_WAIT, state::LAST_ACK)
     );
     if owner_context {
-        if let Some(owner) = remember_owner(cookie) {
-            if new == state::LISTEN {
-                remember_listener(id.netns, id.sport, &owner);
-            }
+        if let Some(owner) = remember_owner(cookie)
+            && new == state::LISTEN
+        {
+            remember_listener(id.netns, id.sport, &owner);
         }
     } else if old == state::LISTEN && new == state::SYN_RECV {
         inherit_listener_owner(cookie, id.netns, id.sport);
