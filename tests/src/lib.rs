@@ -9,7 +9,7 @@ pub mod net;
 pub mod scenario;
 pub mod tracer;
 
-pub use net::{Hosts, Netns, Snmp};
+pub use net::{Hosts, Netns, Routed, Snmp};
 pub use tracer::Tracer;
 
 use std::time::{Duration, Instant};

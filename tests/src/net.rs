@@ -278,3 +278,109 @@ impl Hosts {
         ]
     }
 }
+
+/// Client and server on two subnets joined by a router namespace (a middlebox whose
+/// forwarding can be broken: a stateful firewall that forgets flows).
+pub struct Routed {
+    pub client: Netns,
+    pub router: Netns,
+    pub server: Netns,
+}
+
+impl Routed {
+    pub const CLIENT_V4: &str = "10.99.1.1";
+    pub const SERVER_V4: &str = "10.99.2.1";
+    pub const CLIENT_V6: &str = "fd00:991::1";
+    pub const SERVER_V6: &str = "fd00:992::1";
+
+    pub fn new(tag: &str) -> Routed {
+        let client = Netns::new(&format!("{tag}-c"));
+        let router = Netns::new(&format!("{tag}-r"));
+        let server = Netns::new(&format!("{tag}-s"));
+        for (host, side, v4, v6, router_v4, router_v6) in [
+            (
+                &client,
+                "c",
+                Self::CLIENT_V4,
+                Self::CLIENT_V6,
+                "10.99.1.254",
+                "fd00:991::fe",
+            ),
+            (
+                &server,
+                "s",
+                Self::SERVER_V4,
+                Self::SERVER_V6,
+                "10.99.2.254",
+                "fd00:992::fe",
+            ),
+        ] {
+            let peer = format!("r{side}");
+            host.ip(&[
+                "link",
+                "add",
+                "veth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &peer,
+                "netns",
+                &router.name,
+            ]);
+            host.ip(&["addr", "add", &format!("{v4}/24"), "dev", "veth0"]);
+            host.ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                "veth0",
+                "nodad",
+            ]);
+            host.ip(&["link", "set", "veth0", "up"]);
+            router.ip(&["addr", "add", &format!("{router_v4}/24"), "dev", &peer]);
+            router.ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{router_v6}/64"),
+                "dev",
+                &peer,
+                "nodad",
+            ]);
+            router.ip(&["link", "set", &peer, "up"]);
+            host.ip(&["route", "add", "default", "via", router_v4]);
+            host.ip(&["-6", "route", "add", "default", "via", router_v6]);
+        }
+        router.sysctl("net.ipv4.ip_forward", "1");
+        router.sysctl("net.ipv6.conf.all.forwarding", "1");
+        Routed {
+            client,
+            router,
+            server,
+        }
+    }
+
+    pub fn server_addr(v6: bool) -> IpAddr {
+        (if v6 { Self::SERVER_V6 } else { Self::SERVER_V4 })
+            .parse()
+            .unwrap()
+    }
+
+    /// The middlebox forgets every flow: from now on it drops TCP segments that do not
+    /// open a connection (what a stateful firewall does with a flow it no longer knows).
+    pub fn forget_flows(&self) {
+        self.router.nft(
+            "table inet middlebox {\n chain forward {\n type filter hook forward priority 0;\n \
+             tcp flags & (syn | rst) == 0 drop\n }\n}\n",
+        );
+    }
+
+    pub fn netns_args(&self) -> Vec<String> {
+        [&self.client, &self.router, &self.server]
+            .iter()
+            .flat_map(|ns| ["--netns".to_owned(), ns.inode.to_string()])
+            .collect()
+    }
+}

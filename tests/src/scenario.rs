@@ -107,12 +107,27 @@ pub struct Connection {
 /// Connects the hosts over IPv4 or IPv6 and exchanges a little data both ways (so the
 /// connection has an RTT sample, as real ones do).
 pub fn establish(hosts: &Hosts, v6: bool, options: ClientOptions) -> Connection {
-    let listener = listen(&hosts.server, Hosts::server_addr(v6), 0);
+    establish_between(
+        &hosts.client,
+        &hosts.server,
+        Hosts::server_addr(v6),
+        options,
+    )
+}
+
+/// [`establish`] between any two namespaces; the server listens on `server_addr`.
+pub fn establish_between(
+    client_ns: &Netns,
+    server_ns: &Netns,
+    server_addr: IpAddr,
+    options: ClientOptions,
+) -> Connection {
+    let listener = listen(server_ns, server_addr, 0);
     let server_port = listener.local_addr().unwrap().port();
     let mut client = connect(
-        &hosts.client,
+        client_ns,
         "client",
-        SocketAddr::new(Hosts::server_addr(v6), server_port),
+        SocketAddr::new(server_addr, server_port),
         options,
     )
     .expect("connect");
