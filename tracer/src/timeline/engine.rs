@@ -1,12 +1,17 @@
-//! The timeline engine: one timeline per socket, verdict rules applied as events arrive.
-//!
-//! (Skeleton: keeps timelines, emits no verdicts yet.)
+//! The timeline engine: one timeline per socket, events in time order, verdict rules
+//! (see `analysis.rs`) applied as they arrive, bounded memory.
 
-use std::collections::HashMap;
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+};
 
-use crate::event::{Event, SocketId};
-
-use super::Verdict;
+use super::{
+    Verdict, VerdictKind,
+    analysis::{Analysis, Decision},
+    reorder::Reorder,
+};
+use crate::event::{Event, EventKind, Family, Process, SocketId, TcpState};
 
 /// Configurable thresholds; the defaults follow the kernel's own judgement.
 #[derive(Debug, Clone)]
@@ -37,34 +42,168 @@ impl Default for Thresholds {
 /// Counters about the engine itself (shown in summaries: nothing is dropped silently).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
+    /// Timelines held now.
     pub tracked: usize,
+    /// Events applied (after reordering).
+    pub events: u64,
+    /// Timelines released after the socket's end.
     pub finished: u64,
+    /// Timelines of sockets never seen to end, dropped to bound memory (oldest first).
     pub evicted: u64,
+    /// Events not kept in timelines beyond `max_events_per_timeline` (verdicts still saw
+    /// them).
     pub truncated_events: u64,
+    /// Events without a socket (resets for segments that matched none).
+    pub socketless: u64,
+    /// Events waiting in the reorder window.
+    pub pending: usize,
 }
 
 /// Everything known about one socket.
 #[derive(Debug, Clone)]
 pub struct Timeline {
     pub socket: SocketId,
+    pub family: Family,
+    pub laddr: IpAddr,
+    pub lport: u16,
+    pub raddr: IpAddr,
+    pub rport: u16,
+    pub netns: u32,
+    pub process: Option<Process>,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// The latest TCP state seen.
+    pub state: TcpState,
+    /// The first events, then (after a gap of `truncated` events) the most recent ones.
     pub events: Vec<Event>,
-    /// Events beyond `max_events_per_timeline`, counted and dropped.
+    pub recent: VecDeque<Event>,
     pub truncated: u64,
     pub verdicts: Vec<Verdict>,
+    pub(crate) analysis: Analysis,
+}
+
+impl Timeline {
+    fn new(e: &Event, socket: SocketId) -> Timeline {
+        Timeline {
+            socket,
+            family: e.family,
+            laddr: e.laddr,
+            lport: e.lport,
+            raddr: e.raddr,
+            rport: e.rport,
+            netns: e.netns,
+            process: e.process.clone(),
+            first_ns: e.ts_ns,
+            last_ns: e.ts_ns,
+            state: e.state,
+            events: Vec::new(),
+            recent: VecDeque::new(),
+            truncated: 0,
+            verdicts: Vec::new(),
+            analysis: Analysis::default(),
+        }
+    }
+
+    /// Keeps the most complete picture: ports and addresses get filled in after connect()
+    /// starts, and are cleared again while a socket closes.
+    fn learn(&mut self, e: &Event) {
+        if e.lport != 0 {
+            self.lport = e.lport;
+        }
+        if e.rport != 0 {
+            self.rport = e.rport;
+        }
+        if !e.laddr.is_unspecified() {
+            self.laddr = e.laddr;
+        }
+        if !e.raddr.is_unspecified() {
+            self.raddr = e.raddr;
+        }
+        // A known owner beats an inherited or missing one.
+        if let Some(p) = &e.process
+            && self.process.as_ref() != Some(p)
+        {
+            self.process = Some(p.clone());
+        }
+        self.last_ns = self.last_ns.max(e.ts_ns);
+        self.state = e.state;
+    }
+
+    fn keep(&mut self, e: Event, cap: usize) -> bool {
+        let head = cap / 4;
+        if self.events.len() < head {
+            self.events.push(e);
+            return false;
+        }
+        self.recent.push_back(e);
+        if self.recent.len() > cap - head {
+            self.recent.pop_front();
+            self.truncated += 1;
+            return true;
+        }
+        false
+    }
+
+    /// All kept events in time order (the first ones, then the most recent).
+    pub fn kept_events(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter().chain(self.recent.iter())
+    }
+
+    /// The socket error the kernel ended the connection with, if it did.
+    pub fn death_error(&self) -> Option<&str> {
+        self.analysis.close.as_ref().and_then(|c| c.error.as_deref())
+    }
+
+    pub fn retransmits(&self) -> u32 {
+        self.analysis.retransmits
+    }
+
+    fn verdict(&self, d: Decision) -> Verdict {
+        Verdict {
+            ts_ns: d.ts_ns,
+            verdict: d.kind,
+            socket: self.socket,
+            family: self.family,
+            laddr: self.laddr,
+            lport: self.lport,
+            raddr: self.raddr,
+            rport: self.rport,
+            netns: self.netns,
+            process: self.process.clone(),
+            explanation: d.explanation,
+            facts: d.facts,
+            evidence: d.evidence,
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.analysis.destroyed_ns.is_some()
+    }
 }
 
 pub struct Engine {
     thresholds: Thresholds,
+    reorder: Reorder,
     timelines: HashMap<SocketId, Timeline>,
+    /// Sockets whose death may turn into dead_socket_held: (due, socket), in due order.
+    held_queue: VecDeque<(u64, SocketId)>,
+    retain_finished: bool,
+    finished: Vec<Timeline>,
     stats: EngineStats,
+    decisions: Vec<Decision>,
 }
 
 impl Engine {
     pub fn new(thresholds: Thresholds) -> Self {
         Self {
+            reorder: Reorder::new(thresholds.reorder_window_ns),
             thresholds,
             timelines: HashMap::new(),
+            held_queue: VecDeque::new(),
+            retain_finished: false,
+            finished: Vec::new(),
             stats: EngineStats::default(),
+            decisions: Vec::new(),
         }
     }
 
@@ -72,32 +211,137 @@ impl Engine {
         &self.thresholds
     }
 
+    /// Keep finished timelines for [`Engine::take_finished`] (reports) instead of dropping
+    /// them (live tracing).
+    pub fn retain_finished(&mut self, retain: bool) {
+        self.retain_finished = retain;
+    }
+
+    pub fn take_finished(&mut self) -> Vec<Timeline> {
+        std::mem::take(&mut self.finished)
+    }
+
     /// Feeds one event; verdicts reached are appended to `out`.
-    pub fn push(&mut self, event: Event, _out: &mut Vec<Verdict>) {
-        let Some(socket) = event.socket else { return };
-        let timeline = self.timelines.entry(socket).or_insert_with(|| Timeline {
-            socket,
-            events: Vec::new(),
-            truncated: 0,
-            verdicts: Vec::new(),
-        });
-        timeline.events.push(event);
-        self.stats.tracked = self.timelines.len();
+    pub fn push(&mut self, event: Event, out: &mut Vec<Verdict>) {
+        self.reorder.push(event);
+        while let Some(e) = self.reorder.pop_ready(None) {
+            self.apply(e, out);
+        }
     }
 
     /// Advances time to `now_ns` (CLOCK_BOOTTIME): releases reordered events and fires
     /// time-based verdicts (dead_socket_held).
-    pub fn tick(&mut self, _now_ns: u64, _out: &mut Vec<Verdict>) {}
-
-    /// End of input: everything pending is decided as of `now_ns`.
-    pub fn finish(&mut self, _now_ns: u64, _out: &mut Vec<Verdict>) {}
-
-    pub fn stats(&self) -> EngineStats {
-        self.stats
+    pub fn tick(&mut self, now_ns: u64, out: &mut Vec<Verdict>) {
+        while let Some(e) = self.reorder.pop_ready(Some(now_ns)) {
+            self.apply(e, out);
+        }
+        self.check_held(now_ns, out);
     }
 
-    /// Timelines still held (live or finished-but-retained), in no particular order.
+    /// End of input: everything pending is decided as of `now_ns`.
+    pub fn finish(&mut self, now_ns: u64, out: &mut Vec<Verdict>) {
+        while let Some(e) = self.reorder.pop_any() {
+            self.apply(e, out);
+        }
+        self.check_held(now_ns, out);
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            tracked: self.timelines.len(),
+            pending: self.reorder.len(),
+            ..self.stats
+        }
+    }
+
+    /// Timelines still held (not yet finished), in no particular order.
     pub fn timelines(&self) -> impl Iterator<Item = &Timeline> {
         self.timelines.values()
+    }
+
+    fn apply(&mut self, e: Event, out: &mut Vec<Verdict>) {
+        self.stats.events += 1;
+        let Some(socket) = e.socket else {
+            self.stats.socketless += 1;
+            return;
+        };
+        if !self.timelines.contains_key(&socket) && self.timelines.len() >= self.thresholds.max_timelines {
+            self.evict();
+        }
+        let timeline = self
+            .timelines
+            .entry(socket)
+            .or_insert_with(|| Timeline::new(&e, socket));
+        timeline.learn(&e);
+        timeline
+            .analysis
+            .apply(&e, self.thresholds.warn_after_rtos, &mut self.decisions);
+        for d in self.decisions.drain(..) {
+            let v = timeline.verdict(d);
+            timeline.verdicts.push(v.clone());
+            out.push(v);
+        }
+        if timeline.analysis.held_since_ns == Some(e.ts_ns) && e.kind == EventKind::StateChange {
+            self.held_queue
+                .push_back((e.ts_ns + self.thresholds.dead_socket_after_ns, socket));
+        }
+        if timeline.keep(e, self.thresholds.max_events_per_timeline.max(8)) {
+            self.stats.truncated_events += 1;
+        }
+        if timeline.finished() {
+            let done = self.timelines.remove(&socket).expect("present");
+            self.stats.finished += 1;
+            if self.retain_finished {
+                self.finished.push(done);
+            }
+        }
+    }
+
+    fn check_held(&mut self, now_ns: u64, out: &mut Vec<Verdict>) {
+        while let Some(&(due, socket)) = self.held_queue.front() {
+            if due > now_ns {
+                break;
+            }
+            self.held_queue.pop_front();
+            let Some(timeline) = self.timelines.get_mut(&socket) else {
+                continue;
+            };
+            let peer = crate::event::endpoint(timeline.raddr, timeline.rport);
+            let holder = timeline
+                .process
+                .as_ref()
+                .map_or_else(|| "the owning process".to_owned(), |p| format!("{}/{}", p.comm, p.pid));
+            if let Some(d) = timeline.analysis.held(now_ns, &peer, &holder) {
+                let v = timeline.verdict(d);
+                timeline.verdicts.push(v.clone());
+                out.push(v);
+            }
+        }
+    }
+
+    /// Drops the least recently active tenth of the timelines (sockets never seen to end).
+    fn evict(&mut self) {
+        let mut ages: Vec<(u64, SocketId)> = self
+            .timelines
+            .values()
+            .map(|t| (t.last_ns, t.socket))
+            .collect();
+        let n = (ages.len() / 10).max(1);
+        ages.select_nth_unstable(n - 1);
+        for (_, socket) in &ages[..n] {
+            if let Some(t) = self.timelines.remove(socket) {
+                self.stats.evicted += 1;
+                if self.retain_finished {
+                    self.finished.push(t);
+                }
+            }
+        }
+    }
+}
+
+impl VerdictKind {
+    /// Verdicts that end a connection (all but the early warning).
+    pub fn is_death(self) -> bool {
+        self != VerdictKind::PeerUnresponsive && self != VerdictKind::DeadSocketHeld
     }
 }

@@ -1,0 +1,35 @@
+//! How numbers read in explanations: durations a person parses at a glance.
+
+/// `850 ms`, `1.4 s`, `924.6 s`, `2 h 11 min`.
+pub fn duration_ms(ms: u64) -> String {
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else if ms < 1_000_000 {
+        let tenths = (ms + 50) / 100;
+        format!("{}.{} s", tenths / 10, tenths % 10)
+    } else if ms < 3_600_000 {
+        let secs = (ms + 500) / 1000;
+        format!("{} min {} s", secs / 60, secs % 60)
+    } else {
+        let mins = (ms + 30_000) / 60_000;
+        format!("{} h {} min", mins / 60, mins % 60)
+    }
+}
+
+pub fn ns_to_ms(ns: u64) -> u64 {
+    ns / 1_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration_ms(850), "850 ms");
+        assert_eq!(duration_ms(1_400), "1.4 s");
+        assert_eq!(duration_ms(924_600), "924.6 s");
+        assert_eq!(duration_ms(1_500_000), "25 min 0 s");
+        assert_eq!(duration_ms(7_875_000), "2 h 11 min");
+    }
+}
