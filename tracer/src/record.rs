@@ -32,6 +32,17 @@ pub struct Header {
     /// The command line, for the record.
     #[serde(default)]
     pub command: Vec<String>,
+    /// The verdict thresholds in force, so that a replay reaches the same verdicts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<RecordedThresholds>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedThresholds {
+    /// None: each namespace's tcp_retries1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_after_rtos: Option<u8>,
+    pub dead_socket_after_ms: u64,
 }
 
 /// Events the kernel could not deliver (ring buffer full) since the previous `lost` record.

@@ -15,7 +15,7 @@ use crate::{
     filter,
     kernel::{Probes, RingStats, host},
     output::Sink,
-    record::{End, FORMAT, Header, Lost, VERSION},
+    record::{End, FORMAT, Header, Lost, RecordedThresholds, VERSION},
     timeline::{Engine, Thresholds},
 };
 
@@ -68,6 +68,10 @@ pub async fn run(session: Session<'_>, sinks: &mut [&mut dyn Sink]) -> Result<To
             .map(|m| format!("{}: {}", m.member, m.cost))
             .collect(),
         command: std::env::args().collect(),
+        thresholds: Some(RecordedThresholds {
+            warn_after_rtos: session.thresholds.warn_after_rtos,
+            dead_socket_after_ms: session.thresholds.dead_socket_after.as_millis() as u64,
+        }),
     };
     report_degradations(&probes);
     for sink in sinks.iter_mut() {

@@ -264,7 +264,10 @@ impl Analysis {
         let threshold = warn_after_rtos
             .unwrap_or(if sock.retries1 > 0 { sock.retries1 } else { 3 })
             .max(1);
-        if self.warned || !e.state.is_synchronized() || sock.retransmits < threshold {
+        // An orphan's budget is tcp_orphan_retries and nobody is left to warn: its death
+        // gets orphan_timeout.
+        if self.warned || sock.orphan || !e.state.is_synchronized() || sock.retransmits < threshold
+        {
             return;
         }
         self.warned = true;
@@ -337,7 +340,8 @@ impl Analysis {
         {
             return;
         }
-        let mut evidence = vec![mark.evidence(&reason.map(|r| format!(" ({r})")).unwrap_or_default())];
+        let mut evidence =
+            vec![mark.evidence(&reason.map(|r| format!(" ({r})")).unwrap_or_default())];
         if let Some(close) = &self.close {
             evidence.insert(0, close.mark.evidence(""));
         }
@@ -348,7 +352,9 @@ impl Analysis {
                 explanation: format!(
                     "this host reset the connection to {}{}",
                     crate::event::endpoint(e.raddr, e.rport),
-                    reason.map(|r| format!(" ({})", reset_reason_words(r))).unwrap_or_default()
+                    reason
+                        .map(|r| format!(" ({})", reset_reason_words(r)))
+                        .unwrap_or_default()
                 ),
                 facts: VerdictFacts {
                     reset_reason: e.reason.clone(),
@@ -407,7 +413,12 @@ impl Analysis {
         self.decide(decision, out);
         // connect() reports its own failure; other deaths reach the application only when
         // it next uses or polls the socket. Orphans have no application left.
-        if !orphan && !matches!(death, VerdictKind::ConnectionRefused | VerdictKind::ConnectTimeout) {
+        if !orphan
+            && !matches!(
+                death,
+                VerdictKind::ConnectionRefused | VerdictKind::ConnectTimeout
+            )
+        {
             self.held_since_ns = Some(e.ts_ns);
         }
     }
@@ -444,7 +455,10 @@ impl Analysis {
         }
         evidence.push(mark.evidence(&format!(", {error}")));
         let how = if self.reset_received.is_some() {
-            format!("the peer answered our SYN with a reset (nothing listens on port {})", e.rport)
+            format!(
+                "the peer answered our SYN with a reset (nothing listens on port {})",
+                e.rport
+            )
         } else {
             format!("the network answered our SYN with {error}")
         };
@@ -498,7 +512,14 @@ impl Analysis {
         }
     }
 
-    fn peer_reset(&self, e: &Event, peer: &str, mark: Mark, error: &str, old: TcpState) -> Decision {
+    fn peer_reset(
+        &self,
+        e: &Event,
+        peer: &str,
+        mark: Mark,
+        error: &str,
+        old: TcpState,
+    ) -> Decision {
         let unanswered = self.reset_received.map_or(0, |(_, n)| n);
         let lost_state = unanswered > 0;
         let mut evidence = Vec::new();
@@ -520,7 +541,9 @@ impl Analysis {
         Decision {
             kind: VerdictKind::PeerReset,
             ts_ns: e.ts_ns,
-            explanation: format!("{peer} reset the connection in {old}{why}; the application sees {error}"),
+            explanation: format!(
+                "{peer} reset the connection in {old}{why}; the application sees {error}"
+            ),
             facts: VerdictFacts {
                 error: Some(error.into()),
                 peer_lost_state: Some(lost_state),
@@ -604,7 +627,14 @@ impl Analysis {
             evidence.push(last.evidence(""));
         }
         if let Some((reset, reason)) = &self.reset_sent {
-            evidence.push(reset.evidence(&reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()));
+            evidence.push(
+                reset.evidence(
+                    &reason
+                        .as_ref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default(),
+                ),
+            );
         }
         evidence.push(mark.evidence(&format!(", {error}")));
         let idle = probes
@@ -663,7 +693,10 @@ impl Analysis {
 
 fn budget_text(retries2: u8, user_timeout_ms: u32, budget_ms: u64) -> String {
     if user_timeout_ms != 0 {
-        format!("TCP_USER_TIMEOUT {}", duration_ms(u64::from(user_timeout_ms)))
+        format!(
+            "TCP_USER_TIMEOUT {}",
+            duration_ms(u64::from(user_timeout_ms))
+        )
     } else {
         format!("tcp_retries2={retries2}, {}", duration_ms(budget_ms))
     }

@@ -57,6 +57,8 @@ pub struct EngineStats {
     pub socketless: u64,
     /// Events waiting in the reorder window.
     pub pending: usize,
+    /// Events for a socket already released (arrived after its destroy).
+    pub late: u64,
 }
 
 /// Everything known about one socket.
@@ -151,7 +153,10 @@ impl Timeline {
 
     /// The socket error the kernel ended the connection with, if it did.
     pub fn death_error(&self) -> Option<&str> {
-        self.analysis.close.as_ref().and_then(|c| c.error.as_deref())
+        self.analysis
+            .close
+            .as_ref()
+            .and_then(|c| c.error.as_deref())
     }
 
     pub fn retransmits(&self) -> u32 {
@@ -187,6 +192,9 @@ pub struct Engine {
     timelines: HashMap<SocketId, Timeline>,
     /// Sockets whose death may turn into dead_socket_held: (due, socket), in due order.
     held_queue: VecDeque<(u64, SocketId)>,
+    /// Recently released sockets: a straggler must not start a new timeline for them.
+    released: VecDeque<SocketId>,
+    released_set: std::collections::HashSet<SocketId>,
     retain_finished: bool,
     finished: Vec<Timeline>,
     stats: EngineStats,
@@ -200,6 +208,8 @@ impl Engine {
             thresholds,
             timelines: HashMap::new(),
             held_queue: VecDeque::new(),
+            released: VecDeque::new(),
+            released_set: std::collections::HashSet::new(),
             retain_finished: false,
             finished: Vec::new(),
             stats: EngineStats::default(),
@@ -261,11 +271,19 @@ impl Engine {
 
     fn apply(&mut self, e: Event, out: &mut Vec<Verdict>) {
         self.stats.events += 1;
+        // The event stream is a clock too: replays reach time-based verdicts without ticks.
+        self.check_held(e.ts_ns, out);
         let Some(socket) = e.socket else {
             self.stats.socketless += 1;
             return;
         };
-        if !self.timelines.contains_key(&socket) && self.timelines.len() >= self.thresholds.max_timelines {
+        if self.released_set.contains(&socket) {
+            self.stats.late += 1;
+            return;
+        }
+        if !self.timelines.contains_key(&socket)
+            && self.timelines.len() >= self.thresholds.max_timelines
+        {
             self.evict();
         }
         let timeline = self
@@ -291,10 +309,22 @@ impl Engine {
         if timeline.finished() {
             let done = self.timelines.remove(&socket).expect("present");
             self.stats.finished += 1;
+            self.remember_released(socket);
             if self.retain_finished {
                 self.finished.push(done);
             }
         }
+    }
+
+    fn remember_released(&mut self, socket: SocketId) {
+        const REMEMBER: usize = 8192;
+        if self.released.len() == REMEMBER
+            && let Some(old) = self.released.pop_front()
+        {
+            self.released_set.remove(&old);
+        }
+        self.released.push_back(socket);
+        self.released_set.insert(socket);
     }
 
     fn check_held(&mut self, now_ns: u64, out: &mut Vec<Verdict>) {
@@ -307,10 +337,10 @@ impl Engine {
                 continue;
             };
             let peer = crate::event::endpoint(timeline.raddr, timeline.rport);
-            let holder = timeline
-                .process
-                .as_ref()
-                .map_or_else(|| "the owning process".to_owned(), |p| format!("{}/{}", p.comm, p.pid));
+            let holder = timeline.process.as_ref().map_or_else(
+                || "the owning process".to_owned(),
+                |p| format!("{}/{}", p.comm, p.pid),
+            );
             if let Some(d) = timeline.analysis.held(now_ns, &peer, &holder) {
                 let v = timeline.verdict(d);
                 timeline.verdicts.push(v.clone());
