@@ -83,9 +83,18 @@ pub struct ThresholdArgs {
     #[arg(long, value_name = "N")]
     pub warn_after_rtos: Option<u8>,
     /// Flag dead_socket_held when a process still holds a socket this long after the
-    /// kernel ended it.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    pub dead_socket_after: Duration,
+    /// kernel ended it [default: 30s; `report`: what the trace was recorded with].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub dead_socket_after: Option<Duration>,
+}
+
+impl ThresholdArgs {
+    pub const DEFAULT_DEAD_SOCKET_AFTER: Duration = Duration::from_secs(30);
+
+    pub fn dead_socket_after(&self) -> Duration {
+        self.dead_socket_after
+            .unwrap_or(Self::DEFAULT_DEAD_SOCKET_AFTER)
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -152,7 +161,7 @@ impl Default for LiveArgs {
             filters: FilterArgs::default(),
             thresholds: ThresholdArgs {
                 warn_after_rtos: None,
-                dead_socket_after: Duration::from_secs(30),
+                dead_socket_after: None,
             },
             kernel: KernelArgs {
                 ring_buffer: 4 << 20,

@@ -10,6 +10,7 @@
 //! | [`timeline`] | per-socket timelines and the verdict rules (no I/O, no kernel) |
 //! | [`tcp_model`] | the kernel's give-up arithmetic (retries, backoff, keepalive) |
 //! | [`record`] | the JSON Lines trace records |
+//! | [`trace_file`] | reading recorded traces, with file:line errors |
 //! | [`output`] | terminal text, JSON Lines, Perfetto, summaries |
 //! | [`commands`] | one module per subcommand |
 
@@ -22,3 +23,4 @@ pub mod output;
 pub mod record;
 pub mod tcp_model;
 pub mod timeline;
+pub mod trace_file;

@@ -13,6 +13,8 @@ fn main() -> ExitCode {
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`tracer report t.jsonl | head`) is not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: what failed and why, no backtrace.
             eprintln!("tracer: {e:#}");
@@ -34,10 +36,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Live(args) => runtime()?.block_on(commands::live::live(args)),
         Command::Record(args) => runtime()?.block_on(commands::live::record(args)),
-        Command::Report(_) | Command::Sockets(_) | Command::Doctor(_) => {
-            anyhow::bail!("not implemented yet")
-        }
+        Command::Report(args) => commands::report::run(args),
+        Command::Sockets(_) | Command::Doctor(_) => anyhow::bail!("not implemented yet"),
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// One thread is plenty: the work is reading a ring buffer and formatting lines.

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use super::trace::{self, Session};
 use crate::{
     cli::{LiveArgs, RecordArgs, Show},
-    output::{JsonLines, Sink, Text},
+    output::{JsonLines, Sink, Summary, Text, summary::Extra, text::use_color},
 };
 
 pub async fn live(args: LiveArgs) -> Result<()> {
@@ -26,17 +26,29 @@ pub async fn live(args: LiveArgs) -> Result<()> {
     } else {
         args.show
     };
+    let mut summary = Summary::new();
     if args.json {
         let mut sink = JsonLines::new(stdout.lock(), "stdout");
-        trace::run(session, &mut [&mut sink as &mut dyn Sink]).await?;
+        let totals = trace::run(session, &mut [&mut sink as &mut dyn Sink, &mut summary]).await?;
+        // stdout carries data: the summary goes to stderr.
+        eprint!("{}", summary.render(&extra(&totals)));
     } else {
-        let mut sink = Text::new(stdout.lock());
+        let color = use_color(args.color, std::io::stdout().is_terminal());
+        let mut sink = Text::new(stdout.lock(), color).with_status_line();
         sink.show_events = show != Show::Verdicts;
         sink.show_verdicts = show != Show::Events;
-        let _ = std::io::stdout().is_terminal();
-        trace::run(session, &mut [&mut sink as &mut dyn Sink]).await?;
+        let totals = trace::run(session, &mut [&mut sink as &mut dyn Sink, &mut summary]).await?;
+        drop(sink);
+        print!("{}", summary.render(&extra(&totals)));
     }
     Ok(())
+}
+
+fn extra(totals: &trace::Totals) -> Extra {
+    Extra {
+        filtered: totals.ring.filtered,
+        engine: totals.engine,
+    }
 }
 
 pub async fn record(args: RecordArgs) -> Result<()> {

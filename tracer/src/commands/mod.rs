@@ -1,4 +1,5 @@
 //! One module per subcommand; `main.rs` only dispatches.
 
 pub mod live;
+pub mod report;
 pub mod trace;

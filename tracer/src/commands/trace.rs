@@ -14,7 +14,7 @@ use crate::{
     event::KernelFacts,
     filter,
     kernel::{Probes, RingStats, host},
-    output::Sink,
+    output::{Sink, Status},
     record::{End, FORMAT, Header, Lost, RecordedThresholds, VERSION},
     timeline::{Engine, Thresholds},
 };
@@ -30,7 +30,7 @@ pub struct Session<'a> {
 pub fn engine_thresholds(args: &ThresholdArgs) -> Thresholds {
     Thresholds {
         warn_after_rtos: args.warn_after_rtos,
-        dead_socket_after_ns: args.dead_socket_after.as_nanos() as u64,
+        dead_socket_after_ns: args.dead_socket_after().as_nanos() as u64,
         ..Thresholds::default()
     }
 }
@@ -41,9 +41,11 @@ pub struct Totals {
     pub events: u64,
     pub verdicts: u64,
     pub ring: RingStats,
+    pub engine: crate::timeline::EngineStats,
 }
 
 const TICK: Duration = Duration::from_millis(250);
+const STATUS_EVERY_TICKS: u64 = 4;
 
 pub async fn run(session: Session<'_>, sinks: &mut [&mut dyn Sink]) -> Result<Totals> {
     let options = filter::probe_options(session.filters, session.ring_buffer)?;
@@ -70,7 +72,7 @@ pub async fn run(session: Session<'_>, sinks: &mut [&mut dyn Sink]) -> Result<To
         command: std::env::args().collect(),
         thresholds: Some(RecordedThresholds {
             warn_after_rtos: session.thresholds.warn_after_rtos,
-            dead_socket_after_ms: session.thresholds.dead_socket_after.as_millis() as u64,
+            dead_socket_after_ms: session.thresholds.dead_socket_after().as_millis() as u64,
         }),
     };
     report_degradations(&probes);
@@ -89,6 +91,8 @@ pub async fn run(session: Session<'_>, sinks: &mut [&mut dyn Sink]) -> Result<To
     let mut totals = Totals::default();
     let mut raw = Vec::with_capacity(1024);
     let mut verdicts = Vec::new();
+    let mut ticks = 0u64;
+    let mut events_at_last_status = 0;
     let reason;
     loop {
         tokio::select! {
@@ -96,6 +100,20 @@ pub async fn run(session: Session<'_>, sinks: &mut [&mut dyn Sink]) -> Result<To
             _ = ticker.tick() => {
                 engine.tick(host::boottime_ns(), &mut verdicts);
                 report_lost(&probes, &mut totals, sinks)?;
+                ticks += 1;
+                if ticks.is_multiple_of(STATUS_EVERY_TICKS) {
+                    let status = Status {
+                        events_per_sec: (totals.events - events_at_last_status) as f64
+                            / (TICK.as_secs_f64() * STATUS_EVERY_TICKS as f64),
+                        sockets: engine.stats().tracked,
+                        verdicts: totals.verdicts,
+                        lost: totals.ring.lost,
+                    };
+                    events_at_last_status = totals.events;
+                    for sink in sinks.iter_mut() {
+                        sink.status(&status)?;
+                    }
+                }
             }
             _ = sigint.recv() => { reason = "signal"; break; }
             _ = sigterm.recv() => { reason = "signal"; break; }
@@ -135,6 +153,7 @@ pub async fn run(session: Session<'_>, sinks: &mut [&mut dyn Sink]) -> Result<To
     )?;
     report_lost(&probes, &mut totals, sinks)?;
     drop(probes); // detaches every program
+    totals.engine = engine.stats();
     let end = End {
         ts_ns: now,
         events: totals.events,

@@ -2,9 +2,12 @@
 //! Every sink sees the same records in the same order.
 
 mod jsonl;
-mod text;
+pub mod perfetto;
+pub mod summary;
+pub mod text;
 
 pub use jsonl::JsonLines;
+pub use summary::Summary;
 pub use text::Text;
 
 use anyhow::Result;
@@ -23,4 +26,17 @@ pub trait Sink {
     fn end(&mut self, end: &End) -> Result<()>;
     /// Called after every batch: what was received must be on its way to disk.
     fn flush(&mut self) -> Result<()>;
+    /// Called about once a second while tracing live.
+    fn status(&mut self, _status: &Status) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// How tracing is going, for status lines.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Status {
+    pub events_per_sec: f64,
+    pub sockets: usize,
+    pub verdicts: u64,
+    pub lost: u64,
 }
