@@ -186,6 +186,52 @@ both_families!(
     cable_pulled_with_keepalive
 );
 
+/// Cable pulled on an idle connection without keepalive: the kernel never notices (no
+/// event, no verdict); only the socket sweep can flag it.
+fn cable_pulled_without_keepalive(v6: bool) {
+    require_root();
+    let hosts = Hosts::new("nokeep");
+    let tracer = Tracer::live(&hosts.netns_args(), &[]);
+    let conn = establish(&hosts, v6, ClientOptions::default());
+    let port = conn.client_port;
+    hosts.client.blackhole_from(Hosts::server_addr(v6));
+    let netns = hosts.client.inode.to_string();
+    wait_until(VERDICT_TIMEOUT, "the sweep to flag half_open_risk", || {
+        let out = std::process::Command::new(tracer_tests::tracer::tracer_bin())
+            .args([
+                "sockets",
+                "--json",
+                "--netns",
+                &netns,
+                "--idle-threshold",
+                "1s",
+            ])
+            .output()
+            .ok()?;
+        let snapshot: Value = serde_json::from_slice(&out.stdout).ok()?;
+        snapshot["sockets"]
+            .as_array()?
+            .iter()
+            .any(|s| s["lport"] == port && s["flags"][0] == "half_open_risk")
+            .then_some(())
+    });
+    let (records, _) = tracer.stop();
+    let after_handshake: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["lport"] == port && r["kind"] != "state_change")
+        .collect();
+    assert!(
+        after_handshake.is_empty(),
+        "no event ever: {after_handshake:?}"
+    );
+    assert!(verdicts_of(&records, port).is_empty());
+    drop(conn);
+}
+both_families!(
+    cable_pulled_without_keepalive_only_the_sweep_sees_it,
+    cable_pulled_without_keepalive
+);
+
 /// A middlebox between the hosts forgets an idle flow; our next send goes into the void.
 fn middlebox_forgets_flow(v6: bool) {
     require_root();

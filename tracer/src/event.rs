@@ -342,6 +342,9 @@ pub struct Event {
     /// Counters of full sockets (absent for request/timewait sockets and no-socket resets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sock: Option<SocketCounters>,
+    /// Sweep events: why the socket deserves a look (`half_open_risk`, `unresponsive_now`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
 }
 
 impl Event {
@@ -502,6 +505,7 @@ impl KernelFacts {
             probe: matches!(kind, EventKind::KeepaliveProbe | EventKind::ZeroWindowProbe)
                 .then_some(raw.probes_out),
             sock: counters,
+            flags: Vec::new(),
         })
     }
 }

@@ -91,3 +91,48 @@ mod tests {
         assert_eq!(opts.addrs[1], ("::1".parse().unwrap(), 128));
     }
 }
+
+/// The same filters in userspace, for events that did not come through the kernel
+/// programs (sockets found by the sweep).
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    netns: Vec<u32>,
+    ports: Vec<u16>,
+    addrs: Vec<ipnet::IpNet>,
+    pids: Vec<u32>,
+    comm: Option<String>,
+}
+
+impl EventFilter {
+    pub fn new(filters: &FilterArgs) -> Result<Self> {
+        Ok(Self {
+            netns: filters
+                .netns
+                .iter()
+                .map(|s| resolve_netns(s))
+                .collect::<Result<_>>()?,
+            ports: filters.ports.clone(),
+            addrs: filters.addrs.clone(),
+            pids: filters.pids.clone(),
+            comm: filters.comm.clone(),
+        })
+    }
+
+    pub fn matches(&self, e: &crate::event::Event) -> bool {
+        let process = e.process.as_ref();
+        (self.netns.is_empty() || self.netns.contains(&e.netns))
+            && (self.ports.is_empty()
+                || self.ports.contains(&e.lport)
+                || self.ports.contains(&e.rport))
+            && (self.addrs.is_empty()
+                || self
+                    .addrs
+                    .iter()
+                    .any(|n| n.contains(&e.laddr) || n.contains(&e.raddr)))
+            && (self.pids.is_empty() || process.is_some_and(|p| self.pids.contains(&p.pid)))
+            && self
+                .comm
+                .as_ref()
+                .is_none_or(|c| process.is_some_and(|p| &p.comm == c))
+    }
+}

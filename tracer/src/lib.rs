@@ -12,6 +12,7 @@
 //! | [`record`] | the JSON Lines trace records |
 //! | [`trace_file`] | reading recorded traces, with file:line errors |
 //! | [`output`] | terminal text, JSON Lines, Perfetto, summaries |
+//! | [`sweep`] | sock_diag snapshots across namespaces, owners, per-namespace sysctls |
 //! | [`commands`] | one module per subcommand |
 
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod filter;
 pub mod kernel;
 pub mod output;
 pub mod record;
+pub mod sweep;
 pub mod tcp_model;
 pub mod timeline;
 pub mod trace_file;

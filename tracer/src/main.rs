@@ -37,7 +37,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Live(args) => runtime()?.block_on(commands::live::live(args)),
         Command::Record(args) => runtime()?.block_on(commands::live::record(args)),
         Command::Report(args) => commands::report::run(args),
-        Command::Sockets(_) | Command::Doctor(_) => anyhow::bail!("not implemented yet"),
+        Command::Sockets(args) => commands::sockets::run(args),
+        Command::Doctor(args) => commands::doctor::run(args),
     }
 }
 

@@ -19,6 +19,7 @@ pub async fn live(args: LiveArgs) -> Result<()> {
         thresholds: &args.thresholds,
         ring_buffer: args.kernel.ring_buffer,
         duration: args.duration,
+        sweep: !args.no_sweep,
     };
     let stdout = std::io::stdout();
     let show = if args.verdicts {
@@ -57,6 +58,7 @@ pub async fn record(args: RecordArgs) -> Result<()> {
         thresholds: &args.thresholds,
         ring_buffer: args.kernel.ring_buffer,
         duration: args.duration,
+        sweep: !args.no_sweep,
     };
     let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())

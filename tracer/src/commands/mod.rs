@@ -1,5 +1,7 @@
 //! One module per subcommand; `main.rs` only dispatches.
 
+pub mod doctor;
 pub mod live;
 pub mod report;
+pub mod sockets;
 pub mod trace;

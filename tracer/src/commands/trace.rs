@@ -1,22 +1,25 @@
-//! `tracer live` and `tracer record`: load the probes, follow the ring buffer, feed the
-//! timeline engine, hand events and verdicts to the sinks, stop cleanly.
+//! `tracer live` and `tracer record`: load the probes, sweep what is already open, follow
+//! the ring buffer, feed the timeline engine, hand events and verdicts to the sinks, stop
+//! cleanly.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{Context, Result};
 use tokio::{
     signal::unix::{SignalKind, signal},
     time::{Instant, MissedTickBehavior, interval, sleep_until},
 };
+use tracer_common::RawEvent;
 
 use crate::{
     cli::{FilterArgs, ThresholdArgs},
-    event::KernelFacts,
-    filter,
+    event::{Event, KernelFacts, Process, SocketId, TcpState},
+    filter::{self, EventFilter},
     kernel::{Probes, RingStats, host},
     output::{Sink, Status},
     record::{End, FORMAT, Header, Lost, RecordedThresholds, VERSION},
-    timeline::{Engine, Thresholds},
+    sweep,
+    timeline::{Engine, EngineStats, Thresholds, Verdict},
 };
 
 /// What a tracing session needs, whichever command started it.
@@ -25,7 +28,14 @@ pub struct Session<'a> {
     pub thresholds: &'a ThresholdArgs,
     pub ring_buffer: u32,
     pub duration: Option<Duration>,
+    /// Sweep existing sockets at start (their timelines, owners and half-open flags).
+    pub sweep: bool,
 }
+
+/// Idle time after which a swept connection without keepalive is flagged half_open_risk.
+const SWEEP_IDLE_THRESHOLD: Duration = Duration::from_secs(600);
+const TICK: Duration = Duration::from_millis(250);
+const STATUS_EVERY_TICKS: u64 = 4;
 
 pub fn engine_thresholds(args: &ThresholdArgs) -> Thresholds {
     Thresholds {
@@ -41,11 +51,92 @@ pub struct Totals {
     pub events: u64,
     pub verdicts: u64,
     pub ring: RingStats,
-    pub engine: crate::timeline::EngineStats,
+    pub engine: EngineStats,
 }
 
-const TICK: Duration = Duration::from_millis(250);
-const STATUS_EVERY_TICKS: u64 = 4;
+/// Decoded events on their way to the engine and the sinks.
+struct Pipeline {
+    facts: KernelFacts,
+    /// Owners found by the sweep, for sockets the kernel programs never saw in their
+    /// owner's context (opened before tracing started).
+    owners: BTreeMap<SocketId, Process>,
+    engine: Engine,
+    verdicts: Vec<Verdict>,
+    totals: Totals,
+}
+
+impl Pipeline {
+    fn event(&mut self, mut event: Event, sinks: &mut [&mut dyn Sink]) -> Result<()> {
+        if event.process.is_none()
+            && let Some(owner) = event.socket.and_then(|s| self.owners.get(&s))
+        {
+            event.process = Some(owner.clone());
+        }
+        self.totals.events += 1;
+        for sink in sinks.iter_mut() {
+            sink.event(&event)?;
+        }
+        self.engine.push(event, &mut self.verdicts);
+        Ok(())
+    }
+
+    fn raw(&mut self, raw: &mut Vec<RawEvent>, sinks: &mut [&mut dyn Sink]) -> Result<()> {
+        for r in raw.drain(..) {
+            if let Some(event) = self.facts.decode(&r) {
+                self.event(event, sinks)?;
+            }
+        }
+        self.flush(sinks)
+    }
+
+    /// Hands reached verdicts to the sinks and flushes them.
+    fn flush(&mut self, sinks: &mut [&mut dyn Sink]) -> Result<()> {
+        for v in self.verdicts.drain(..) {
+            self.totals.verdicts += 1;
+            for sink in sinks.iter_mut() {
+                sink.verdict(&v)?;
+            }
+        }
+        for sink in sinks.iter_mut() {
+            sink.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// Sockets already open: `sweep` events, and their owners for later events.
+fn sweep_existing(
+    pipeline: &mut Pipeline,
+    netns: &[u32],
+    filter: &EventFilter,
+    sinks: &mut [&mut dyn Sink],
+) -> Result<()> {
+    let snapshot = match sweep::snapshot(netns, SWEEP_IDLE_THRESHOLD) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "tracer: socket sweep failed ({e:#}): connections opened before tracing \
+                 started will have no owner until they are used"
+            );
+            return Ok(());
+        }
+    };
+    for problem in &snapshot.problems {
+        eprintln!("tracer: sweep: not visible: {problem}");
+    }
+    pipeline.owners = snapshot.owners();
+    let now = host::boottime_ns();
+    for socket in &snapshot.sockets {
+        if socket.state == TcpState::LISTEN || socket.state == TcpState::TIME_WAIT {
+            continue;
+        }
+        let event = socket.to_event(now);
+        if filter.matches(&event) {
+            pipeline.event(event, sinks)?;
+        }
+    }
+    pipeline.flush(sinks)
+}
 
 pub async fn run(session: Session<'_>, sinks: &mut [&mut dyn Sink]) -> Result<Totals> {
     let options = filter::probe_options(session.filters, session.ring_buffer)?;
@@ -79,18 +170,27 @@ pub async fn run(session: Session<'_>, sinks: &mut [&mut dyn Sink]) -> Result<To
     for sink in sinks.iter_mut() {
         sink.header(&header)?;
     }
+    let mut pipeline = Pipeline {
+        facts,
+        owners: BTreeMap::new(),
+        engine: Engine::new(engine_thresholds(session.thresholds)),
+        verdicts: Vec::new(),
+        totals: Totals::default(),
+    };
+    // The probes are attached first: nothing between the sweep and the first event is missed.
+    if session.sweep {
+        let filter = EventFilter::new(session.filters)?;
+        sweep_existing(&mut pipeline, &options.netns, &filter, sinks)?;
+    }
     let attached = probes.hooks.iter().filter(|h| h.attached).count();
     eprintln!("tracer: tracing TCP connections ({attached} kernel hooks attached); Ctrl-C to stop");
 
-    let mut engine = Engine::new(engine_thresholds(session.thresholds));
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let deadline = session.duration.map(|d| Instant::now() + d);
     let mut ticker = interval(TICK);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut totals = Totals::default();
     let mut raw = Vec::with_capacity(1024);
-    let mut verdicts = Vec::new();
     let mut ticks = 0u64;
     let mut events_at_last_status = 0;
     let reason;
@@ -98,18 +198,19 @@ pub async fn run(session: Session<'_>, sinks: &mut [&mut dyn Sink]) -> Result<To
         tokio::select! {
             read = probes.read_batch(&mut raw) => read?,
             _ = ticker.tick() => {
-                engine.tick(host::boottime_ns(), &mut verdicts);
-                report_lost(&probes, &mut totals, sinks)?;
+                pipeline.engine.tick(host::boottime_ns(), &mut pipeline.verdicts);
+                report_lost(&probes, &mut pipeline.totals, sinks)?;
                 ticks += 1;
                 if ticks.is_multiple_of(STATUS_EVERY_TICKS) {
+                    let t = &pipeline.totals;
                     let status = Status {
-                        events_per_sec: (totals.events - events_at_last_status) as f64
+                        events_per_sec: (t.events - events_at_last_status) as f64
                             / (TICK.as_secs_f64() * STATUS_EVERY_TICKS as f64),
-                        sockets: engine.stats().tracked,
-                        verdicts: totals.verdicts,
-                        lost: totals.ring.lost,
+                        sockets: pipeline.engine.stats().tracked,
+                        verdicts: t.verdicts,
+                        lost: t.ring.lost,
                     };
-                    events_at_last_status = totals.events;
+                    events_at_last_status = t.events;
                     for sink in sinks.iter_mut() {
                         sink.status(&status)?;
                     }
@@ -122,38 +223,18 @@ pub async fn run(session: Session<'_>, sinks: &mut [&mut dyn Sink]) -> Result<To
                 break;
             }
         }
-        deliver(
-            &facts,
-            &mut raw,
-            &mut engine,
-            &mut verdicts,
-            &mut totals,
-            sinks,
-        )?;
+        pipeline.raw(&mut raw, sinks)?;
     }
     // Whatever the kernel wrote before we stopped is still ours to deliver.
     probes.drain(&mut raw);
-    deliver(
-        &facts,
-        &mut raw,
-        &mut engine,
-        &mut verdicts,
-        &mut totals,
-        sinks,
-    )?;
+    pipeline.raw(&mut raw, sinks)?;
     let now = host::boottime_ns();
-    engine.finish(now, &mut verdicts);
-    deliver(
-        &facts,
-        &mut raw,
-        &mut engine,
-        &mut verdicts,
-        &mut totals,
-        sinks,
-    )?;
-    report_lost(&probes, &mut totals, sinks)?;
+    pipeline.engine.finish(now, &mut pipeline.verdicts);
+    pipeline.flush(sinks)?;
+    report_lost(&probes, &mut pipeline.totals, sinks)?;
     drop(probes); // detaches every program
-    totals.engine = engine.stats();
+    let mut totals = pipeline.totals;
+    totals.engine = pipeline.engine.stats();
     let end = End {
         ts_ns: now,
         events: totals.events,
@@ -165,39 +246,6 @@ pub async fn run(session: Session<'_>, sinks: &mut [&mut dyn Sink]) -> Result<To
         sink.end(&end)?;
     }
     Ok(totals)
-}
-
-fn deliver(
-    facts: &KernelFacts,
-    raw: &mut Vec<tracer_common::RawEvent>,
-    engine: &mut Engine,
-    verdicts: &mut Vec<crate::timeline::Verdict>,
-    totals: &mut Totals,
-    sinks: &mut [&mut dyn Sink],
-) -> Result<()> {
-    if raw.is_empty() && verdicts.is_empty() {
-        return Ok(());
-    }
-    for r in raw.drain(..) {
-        let Some(event) = facts.decode(&r) else {
-            continue;
-        };
-        totals.events += 1;
-        for sink in sinks.iter_mut() {
-            sink.event(&event)?;
-        }
-        engine.push(event, verdicts);
-    }
-    for v in verdicts.drain(..) {
-        totals.verdicts += 1;
-        for sink in sinks.iter_mut() {
-            sink.verdict(&v)?;
-        }
-    }
-    for sink in sinks.iter_mut() {
-        sink.flush()?;
-    }
-    Ok(())
 }
 
 /// Lost events are part of the output, never silent.

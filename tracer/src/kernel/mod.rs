@@ -8,4 +8,6 @@ pub mod layout;
 pub mod privileges;
 mod probes;
 
-pub use probes::{HookStatus, ProbeOptions, Probes, RingStats};
+pub use probes::{
+    DEGRADES_WITHOUT, HookStatus, ProbeOptions, Probes, RingStats, hook_availability,
+};

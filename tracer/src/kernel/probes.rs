@@ -31,6 +31,52 @@ struct Hook {
     provides: &'static str,
 }
 
+/// What each tracepoint's absence costs, by verdict (for `tracer doctor`).
+#[rustfmt::skip]
+pub const DEGRADES_WITHOUT: &[(&str, &str)] = &[
+    ("inet_sock_set_state", "everything: tracing cannot start without it"),
+    ("tcp_retransmit_skb", "peer_unresponsive; retransmit counts in retries_exhausted, connect_timeout and orphan_timeout"),
+    ("tcp_retransmit_synack", "server-side SYN-ACK retransmits (no verdict depends on them)"),
+    ("tcp_send_reset", "local_abort, and resets sent for segments that matched no socket"),
+    ("tcp_receive_reset", "peer_reset's evidence and its lost-state detection"),
+    ("inet_sk_error_report", "error reports in timelines (no verdict depends on them)"),
+    ("tcp_destroy_sock", "dead_socket_held, and releasing finished timelines"),
+    ("timer_expire_entry", "keepalive probe counts in keepalive_exhausted; RTO and TLP classification"),
+    ("timer_expire_exit", "keepalive and zero-window probe events"),
+    ("sock_send_length", "owners of accepted sockets (the listener's process stands in)"),
+    ("sock_recv_length", "owners of accepted sockets (the listener's process stands in)"),
+];
+
+/// Which hooks this kernel would give us, without loading anything (for `tracer doctor`).
+pub fn hook_availability(btf: &KernelBtf, timer_symbols: bool) -> Vec<HookStatus> {
+    let mut tracepoints: Vec<&str> = HOOKS.iter().map(|h| h.tracepoint).collect();
+    tracepoints.dedup();
+    tracepoints
+        .into_iter()
+        .map(|tracepoint| {
+            let arity = btf.tracepoint_arity(tracepoint);
+            let hook = arity
+                .and_then(|a| choose_variant(tracepoint, a))
+                .or_else(|| HOOKS.iter().find(|h| h.tracepoint == tracepoint))
+                .expect("every tracepoint has a hook");
+            let problem = match arity {
+                None => Some("this kernel has no such tracepoint".to_owned()),
+                Some(_) if hook.needs_timer_symbols && !timer_symbols => {
+                    Some("timer callbacks hidden in /proc/kallsyms".to_owned())
+                }
+                Some(_) => None,
+            };
+            HookStatus {
+                tracepoint: tracepoint.into(),
+                program: hook.program.into(),
+                attached: problem.is_none(),
+                provides: hook.provides.into(),
+                problem,
+            }
+        })
+        .collect()
+}
+
 #[rustfmt::skip]
 const HOOKS: &[Hook] = &[
     Hook { program: "tr_set_state", tracepoint: "inet_sock_set_state", reads_args: 3, needs_timer_symbols: false, provides: "state changes, connection deaths and their errors" },

@@ -130,7 +130,13 @@ pub fn describe(e: &Event) -> (&'static str, String) {
             },
         ),
         EventKind::Destroy => ("released", String::new()),
-        EventKind::Sweep => ("open", format!("{} (found by the sweep)", e.state)),
+        EventKind::Sweep => {
+            let mut d = format!("{} (already open)", e.state);
+            if !e.flags.is_empty() {
+                d += &format!(", {}", e.flags.join(", "));
+            }
+            ("open", d)
+        }
     }
 }
 

@@ -99,6 +99,7 @@ impl Sock {
                 error: None,
                 soft_error: None,
             }),
+            flags: Vec::new(),
         }
     }
 

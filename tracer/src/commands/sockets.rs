@@ -1,0 +1,90 @@
+//! `tracer sockets`: every TCP socket right now, and the ones that deserve a look.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+
+use crate::{
+    cli::SocketsArgs,
+    event::endpoint,
+    filter::resolve_netns,
+    output::text::process_label,
+    sweep::{self, Flag, SweptSocket},
+    timeline::words::duration_ms,
+};
+
+pub fn run(args: SocketsArgs) -> Result<()> {
+    let only = args
+        .netns
+        .iter()
+        .map(|n| resolve_netns(n))
+        .collect::<Result<Vec<_>>>()?;
+    let mut snapshot = sweep::snapshot(&only, args.idle_threshold)?;
+    for problem in &snapshot.problems {
+        eprintln!("tracer: not visible: {problem}");
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "tracer: not root: only this namespace, and owners only of this user's processes"
+        );
+    }
+    if args.flagged {
+        snapshot.sockets.retain(|s| !s.flags.is_empty());
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &snapshot)?;
+        writeln!(out)?;
+    } else {
+        write_table(&mut out, &snapshot.sockets)?;
+    }
+    out.flush().context("writing to stdout")
+}
+
+fn write_table(out: &mut dyn Write, sockets: &[SweptSocket]) -> Result<()> {
+    writeln!(
+        out,
+        "{:<12} {:<18} {:<47} {:<11} {:>9} {:<14} {:<16} FLAGS",
+        "STATE", "PROCESS", "LOCAL → REMOTE", "NETNS", "IDLE", "RETR/BO/PRB", "KEEPALIVE"
+    )?;
+    for s in sockets {
+        let idle = s.idle_ms.map(duration_ms).unwrap_or_default();
+        let counters = s
+            .info
+            .map(|i| format!("{}/{}/{}", i.retransmits, i.backoff, i.probes))
+            .unwrap_or_default();
+        let keepalive = match (s.keepalive, s.timer_expires_ms) {
+            (true, Some(ms)) => format!("on, in {}", duration_ms(ms)),
+            (true, None) => "on".to_owned(),
+            (false, _) if s.timer.is_some() => "unknown".to_owned(),
+            (false, _) => "off".to_owned(),
+        };
+        let flags: Vec<&str> = s
+            .flags
+            .iter()
+            .map(|f| match f {
+                Flag::HalfOpenRisk => "half_open_risk",
+                Flag::UnresponsiveNow => "unresponsive_now",
+            })
+            .collect();
+        writeln!(
+            out,
+            "{:<12} {:<18} {:<47} {:<11} {:>9} {:<14} {:<16} {}",
+            s.state.name(),
+            process_label(s.process.as_ref()),
+            format!(
+                "{} → {}",
+                endpoint(s.laddr, s.lport),
+                endpoint(s.raddr, s.rport)
+            ),
+            s.netns,
+            idle,
+            counters,
+            keepalive,
+            flags.join(",")
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,289 @@
+//! Looking at every TCP socket instead of waiting for events: some dead connections never
+//! produce one (an idle ESTABLISHED connection without keepalive toward a host that is gone
+//! stays ESTABLISHED forever). Also gives `tracer live` the sockets opened before it started,
+//! with their owners and cookies.
+
+pub mod netns;
+pub mod procfs;
+pub mod sock_diag;
+pub mod sysctl;
+
+use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::event::{Event, EventKind, Family, Process, SocketCounters, SocketId, TcpState};
+use sock_diag::{ArmedTimer, DiagSocket, TcpInfoSummary};
+
+/// Why a socket deserves a look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flag {
+    /// ESTABLISHED, keepalive off, nothing sent or received for longer than the threshold:
+    /// if the peer is gone, nothing will ever notice.
+    HalfOpenRisk,
+    /// The kernel is already retrying: RTO backoff, consecutive RTOs or unanswered probes.
+    UnresponsiveNow,
+}
+
+/// The flag rules, as a table:
+///
+/// | flag | when |
+/// |---|---|
+/// | half_open_risk | state ESTABLISHED, no keepalive timer armed (SO_KEEPALIVE off), idle (no data sent or received, no ACK received) > threshold |
+/// | unresponsive_now | tcpi_retransmits > 0, or tcpi_backoff > 0, or tcpi_probes > 0 |
+pub fn flags(s: &SweptSocket, idle_threshold: Duration) -> Vec<Flag> {
+    let mut out = Vec::new();
+    if let Some(info) = &s.info {
+        if s.state == TcpState::ESTABLISHED
+            && !s.keepalive
+            && u128::from(s.idle_ms.unwrap_or(0)) > idle_threshold.as_millis()
+        {
+            out.push(Flag::HalfOpenRisk);
+        }
+        if info.retransmits > 0 || info.backoff > 0 || info.probes > 0 {
+            out.push(Flag::UnresponsiveNow);
+        }
+    }
+    out
+}
+
+/// One socket found by the sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweptSocket {
+    pub netns: u32,
+    pub family: Family,
+    pub laddr: IpAddr,
+    pub lport: u16,
+    pub raddr: IpAddr,
+    pub rport: u16,
+    pub state: TcpState,
+    /// The socket cookie, as in the events of `live` and `record`.
+    pub socket: SocketId,
+    pub inode: u32,
+    pub uid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    /// SO_KEEPALIVE, inferred from the armed keepalive timer (how `ss -o` shows it): only
+    /// knowable while no retransmit or probe timer is armed instead.
+    pub keepalive: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timer: Option<ArmedTimer>,
+    /// When the armed timer fires, in ms from the sweep.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timer_expires_ms: Option<u64>,
+    /// Since the last data sent, data received or ACK received, whichever is latest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info: Option<TcpInfoSummary>,
+    pub flags: Vec<Flag>,
+}
+
+impl SweptSocket {
+    fn from_diag(netns: u32, d: DiagSocket, owner: Option<Process>) -> SweptSocket {
+        let idle_ms = d.info.map(|i| {
+            u64::from(
+                i.last_data_sent_ms
+                    .min(i.last_data_recv_ms)
+                    .min(i.last_ack_recv_ms),
+            )
+        });
+        SweptSocket {
+            netns,
+            family: if d.family == 10 {
+                Family::Ipv6
+            } else {
+                Family::Ipv4
+            },
+            laddr: d.laddr,
+            lport: d.lport,
+            raddr: d.raddr,
+            rport: d.rport,
+            state: TcpState(d.state),
+            socket: SocketId(d.cookie),
+            inode: d.inode,
+            uid: d.uid,
+            process: owner,
+            keepalive: matches!(d.timer, Some((ArmedTimer::Keepalive, _))),
+            timer: d.timer.map(|(t, _)| t),
+            timer_expires_ms: d.timer.map(|(_, ms)| ms),
+            idle_ms,
+            info: d.info,
+            flags: Vec::new(),
+        }
+    }
+
+    /// The socket as a `sweep` event, so that timelines start with what was already open.
+    pub fn to_event(&self, ts_ns: u64) -> Event {
+        Event {
+            ts_ns,
+            kind: EventKind::Sweep,
+            socket: Some(self.socket),
+            family: self.family,
+            laddr: self.laddr,
+            lport: self.lport,
+            raddr: self.raddr,
+            rport: self.rport,
+            netns: self.netns,
+            state: self.state,
+            old_state: None,
+            process: self.process.clone(),
+            class: None,
+            segs: None,
+            timer: None,
+            reason: None,
+            err: None,
+            probe: None,
+            sock: self.info.map(|i| SocketCounters {
+                retransmits: i.retransmits,
+                probes_out: i.probes,
+                backoff: i.backoff,
+                rto_us: u64::from(i.rto_us),
+                total_retrans: i.total_retrans,
+                packets_out: i.unacked,
+                ca_state: Default::default(),
+                keepalive: self.keepalive,
+                keepalive_idle_ms: 0,
+                keepalive_intvl_ms: 0,
+                keepalive_probes: 0,
+                user_timeout_ms: 0,
+                retries1: 0,
+                retries2: 0,
+                syn_retries: 0,
+                orphan_retries: 0,
+                idle_rx_ms: Some(u64::from(i.last_data_recv_ms.min(i.last_ack_recv_ms))),
+                idle_tx_ms: Some(u64::from(i.last_data_sent_ms)),
+                orphan: false,
+                error: None,
+                soft_error: None,
+            }),
+            flags: self
+                .flags
+                .iter()
+                .map(|f| match f {
+                    Flag::HalfOpenRisk => "half_open_risk".to_owned(),
+                    Flag::UnresponsiveNow => "unresponsive_now".to_owned(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What one sweep found, and what it could not see.
+#[derive(Debug, Default, Serialize)]
+pub struct Snapshot {
+    pub sockets: Vec<SweptSocket>,
+    pub namespaces: Vec<u32>,
+    /// Namespaces that could not be entered or listed, with why.
+    pub problems: Vec<String>,
+}
+
+impl Snapshot {
+    /// Socket cookie → owner, for events whose owner the kernel did not learn.
+    pub fn owners(&self) -> BTreeMap<SocketId, Process> {
+        self.sockets
+            .iter()
+            .filter_map(|s| Some((s.socket, s.process.clone()?)))
+            .collect()
+    }
+}
+
+/// Every TCP socket in every visible network namespace (or only in `only`, if not empty).
+pub fn snapshot(only: &[u32], idle_threshold: Duration) -> Result<Snapshot> {
+    let mut namespaces = netns::discover();
+    if !only.is_empty() {
+        namespaces.retain(|inode, _| only.contains(inode));
+    }
+    let owners = procfs::owners_by_inode();
+    let mut snapshot = Snapshot {
+        namespaces: namespaces.keys().copied().collect(),
+        ..Snapshot::default()
+    };
+    for (inode, result) in netns::in_each(&namespaces, |_| sock_diag::dump_all()) {
+        match result {
+            Ok(sockets) => snapshot.sockets.extend(sockets.into_iter().map(|d| {
+                let owner = owners.get(&d.inode).cloned();
+                let mut s = SweptSocket::from_diag(inode, d, owner);
+                s.flags = flags(&s, idle_threshold);
+                s
+            })),
+            Err(e) => snapshot.problems.push(format!("netns {inode}: {e:#}")),
+        }
+    }
+    snapshot.sockets.sort_by(|a, b| {
+        (a.netns, a.state, a.lport, a.rport).cmp(&(b.netns, b.state, b.lport, b.rport))
+    });
+    Ok(snapshot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn socket(state: TcpState, keepalive: bool, idle_ms: u64, info: TcpInfoSummary) -> SweptSocket {
+        SweptSocket {
+            netns: 1,
+            family: Family::Ipv4,
+            laddr: "10.0.0.1".parse().unwrap(),
+            lport: 1,
+            raddr: "10.0.0.2".parse().unwrap(),
+            rport: 2,
+            state,
+            socket: SocketId(9),
+            inode: 1,
+            uid: 0,
+            process: None,
+            keepalive,
+            timer: None,
+            timer_expires_ms: None,
+            idle_ms: Some(idle_ms),
+            info: Some(info),
+            flags: vec![],
+        }
+    }
+
+    #[test]
+    fn flag_rules() {
+        let ten_min = Duration::from_secs(600);
+        let idle = socket(
+            TcpState::ESTABLISHED,
+            false,
+            700_000,
+            TcpInfoSummary::default(),
+        );
+        assert_eq!(flags(&idle, ten_min), [Flag::HalfOpenRisk]);
+        let kept_alive = socket(
+            TcpState::ESTABLISHED,
+            true,
+            700_000,
+            TcpInfoSummary::default(),
+        );
+        assert!(flags(&kept_alive, ten_min).is_empty());
+        let busy = socket(
+            TcpState::ESTABLISHED,
+            false,
+            5_000,
+            TcpInfoSummary::default(),
+        );
+        assert!(flags(&busy, ten_min).is_empty());
+        let retrying = socket(
+            TcpState::ESTABLISHED,
+            false,
+            5_000,
+            TcpInfoSummary {
+                backoff: 2,
+                ..Default::default()
+            },
+        );
+        assert_eq!(flags(&retrying, ten_min), [Flag::UnresponsiveNow]);
+        let closing = socket(
+            TcpState::CLOSE_WAIT,
+            false,
+            700_000,
+            TcpInfoSummary::default(),
+        );
+        assert!(flags(&closing, ten_min).is_empty());
+    }
+}
