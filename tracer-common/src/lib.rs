@@ -276,7 +276,9 @@ pub struct Config {
     pub sock_flag_keepopen: u32,
     /// [`filter`] bits.
     pub filters: u32,
-    pub _pad: u32,
+    /// Wake the reader only once this many bytes wait in the ring buffer (the reader also
+    /// drains it on a short timer): a wakeup per event costs more than the event itself.
+    pub wakeup_bytes: u32,
     pub filter_comm: [u8; TASK_COMM_LEN],
 }
 

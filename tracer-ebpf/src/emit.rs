@@ -1,6 +1,7 @@
 //! Maps, in-kernel filters, owner tracking and the one path every event leaves by.
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         generated::bpf_ktime_get_boot_ns,
@@ -244,6 +245,13 @@ pub fn emit<A: Access>(
         fill_counters(access, ev, tp);
     }
     fill(ev);
-    entry.submit(0);
+    // Batch wakeups: the reader drains on its own every few milliseconds, and is woken
+    // early only when the ring buffer starts to fill.
+    let wake = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= u64::from(config!(wakeup_bytes)) {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(wake as u64);
     count(stat::EMITTED);
 }

@@ -72,7 +72,7 @@ fn main() -> Result<()> {
             toolchain::ensure()?;
             ensure_test_tools()?;
             build_tracer(true)?;
-            bench::run(&tracer_path(true), &args)
+            bench::run_bench(&tracer_path(true), &args)
         }
         Cmd::Dist { dir } => {
             toolchain::ensure()?;
@@ -135,7 +135,7 @@ fn require_root(why: &str) -> Result<()> {
     Ok(())
 }
 
-fn has(tool: &str) -> bool {
+pub fn has(tool: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .output()

@@ -15,7 +15,7 @@ use crate::{
     cli::{FilterArgs, ThresholdArgs},
     event::{Event, KernelFacts, Process, SocketId, TcpState},
     filter::{self, EventFilter},
-    kernel::{Probes, RingStats, host},
+    kernel::{DRAIN_INTERVAL, Probes, RingStats, host},
     output::{Sink, Status},
     record::{End, FORMAT, Header, Lost, RecordedThresholds, VERSION},
     sweep,
@@ -190,6 +190,8 @@ pub async fn run(session: Session<'_>, sinks: &mut [&mut dyn Sink]) -> Result<To
     let deadline = session.duration.map(|d| Instant::now() + d);
     let mut ticker = interval(TICK);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut drain = interval(DRAIN_INTERVAL);
+    drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut raw = Vec::with_capacity(1024);
     let mut ticks = 0u64;
     let mut events_at_last_status = 0;
@@ -197,6 +199,7 @@ pub async fn run(session: Session<'_>, sinks: &mut [&mut dyn Sink]) -> Result<To
     loop {
         tokio::select! {
             read = probes.read_batch(&mut raw) => read?,
+            _ = drain.tick() => probes.drain(&mut raw),
             _ = ticker.tick() => {
                 pipeline.engine.tick(host::boottime_ns(), &mut pipeline.verdicts);
                 report_lost(&probes, &mut pipeline.totals, sinks)?;

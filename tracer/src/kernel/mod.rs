@@ -9,5 +9,6 @@ pub mod privileges;
 mod probes;
 
 pub use probes::{
-    DEGRADES_WITHOUT, HookStatus, ProbeOptions, Probes, RingStats, hook_availability,
+    DEGRADES_WITHOUT, DRAIN_INTERVAL, HookStatus, ProbeOptions, Probes, RingStats,
+    hook_availability,
 };

@@ -18,6 +18,11 @@ use super::{
     layout::{self, Missing},
 };
 
+/// EVENTS' size in tracer-ebpf.
+const DEFAULT_RING_BYTES: u32 = 4 << 20;
+/// How often the reader drains the ring buffer without being woken (see `wakeup_bytes`).
+pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// The kernel programs, built from `tracer-ebpf` by build.rs.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-probes"));
 
@@ -158,6 +163,12 @@ impl Probes {
         config.fn_tcp_keepalive_timer = symbols.get("tcp_keepalive_timer").copied().unwrap_or(0);
         let timer_symbols = config.fn_tcp_write_timer != 0 && config.fn_tcp_keepalive_timer != 0;
         apply_filter_flags(&mut config, options)?;
+        let ring_bytes = if options.ring_buffer_bytes != 0 {
+            options.ring_buffer_bytes
+        } else {
+            DEFAULT_RING_BYTES
+        };
+        config.wakeup_bytes = ring_bytes / 8;
 
         let mut loader = EbpfLoader::new();
         loader.override_global("CONFIG", &config, true);
