@@ -1,12 +1,15 @@
 //! Maps, in-kernel filters, owner tracking and the one path every event leaves by.
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{
+        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_SK_STORAGE_GET_F_CREATE,
+    },
+    btf_maps::SkStorage,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        generated::bpf_ktime_get_boot_ns,
+        generated::{bpf_ktime_get_boot_ns, bpf_sk_storage_get},
     },
-    macros::map,
+    macros::{btf_map, map},
     maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use tracer_common::{ListenKey, Owner, RawEvent, TASK_COMM_LEN, TimerBracket, filter, flags, stat};
@@ -36,10 +39,35 @@ static LISTENERS: LruHashMap<ListenKey, Owner> = LruHashMap::with_max_entries(40
 #[map]
 pub static TIMER: PerCpuArray<TimerBracket> = PerCpuArray::with_max_entries(1, 0);
 
-/// The (cookie, tgid) this CPU last recorded from socket I/O: a bulk sender calls send()
-/// thousands of times per second on one socket; only the first call needs the hash map.
+/// The (socket, tgid) this CPU last recorded from socket I/O: a bulk sender calls send()
+/// thousands of times per second on one socket; only the first call needs more.
 #[map]
 static LAST_IO_OWNER: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per socket (socket-local storage, freed with the socket): the tgid already recorded for
+/// it from I/O. A server serving many sockets in turn pays one lookup in memory the kernel
+/// just touched, not the helpers and a hash map.
+#[btf_map]
+static IO_SEEN: SkStorage<u32> = SkStorage::new();
+
+#[inline(always)]
+fn io_seen(sk: u64, create: bool) -> *mut u32 {
+    let flags = if create {
+        u64::from(BPF_SK_STORAGE_GET_F_CREATE)
+    } else {
+        0
+    };
+    // SAFETY: the helper checks `sk` (a BTF-typed socket) and the map.
+    unsafe {
+        bpf_sk_storage_get(
+            (&raw const IO_SEEN).cast_mut().cast(),
+            sk as *mut _,
+            core::ptr::null_mut(),
+            flags,
+        )
+    }
+    .cast::<u32>()
+}
 
 // Filter sets, filled by the loader when the matching `filter` bit is on.
 #[map]
@@ -117,24 +145,47 @@ pub fn inherit_listener_owner(cookie: u64, netns: u32, port: u16) {
     }
 }
 
-/// Owner learning from send()/recv(): cheap when this CPU saw the same pair last time.
+/// Owner learning from send()/recv(): `sk` is the socket pointer, `learn` computes its
+/// cookie (0 if it is not TCP) only when this socket and process were not seen together
+/// before.
 #[inline(always)]
-pub fn remember_io_owner(cookie: u64) {
-    let tgid = u64::from(current_tgid());
+pub fn remember_io_owner(sk: u64, learn: impl FnOnce() -> u64) {
+    let tgid = current_tgid();
     let Some(last) = LAST_IO_OWNER.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: this CPU's slot.
     let last = unsafe { &mut *last };
-    if last[0] == cookie && last[1] == tgid {
+    if last[0] == sk && last[1] == u64::from(tgid) {
         return;
     }
-    remember_owner(cookie);
-    *last = [cookie, tgid];
+    let seen = io_seen(sk, false);
+    // SAFETY: a non-null storage pointer is this socket's u32.
+    if seen.is_null() || unsafe { *seen } != tgid {
+        let cookie = learn();
+        if cookie == 0 {
+            return;
+        }
+        remember_owner(cookie);
+        let slot = io_seen(sk, true);
+        if !slot.is_null() {
+            // SAFETY: as above.
+            unsafe { *slot = tgid };
+        }
+    }
+    *last = [sk, u64::from(tgid)];
 }
 
-pub fn forget_owner(cookie: u64) {
+/// The socket is gone: its owner entry too (its address may be reused; its socket-local
+/// storage goes with it).
+pub fn forget_owner(cookie: u64, sk: u64) {
     let _ = OWNERS.remove(cookie);
+    if let Some(last) = LAST_IO_OWNER.get_ptr_mut(0)
+        && unsafe { (*last)[0] } == sk
+    {
+        // SAFETY: this CPU's slot.
+        unsafe { (*last)[0] = 0 };
+    }
 }
 
 #[inline(always)]

@@ -264,7 +264,7 @@ pub fn tr_destroy(ctx: BtfTracePointContext) -> i32 {
     let cookie = cookie_of(sk);
     let id = sock_id(Typed, sk, tp);
     emit(Typed, kind::DESTROY, sk, tp, cookie, &id, |_| {});
-    forget_owner(cookie);
+    forget_owner(cookie, sk);
     0
 }
 
@@ -332,12 +332,23 @@ pub fn tr_timer_exit(_ctx: BtfTracePointContext) -> i32 {
 }
 
 /// sendmsg/recvmsg run in the owner's context: the way accepted sockets get their owner.
+/// Runs for every send and receive on the host, so the common case (same socket, same
+/// process as last time on this CPU) costs one map lookup.
 #[inline(always)]
 fn learn_owner_from_io(ctx: &BtfTracePointContext) {
-    let sk: u64 = ctx.arg(0);
-    if as_tcp_sock(sk) != 0 {
-        remember_io_owner(cookie_of(sk));
+    // A call that moved no data (EAGAIN from a polling server) teaches nothing new.
+    let moved: i64 = ctx.arg(1);
+    if moved as i32 <= 0 {
+        return;
     }
+    let sk: u64 = ctx.arg(0);
+    remember_io_owner(sk, || {
+        if as_tcp_sock(sk) != 0 {
+            cookie_of(sk)
+        } else {
+            0
+        }
+    });
 }
 
 #[btf_tracepoint(function = "sock_send_length")]

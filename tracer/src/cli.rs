@@ -209,7 +209,7 @@ pub struct ReportArgs {
     /// Write the report here instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Show the timelines of sockets without a verdict too.
+    /// Timelines of every socket, not only of those with a verdict (all formats).
     #[arg(long)]
     pub all: bool,
     #[command(flatten)]

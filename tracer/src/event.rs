@@ -165,9 +165,19 @@ impl Serialize for TcpState {
 
 impl<'de> Deserialize<'de> for TcpState {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        Self::from_name(&name)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown TCP state {name:?}")))
+        // A visitor, so that reading a trace borrows the name instead of allocating it.
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = TcpState;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a TCP state name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<TcpState, E> {
+                TcpState::from_name(name)
+                    .ok_or_else(|| E::custom(format!("unknown TCP state {name:?}")))
+            }
+        }
+        d.deserialize_str(Name)
     }
 }
 

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use crate::record::{FORMAT, Header, Record, VERSION};
 
 pub struct TraceReader {
-    input: Box<dyn BufRead>,
+    input: Box<dyn BufRead + Send>,
     name: String,
     line_no: u64,
     line: String,
@@ -28,7 +28,7 @@ pub struct TraceReader {
 impl TraceReader {
     /// Opens a trace file, or stdin for `-`, and reads its header.
     pub fn open(path: &Path) -> Result<(TraceReader, Header)> {
-        let (input, name): (Box<dyn Read>, String) = if path == Path::new("-") {
+        let (input, name): (Box<dyn Read + Send>, String) = if path == Path::new("-") {
             (Box::new(std::io::stdin()), "<stdin>".into())
         } else {
             let file =
@@ -38,7 +38,7 @@ impl TraceReader {
         Self::from_reader(input, name)
     }
 
-    pub fn from_reader(input: Box<dyn Read>, name: String) -> Result<(TraceReader, Header)> {
+    pub fn from_reader(input: Box<dyn Read + Send>, name: String) -> Result<(TraceReader, Header)> {
         let mut reader = TraceReader {
             input: Box::new(BufReader::with_capacity(1 << 20, input)),
             name,

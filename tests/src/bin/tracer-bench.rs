@@ -237,7 +237,7 @@ fn throughput(report: &mut String) {
         "| writes | without (MB/s) | with (MB/s) | ratio with/without |\n|---|---:|---:|---:|\n";
     for chunk in [64 * 1024, 1024] {
         let (mut without, mut with) = (Vec::new(), Vec::new());
-        for _ in 0..3 {
+        for _ in 0..5 {
             without.push(bulk(&hosts, chunk, 3.0));
             let mut tracer = Command::new(tracer_bin())
                 .args(["live", "--json", "--no-sweep"])
@@ -423,6 +423,64 @@ fn keepalive_storm(report: &mut String, connections: usize) {
     drop(servers);
 }
 
+/// Timers that are not TCP's retransmit or keepalive timers: the hook must dismiss them
+/// cheaply. Delayed-ACK timers (tcp_delack_timer) are such timers: 200 connections each
+/// get one small segment every 100 ms that the receiver acknowledges only when its
+/// delayed-ACK timer fires.
+fn timer_filter(report: &mut String) {
+    let hosts = Hosts::new("bench-timers");
+    let connections = 200;
+    raise_fd_limit(4096);
+    let listener = listen(&hosts.server, Hosts::server_addr(false), 0);
+    let to = SocketAddr::new(
+        Hosts::server_addr(false),
+        listener.local_addr().unwrap().port(),
+    );
+    let accept = thread::spawn(move || {
+        (0..connections)
+            .map(|_| listener.accept().unwrap().0)
+            .collect::<Vec<TcpStream>>()
+    });
+    let mut clients: Vec<TcpStream> = hosts.client.run_in("timers", move || {
+        (0..connections)
+            .map(|_| TcpStream::connect(to).unwrap())
+            .collect()
+    });
+    let servers = accept.join().unwrap();
+    let reader = thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        for s in &servers {
+            s.set_nonblocking(true).unwrap();
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(12) {
+            for mut s in &servers {
+                let _ = s.read(&mut buf);
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let path = out_dir().join("timer-filter.jsonl");
+    let recorder = start_recorder(&path, &hosts.netns_args());
+    let ids = program_ids(recorder.child.id());
+    let before = program_stats(&ids);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        for c in clients.iter_mut() {
+            let _ = c.write_all(b"x");
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let after = program_stats(&ids);
+    let _ = recorder.stop();
+    reader.join().unwrap();
+    *report += "
+## Timer hook on timers that are not ours (200 connections' delayed-ACK timers, 10 s)
+
+";
+    *report += &cost_table(&before, &after);
+}
+
 /// `connections` connects to a closed port from `threads` threads.
 fn resets(hosts: &Hosts, threads: usize, per_thread: usize) -> Duration {
     let started = Instant::now();
@@ -602,6 +660,9 @@ fn main() {
     }
     if wants("keepalive") {
         keepalive_storm(&mut report, 2000);
+    }
+    if wants("timers") {
+        timer_filter(&mut report);
     }
     if wants("reset") {
         reset_storm(&mut report);

@@ -7,11 +7,15 @@ use std::{
     io::{BufWriter, Write},
 };
 
+use std::net::IpAddr;
+
 use anyhow::{Context, Result};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::{
     cli::{ReportArgs, ReportFormat},
+    event::{Event, Family, Process, SocketId, TcpState},
     output::{
         Sink, Summary,
         perfetto::chrome_trace,
@@ -19,7 +23,7 @@ use crate::{
         text::{Text, clock_time, process_label},
     },
     record::{Header, Record},
-    timeline::{Engine, Thresholds, Timeline, Verdict, VerdictKind, words::duration_ms},
+    timeline::{Engine, Retain, Thresholds, Timeline, Verdict, VerdictKind, words::duration_ms},
     trace_file::TraceReader,
 };
 
@@ -55,27 +59,58 @@ fn thresholds(header: &Header, args: &ReportArgs) -> Thresholds {
     }
 }
 
+/// Records decoded on a second thread, handed over in batches: decoding JSON is most of a
+/// report's work, and the engine keeps the order.
+const BATCH: usize = 4096;
+
 pub fn replay(args: &ReportArgs) -> Result<Replay> {
     let (mut reader, header) = TraceReader::open(&args.input)?;
     let mut engine = Engine::new(thresholds(&header, args));
-    engine.retain_finished(true);
+    engine.retain(if args.all {
+        Retain::All
+    } else {
+        Retain::WithVerdicts
+    });
     let mut summary = Summary::new();
     summary.header(&header)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(4);
+    let decoder = std::thread::Builder::new().name("decode".into()).spawn(
+        move || -> Result<Option<String>> {
+            let mut batch = Vec::with_capacity(BATCH);
+            while let Some(record) = reader.next_record()? {
+                batch.push(record);
+                if batch.len() == BATCH
+                    && tx
+                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                        .is_err()
+                {
+                    return Ok(reader.truncated);
+                }
+            }
+            let _ = tx.send(batch);
+            Ok(reader.truncated)
+        },
+    )?;
     let mut verdicts = Vec::new();
     let mut recorded = BTreeMap::new();
     let mut end_ns = header.started_ns;
-    while let Some(record) = reader.next_record()? {
-        end_ns = end_ns.max(record.ts_ns());
-        match record {
-            Record::Event(e) => {
-                summary.event(&e)?;
-                engine.push(*e, &mut verdicts);
+    for batch in rx {
+        for record in batch {
+            end_ns = end_ns.max(record.ts_ns());
+            match record {
+                Record::Event(e) => {
+                    summary.event(&e)?;
+                    engine.push(*e, &mut verdicts);
+                }
+                Record::Verdict(v) => *recorded.entry((v.socket.0, v.verdict)).or_default() += 1,
+                Record::Lost(l) => summary.lost(&l)?,
+                Record::Header(_) | Record::End(_) => {}
             }
-            Record::Verdict(v) => *recorded.entry((v.socket.0, v.verdict)).or_default() += 1,
-            Record::Lost(l) => summary.lost(&l)?,
-            Record::Header(_) | Record::End(_) => {}
         }
     }
+    let truncated = decoder
+        .join()
+        .map_err(|_| anyhow::anyhow!("the trace decoder panicked"))??;
     engine.finish(end_ns, &mut verdicts);
     for v in &verdicts {
         summary.verdict(v)?;
@@ -85,7 +120,12 @@ pub fn replay(args: &ReportArgs) -> Result<Replay> {
         engine: engine.stats(),
     };
     let mut timelines = engine.take_finished();
-    timelines.extend(engine.timelines().cloned());
+    timelines.extend(
+        engine
+            .timelines()
+            .filter(|t| args.all || !t.verdicts.is_empty())
+            .cloned(),
+    );
     timelines.sort_by_key(|t| (t.first_ns, t.socket));
     Ok(Replay {
         header,
@@ -95,7 +135,7 @@ pub fn replay(args: &ReportArgs) -> Result<Replay> {
         summary,
         extra,
         end_ns,
-        truncated: reader.truncated,
+        truncated,
     })
 }
 
@@ -196,45 +236,70 @@ fn write_text(out: &mut dyn Write, replay: &Replay, all: bool) -> Result<()> {
     Ok(())
 }
 
+/// A timeline as the JSON report shows it.
+#[derive(Serialize)]
+struct TimelineJson<'a> {
+    socket: SocketId,
+    family: Family,
+    laddr: IpAddr,
+    lport: u16,
+    raddr: IpAddr,
+    rport: u16,
+    netns: u32,
+    process: &'a Option<Process>,
+    first_ns: u64,
+    last_ns: u64,
+    state: TcpState,
+    error: Option<&'a str>,
+    retransmits: u32,
+    truncated_events: u64,
+    verdicts: Vec<VerdictKind>,
+    events: Vec<&'a Event>,
+}
+
+/// Written piece by piece: a report of a million events must not build a document tree.
 fn write_json(out: &mut dyn Write, replay: &Replay) -> Result<()> {
     let h = &replay.header;
-    let timelines: Vec<serde_json::Value> = replay
-        .timelines
-        .iter()
-        .map(|t| {
-            json!({
-                "socket": t.socket,
-                "family": t.family,
-                "laddr": t.laddr, "lport": t.lport, "raddr": t.raddr, "rport": t.rport,
-                "netns": t.netns,
-                "process": t.process,
-                "first_ns": t.first_ns,
-                "last_ns": t.last_ns,
-                "state": t.state,
-                "error": t.death_error(),
-                "retransmits": t.retransmits(),
-                "truncated_events": t.truncated,
-                "verdicts": t.verdicts.iter().map(|v| v.verdict).collect::<Vec<_>>(),
-                "events": t.kept_events().collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let doc = json!({
-        "trace": {
-            "hostname": h.hostname,
-            "kernel_release": h.kernel_release,
-            "started_ns": h.started_ns,
-            "end_ns": replay.end_ns,
-            "boot_to_wall_offset_ns": h.boot_to_wall_offset_ns,
-            "events": replay.summary.events,
-            "lost": replay.summary.lost,
-            "truncated": replay.truncated,
-        },
-        "verdict_counts": replay.summary.verdicts,
-        "verdicts": replay.verdicts,
-        "timelines": timelines,
+    let trace = json!({
+        "hostname": h.hostname,
+        "kernel_release": h.kernel_release,
+        "started_ns": h.started_ns,
+        "end_ns": replay.end_ns,
+        "boot_to_wall_offset_ns": h.boot_to_wall_offset_ns,
+        "events": replay.summary.events,
+        "lost": replay.summary.lost,
+        "truncated": replay.truncated,
     });
-    serde_json::to_writer_pretty(&mut *out, &doc)?;
-    writeln!(out)?;
+    write!(out, "{{\"trace\":{trace},\"verdict_counts\":")?;
+    serde_json::to_writer(&mut *out, &replay.summary.verdicts)?;
+    write!(out, ",\"verdicts\":")?;
+    serde_json::to_writer(&mut *out, &replay.verdicts)?;
+    write!(out, ",\"timelines\":[")?;
+    for (i, t) in replay.timelines.iter().enumerate() {
+        if i > 0 {
+            write!(out, ",")?;
+        }
+        let view = TimelineJson {
+            socket: t.socket,
+            family: t.family,
+            laddr: t.laddr,
+            lport: t.lport,
+            raddr: t.raddr,
+            rport: t.rport,
+            netns: t.netns,
+            process: &t.process,
+            first_ns: t.first_ns,
+            last_ns: t.last_ns,
+            state: t.state,
+            error: t.death_error(),
+            retransmits: t.retransmits(),
+            truncated_events: t.truncated,
+            verdicts: t.verdicts.iter().map(|v| v.verdict).collect(),
+            events: t.kept_events().collect(),
+        };
+        writeln!(out)?;
+        serde_json::to_writer(&mut *out, &view)?;
+    }
+    writeln!(out, "\n]}}")?;
     Ok(())
 }

@@ -186,6 +186,25 @@ impl Timeline {
     }
 }
 
+/// Which finished timelines an engine keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retain {
+    Nothing,
+    /// Only sockets that got a verdict (what reports show by default).
+    WithVerdicts,
+    All,
+}
+
+impl Retain {
+    fn keeps(self, t: &Timeline) -> bool {
+        match self {
+            Retain::Nothing => false,
+            Retain::WithVerdicts => !t.verdicts.is_empty(),
+            Retain::All => true,
+        }
+    }
+}
+
 pub struct Engine {
     thresholds: Thresholds,
     reorder: Reorder,
@@ -195,7 +214,7 @@ pub struct Engine {
     /// Recently released sockets: a straggler must not start a new timeline for them.
     released: VecDeque<SocketId>,
     released_set: std::collections::HashSet<SocketId>,
-    retain_finished: bool,
+    retain: Retain,
     finished: Vec<Timeline>,
     stats: EngineStats,
     decisions: Vec<Decision>,
@@ -210,7 +229,7 @@ impl Engine {
             held_queue: VecDeque::new(),
             released: VecDeque::new(),
             released_set: std::collections::HashSet::new(),
-            retain_finished: false,
+            retain: Retain::Nothing,
             finished: Vec::new(),
             stats: EngineStats::default(),
             decisions: Vec::new(),
@@ -221,10 +240,10 @@ impl Engine {
         &self.thresholds
     }
 
-    /// Keep finished timelines for [`Engine::take_finished`] (reports) instead of dropping
-    /// them (live tracing).
-    pub fn retain_finished(&mut self, retain: bool) {
-        self.retain_finished = retain;
+    /// Which finished timelines to keep for [`Engine::take_finished`] (reports); live
+    /// tracing keeps none.
+    pub fn retain(&mut self, retain: Retain) {
+        self.retain = retain;
     }
 
     pub fn take_finished(&mut self) -> Vec<Timeline> {
@@ -310,7 +329,7 @@ impl Engine {
             let done = self.timelines.remove(&socket).expect("present");
             self.stats.finished += 1;
             self.remember_released(socket);
-            if self.retain_finished {
+            if self.retain.keeps(&done) {
                 self.finished.push(done);
             }
         }
@@ -361,7 +380,7 @@ impl Engine {
         for (_, socket) in &ages[..n] {
             if let Some(t) = self.timelines.remove(socket) {
                 self.stats.evicted += 1;
-                if self.retain_finished {
+                if self.retain.keeps(&t) {
                     self.finished.push(t);
                 }
             }

@@ -15,5 +15,5 @@ pub mod words;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{Engine, EngineStats, Thresholds, Timeline};
+pub use engine::{Engine, EngineStats, Retain, Thresholds, Timeline};
 pub use verdict::{Evidence, Verdict, VerdictFacts, VerdictKind};
