@@ -103,7 +103,14 @@ pub mod stat {
     pub const LOST: u32 = 1;
     /// Events the in-kernel filters dropped on purpose.
     pub const FILTERED: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// TCP timer callbacks bracketed (timer_expire_entry matched one of TCP's timers).
+    pub const TIMER_BRACKETS: u32 = 3;
+    /// Brackets in which icsk_probes_out rose (keepalive or zero-window probes sent).
+    pub const PROBES_SEEN: u32 = 4;
+    /// Of those, probes found at the socket's next timer run because the run that sent them
+    /// went unseen (reported late, never lost).
+    pub const PROBES_LATE: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 /// One event, written by the kernel into the `EVENTS` ring buffer.

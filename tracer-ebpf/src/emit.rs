@@ -35,6 +35,12 @@ static OWNERS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(65536, 0);
 #[map]
 static LISTENERS: LruHashMap<ListenKey, Owner> = LruHashMap::with_max_entries(4096, 0);
 
+/// Socket address → the last keepalive or zero-window probe number reported for it. A
+/// probe whose timer run was not seen (the entry/exit bracket can miss one under load) is
+/// reported at the socket's next timer run instead of never. Cleared at destroy.
+#[map]
+pub static PROBES_REPORTED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(65536, 0);
+
 /// The TCP timer callback running on this CPU, if any (see `timer_expire_entry`).
 #[map]
 pub static TIMER: PerCpuArray<TimerBracket> = PerCpuArray::with_max_entries(1, 0);
@@ -82,7 +88,7 @@ static FILTER_ADDR4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(64, 0);
 static FILTER_ADDR6: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(64, 0);
 
 #[inline(always)]
-fn count(index: u32) {
+pub fn count(index: u32) {
     if let Some(counter) = STATS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe { *counter += 1 };
@@ -180,6 +186,7 @@ pub fn remember_io_owner(sk: u64, learn: impl FnOnce() -> u64) {
 /// storage goes with it).
 pub fn forget_owner(cookie: u64, sk: u64) {
     let _ = OWNERS.remove(cookie);
+    let _ = PROBES_REPORTED.remove(sk);
     if let Some(last) = LAST_IO_OWNER.get_ptr_mut(0)
         && unsafe { (*last)[0] } == sk
     {

@@ -33,12 +33,12 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use tracer_common::{TimerBracket, class, kind, pending, timer};
+use tracer_common::{TimerBracket, class, kind, pending, stat, timer};
 
 use crate::{
     emit::{
-        TIMER, emit, forget_owner, inherit_listener_owner, remember_io_owner, remember_listener,
-        remember_owner,
+        PROBES_REPORTED, TIMER, count, emit, forget_owner, inherit_listener_owner,
+        remember_io_owner, remember_listener, remember_owner,
     },
     kernel::{Access, Copied, Typed, config, read},
     socket::{reset_reply_id, sock_id, state},
@@ -286,18 +286,67 @@ pub fn tr_timer_entry(ctx: BtfTracePointContext) -> i32 {
     }
     // container_of: the socket embeds this timer.
     let sk = arg_addr(&ctx, 0) - u64::from(member_offset);
+    let probes_out = read(Copied, sk, config!(icsk_probes_out)) as u8;
+    let pending = read(Copied, sk, config!(icsk_pending)) as u8;
+    reconcile_probes(sk, probes_out, kind_of_timer, pending);
     let opened = TimerBracket {
         sk,
         timer: kind_of_timer,
-        pending: read(Copied, sk, config!(icsk_pending)) as u8,
-        probes_out: read(Copied, sk, config!(icsk_probes_out)) as u8,
+        pending,
+        probes_out,
         _pad: [0; 5],
     };
     if let Some(bracket) = TIMER.get_ptr_mut(0) {
         // SAFETY: this CPU's slot; timers do not nest on one CPU.
         unsafe { *bracket = opened };
+        count(stat::TIMER_BRACKETS);
     }
     0
+}
+
+/// Probes sent since the last one reported for this socket, whose own timer run went
+/// unseen: reported now, so that probe numbers never skip.
+#[inline(always)]
+fn reconcile_probes(sk: u64, probes_out: u8, timer_kind: u8, pending: u8) {
+    let Some(last) = PROBES_REPORTED.get_ptr_mut(sk) else {
+        return;
+    };
+    // SAFETY: a value slot of this map.
+    let last = unsafe { &mut *last };
+    if probes_out < *last {
+        // Answered: the count started over.
+        *last = probes_out;
+        return;
+    }
+    let event_kind = if timer_kind == timer::KEEPALIVE {
+        kind::KEEPALIVE_PROBE
+    } else if pending == pending::PROBE0 {
+        kind::ZERO_WINDOW_PROBE
+    } else {
+        return;
+    };
+    // Bounded: more than a few unseen runs in a row does not happen.
+    for _ in 0..4 {
+        if *last >= probes_out {
+            break;
+        }
+        *last += 1;
+        let number = *last;
+        count(stat::PROBES_SEEN);
+        count(stat::PROBES_LATE);
+        emit(
+            Copied,
+            event_kind,
+            sk,
+            sk,
+            stored_cookie(sk),
+            &sock_id(Copied, sk, sk),
+            |ev| {
+                ev.timer = timer_kind;
+                ev.probes_out = number;
+            },
+        );
+    }
 }
 
 /// Closes the bracket; a rise of icsk_probes_out inside it is one probe sent.
@@ -317,6 +366,7 @@ pub fn tr_timer_exit(_ctx: BtfTracePointContext) -> i32 {
     if probes_now <= bracket.probes_out {
         return 0;
     }
+    count(stat::PROBES_SEEN);
     let event_kind = match (bracket.timer, bracket.pending) {
         (timer::KEEPALIVE, _) => kind::KEEPALIVE_PROBE,
         (timer::WRITE, pending::PROBE0) => kind::ZERO_WINDOW_PROBE,
@@ -328,6 +378,7 @@ pub fn tr_timer_exit(_ctx: BtfTracePointContext) -> i32 {
         ev.timer = timer_kind;
         ev.timer_pending = timer_pending;
     });
+    let _ = PROBES_REPORTED.insert(sk, probes_now, 0);
     0
 }
 

@@ -30,6 +30,26 @@ struct Measured {
     ready_after: Duration,
 }
 
+/// The child's own peak RSS (VmHWM), sampled until it exits. wait4's ru_maxrss would
+/// include the parent's memory at spawn time (vfork + exec carries the old high-water mark).
+fn watch_peak_rss(pid: u32) -> thread::JoinHandle<i64> {
+    thread::spawn(move || {
+        let mut peak = 0;
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            else {
+                break;
+            };
+            peak = peak.max(kib);
+            thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    })
+}
+
 /// CPU time and peak memory of a finished process (wait4).
 #[derive(Debug, Default, Clone, Copy)]
 struct Usage {
@@ -40,8 +60,9 @@ struct Usage {
 impl Measured {
     fn stop(self) -> (Usage, Duration) {
         let pid = self.child.id() as i32;
+        let peak = watch_peak_rss(self.child.id());
         // SAFETY: signalling and reaping our own child.
-        let usage = unsafe {
+        let mut usage = unsafe {
             libc::kill(pid, libc::SIGINT);
             let mut status = 0;
             let mut ru: libc::rusage = std::mem::zeroed();
@@ -51,9 +72,10 @@ impl Measured {
                     + Duration::from_micros(
                         ru.ru_utime.tv_usec as u64 + ru.ru_stime.tv_usec as u64,
                     ),
-                max_rss_kib: ru.ru_maxrss,
+                max_rss_kib: 0,
             }
         };
+        usage.max_rss_kib = peak.join().unwrap_or(0);
         (usage, self.started.elapsed())
     }
 }
@@ -71,7 +93,7 @@ fn start_recorder(path: &Path, args: &[String]) -> Measured {
     let child = Command::new(tracer_bin())
         .args(["record", "-o", path.to_str().unwrap(), "--no-sweep"])
         .args(args)
-        .stderr(Stdio::null())
+        .stderr(File::create(path.with_extension("stderr")).unwrap())
         .spawn()
         .expect("spawn tracer");
     wait_until(Duration::from_secs(60), "the recorder's header", || {
@@ -237,7 +259,7 @@ fn throughput(report: &mut String) {
         "| writes | without (MB/s) | with (MB/s) | ratio with/without |\n|---|---:|---:|---:|\n";
     for chunk in [64 * 1024, 1024] {
         let (mut without, mut with) = (Vec::new(), Vec::new());
-        for _ in 0..5 {
+        for _ in 0..7 {
             without.push(bulk(&hosts, chunk, 3.0));
             let mut tracer = Command::new(tracer_bin())
                 .args(["live", "--json", "--no-sweep"])
@@ -256,16 +278,24 @@ fn throughput(report: &mut String) {
             unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
             let _ = tracer.wait();
         }
-        let (a, b) = (median(without), median(with));
+        let spread = |v: &[f64]| {
+            let min = v.iter().copied().fold(f64::MAX, f64::min) / 1e6;
+            let max = v.iter().copied().fold(0.0, f64::max) / 1e6;
+            format!("{:.0} [{min:.0}–{max:.0}]", median(v.to_vec()) / 1e6)
+        };
+        let (a, b) = (median(without.clone()), median(with.clone()));
         *report += &format!(
-            "| {} B | {:.0} | {:.0} | {:.3} |\n",
+            "| {} B | {} | {} | {:.3} |\n",
             chunk,
-            a / 1e6,
-            b / 1e6,
+            spread(&without),
+            spread(&with),
             b / a
         );
     }
 }
+
+/// Bytes each of the 4 retransmit-storm transfers sends.
+const STORM_BYTES: usize = 192 << 20;
 
 fn retransmit_storm(report: &mut String, big_trace_source: &mut Option<PathBuf>) {
     let hosts = Hosts::new("bench-rtx");
@@ -295,7 +325,7 @@ fn retransmit_storm(report: &mut String, big_trace_source: &mut Option<PathBuf>)
             });
             thread::spawn(move || {
                 let chunk = vec![1u8; 64 * 1024];
-                for _ in 0..(48 << 20) / chunk.len() {
+                for _ in 0..(STORM_BYTES) / chunk.len() {
                     client.write_all(&chunk).unwrap();
                 }
                 drop(client);
@@ -327,13 +357,20 @@ fn retransmit_storm(report: &mut String, big_trace_source: &mut Option<PathBuf>)
     let bpftrace_lines = std::fs::read_to_string(&bpftrace_out)
         .map(|t| t.lines().filter(|l| l.starts_with("retransmit")).count() as u64)
         .unwrap_or(0);
-    *report += "\n## Retransmit storm: 4 bulk transfers of 48 MiB through 2% random loss\n\n";
+    *report += &format!(
+        "\n## Retransmit storm: 4 bulk transfers of {} MiB through 2% random loss\n\n",
+        STORM_BYTES >> 20
+    );
     *report += &format!(
         "{:.1} s; kernel RetransSegs delta {kernel}; tracer: {events} retransmit events covering {traced} segments, {} lost.\n\n",
         storm.as_secs_f64(),
         lost(&recs)
     );
     *report += "| | tracer record | bpftrace (one printf per event) |\n|---|---:|---:|\n";
+    *report += &format!(
+        "| retransmit events seen | {events} | {} |\n",
+        bpftrace_usage.map_or("n/a".into(), |_| bpftrace_lines.to_string())
+    );
     *report += &format!(
         "| fidelity (segments or events ÷ RetransSegs) | {:.3} | {} |\n",
         traced as f64 / kernel.max(1) as f64,
@@ -382,6 +419,7 @@ fn keepalive_storm(report: &mut String, connections: usize) {
     });
     let servers = accept.join().unwrap();
     let path = out_dir().join("keepalive-storm.jsonl");
+    let drops_before = backlog_drops();
     let recorder = start_recorder(&path, &hosts.netns_args());
     let ids = program_ids(recorder.child.id());
     let stats_before = program_stats(&ids);
@@ -400,8 +438,30 @@ fn keepalive_storm(report: &mut String, connections: usize) {
     }
     let secs = 15;
     thread::sleep(Duration::from_secs(secs));
+    // Freeze: no more probes, so the kernel's own per-socket probe counts are final.
+    for c in &clients {
+        SockRef::from(c).set_keepalive(false).unwrap();
+    }
     let after = hosts.client.snmp();
     let stats_after = program_stats(&ids);
+    let snapshot = Command::new(tracer_bin())
+        .args([
+            "sockets",
+            "--json",
+            "--netns",
+            &hosts.client.inode.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let snapshot: Value = serde_json::from_slice(&snapshot.stdout).unwrap();
+    let probes_out: u64 = snapshot["sockets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["state"] == "ESTABLISHED")
+        .map(|s| s["info"]["probes"].as_u64().unwrap_or(0))
+        .sum();
+    thread::sleep(Duration::from_millis(300));
     let (usage, _) = recorder.stop();
     let recs = records(&path);
     let kernel = after.delta(&before, "TcpExt.TCPKeepAlive") as u64;
@@ -410,17 +470,35 @@ fn keepalive_storm(report: &mut String, connections: usize) {
         "\n## Keepalive storm: {connections} idle connections probing a blackholed peer every second, {secs} s\n\n"
     );
     *report += &format!(
-        "Kernel TCPKeepAlive delta {kernel}; keepalive_probe events {traced}; fidelity {:.3}; {} lost; tracer CPU {:.2} s, peak RSS {} MiB.\n\n",
-        traced as f64 / kernel.max(1) as f64,
+        "Probes the kernel counted as sent (Σ icsk_probes_out from sock_diag, after freezing): {probes_out}; \
+         keepalive_probe events: {traced}; fidelity {:.3}; {} lost. Kernel TCPKeepAlive delta: {kernel} \
+         (it also counts attempts that never left the host: tcp_xmit_probe_skb counts before transmitting, and \
+         {} packets were dropped by full backlogs on this host during the run). Tracer CPU {:.2} s, peak RSS {} MiB.\n\n",
+        traced as f64 / probes_out.max(1) as f64,
         lost(&recs),
+        backlog_drops() - drops_before,
         usage.cpu.as_secs_f64(),
         usage.max_rss_kib / 1024
     );
     *report +=
         "Kernel cost per program (the timer hooks run for every kernel timer on the host):\n\n";
     *report += &cost_table(&stats_before, &stats_after);
-    drop(clients);
+    // Abort rather than close: a closed socket toward a blackholed peer would live on as an
+    // orphan retransmitting its FIN for minutes, loading every later measurement.
+    for c in clients {
+        SockRef::from(&c).set_linger(Some(Duration::ZERO)).unwrap();
+    }
     drop(servers);
+}
+
+/// Packets dropped by full per-CPU backlogs (netdev_max_backlog), all CPUs.
+fn backlog_drops() -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|v| u64::from_str_radix(v, 16).ok())
+        .sum()
 }
 
 /// Timers that are not TCP's retransmit or keepalive timers: the hook must dismiss them
@@ -429,6 +507,8 @@ fn keepalive_storm(report: &mut String, connections: usize) {
 /// delayed-ACK timer fires.
 fn timer_filter(report: &mut String) {
     let hosts = Hosts::new("bench-timers");
+    // No tail loss probes: they would run on the write timer, which is ours.
+    hosts.client.sysctl("net.ipv4.tcp_early_retrans", "0");
     let connections = 200;
     raise_fd_limit(4096);
     let listener = listen(&hosts.server, Hosts::server_addr(false), 0);
@@ -607,7 +687,8 @@ fn report_speed(report: &mut String, source: &Path) {
         };
         // wait4 without a signal: the report ends by itself.
         let pid = m.child.id() as i32;
-        let usage = unsafe {
+        let peak = watch_peak_rss(m.child.id());
+        let mut usage = unsafe {
             let mut status = 0;
             let mut ru: libc::rusage = std::mem::zeroed();
             libc::wait4(pid, &mut status, 0, &mut ru);
@@ -616,9 +697,10 @@ fn report_speed(report: &mut String, source: &Path) {
                     + Duration::from_micros(
                         ru.ru_utime.tv_usec as u64 + ru.ru_stime.tv_usec as u64,
                     ),
-                max_rss_kib: ru.ru_maxrss,
+                max_rss_kib: 0,
             }
         };
+        usage.max_rss_kib = peak.join().unwrap_or(0);
         let wall = m.started.elapsed();
         *report += &format!(
             "| {format} | {:.2} s | {:.0} | {:.2} s | {} MiB |\n",

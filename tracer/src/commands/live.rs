@@ -70,11 +70,16 @@ pub async fn record(args: RecordArgs) -> Result<()> {
     let mut sink = JsonLines::new(out, args.output.display().to_string());
     let totals = trace::run(session, &mut [&mut sink as &mut dyn Sink]).await?;
     eprintln!(
-        "tracer: recorded {} events and {} verdicts to {} ({} lost)",
+        "tracer: recorded {} events and {} verdicts to {} ({} lost, {} filtered out in the kernel; \
+         {} TCP timer runs, {} probes, {} of them found late)",
         totals.events,
         totals.verdicts,
         args.output.display(),
-        totals.ring.lost
+        totals.ring.lost,
+        totals.ring.filtered,
+        totals.ring.timer_brackets,
+        totals.ring.probes_seen,
+        totals.ring.probes_late
     );
     Ok(())
 }

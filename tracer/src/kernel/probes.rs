@@ -131,6 +131,10 @@ pub struct RingStats {
     /// Events lost because the ring buffer was full.
     pub lost: u64,
     pub filtered: u64,
+    /// TCP timer callbacks seen, and those that sent a probe.
+    pub timer_brackets: u64,
+    pub probes_seen: u64,
+    pub probes_late: u64,
 }
 
 pub struct Probes {
@@ -309,6 +313,9 @@ impl Probes {
             emitted: sum(stat::EMITTED)?,
             lost: sum(stat::LOST)?,
             filtered: sum(stat::FILTERED)?,
+            timer_brackets: sum(stat::TIMER_BRACKETS)?,
+            probes_seen: sum(stat::PROBES_SEEN)?,
+            probes_late: sum(stat::PROBES_LATE)?,
         })
     }
 
