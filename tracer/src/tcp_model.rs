@@ -67,6 +67,31 @@ pub fn predicted_give_up_ms(
     t
 }
 
+/// When the kernel will give up on unacknowledged data, seen from an RTO retransmit at
+/// `last_fire_ms` that reported `rto_ms`. tcp_write_timeout() runs each time the retransmit
+/// timer fires and compares the time since `first_retransmit_ms` (retrans_stamp: the first
+/// retransmit of the streak) with `budget_ms`. The timer armed after that retransmit is
+/// twice the reported RTO (tcp_retransmit_timer() backs off after sending), capped at
+/// TCP_RTO_MAX. With TCP_USER_TIMEOUT, tcp_clamp_rto_to_user_timeout() shortens the timer
+/// so that it fires at the deadline itself.
+///
+/// The kernel's timer wheel fires long timers up to 1/8 of their length late, so the real
+/// give-up comes at or somewhat after this.
+pub fn predicted_data_give_up_ms(
+    first_retransmit_ms: u64,
+    budget_ms: u64,
+    user_timeout: bool,
+    last_fire_ms: u64,
+    rto_ms: u64,
+) -> u64 {
+    let deadline = first_retransmit_ms + budget_ms;
+    if user_timeout {
+        return deadline.max(last_fire_ms);
+    }
+    let armed = (rto_ms.max(RTO_MIN_MS) * 2).min(RTO_MAX_MS);
+    predicted_give_up_ms(first_retransmit_ms, budget_ms, last_fire_ms, armed)
+}
+
 /// How long a connect() waits for an answer before ETIMEDOUT. The SYN timer starts at
 /// TCP_TIMEOUT_INIT (1 s) and stays there for `linear_timeouts` retransmits
 /// (net.ipv4.tcp_syn_linear_timeouts, 6.5+; 0 on older kernels), then doubles. The kernel
@@ -128,5 +153,31 @@ mod tests {
         assert_eq!(rto_schedule(0, 200, 4), vec![200, 600, 1400, 3000]);
         assert_eq!(predicted_give_up_ms(200, 3_000, 1400, 1600), 6_200);
         assert_eq!(predicted_give_up_ms(0, 3_000, 1400, 1600), 3_000);
+    }
+
+    #[test]
+    fn data_give_up_follows_the_backoff_or_the_user_timeout() {
+        // Defaults: RTO 200 ms from the first retransmit at 0.2 s, doubling to 120 s; the
+        // budget (924.6 s) ends at 924.8 s, after the firing at 924.6 s: the give-up is the
+        // next firing, 120 s later. Seen from the third retransmit (1.4 s, RTO 800 ms).
+        assert_eq!(
+            predicted_data_give_up_ms(200, 924_600, false, 1_400, 800),
+            1_044_600
+        );
+        // TCP_USER_TIMEOUT: the timer is clamped to the deadline.
+        assert_eq!(
+            predicted_data_give_up_ms(200, 5_000, true, 1_400, 800),
+            5_200
+        );
+        // Already past it: the clamped timer fires at once.
+        assert_eq!(
+            predicted_data_give_up_ms(200, 1_000, true, 1_400, 800),
+            1_400
+        );
+        // An RTO below the kernel's minimum (or missing) is taken as TCP_RTO_MIN.
+        assert_eq!(
+            predicted_data_give_up_ms(200, 3_000, false, 200, 0),
+            predicted_data_give_up_ms(200, 3_000, false, 200, 200)
+        );
     }
 }

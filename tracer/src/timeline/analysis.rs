@@ -1,29 +1,30 @@
 //! One socket's story so far, and the verdict rules applied to it as events arrive (in time
 //! order: the engine's reorder buffer sees to that).
 //!
-//! The rules, checkable against net/ipv4/tcp_timer.c and tcp_input.c:
+//! The rules, checkable against net/ipv4/tcp_timer.c, tcp_input.c and tcp_ipv4.c:
 //!
 //! | verdict | fires when |
 //! |---|---|
-//! | peer_unresponsive | an RTO retransmit (tcp_retransmit_timer) brings icsk_retransmits to the threshold (tcp_retries1 by default: where the kernel itself starts suspecting the path) on a synchronized connection; once per socket |
-//! | connection_refused | SYN_SENT → CLOSE with ECONNREFUSED (tcp_reset() in SYN_SENT) |
-//! | connect_timeout | SYN_SENT → CLOSE with ETIMEDOUT or an ICMP soft error (tcp_write_err() after SYN retries) |
-//! | peer_reset | → CLOSE with ECONNRESET or EPIPE after a reset was received (tcp_reset()); "lost state" when our RTOs were outstanding |
-//! | orphan_timeout | → CLOSE with ETIMEDOUT / soft error on a socket the application had closed (SOCK_DEAD; tcp_orphan_retries) |
+//! | peer_unresponsive | an RTO retransmit (tcp_retransmit_timer) brings icsk_retransmits to the threshold (tcp_retries1 by default: where the kernel itself starts suspecting the path) on a synchronized connection the application still holds; once per socket |
+//! | connection_refused | SYN_SENT → CLOSE with ECONNREFUSED (tcp_reset() in SYN_SENT), or with an ICMP error outside any timer (tcp_v4_err()/tcp_v6_err() end a connect at once) |
+//! | connect_timeout | SYN_SENT → CLOSE with ETIMEDOUT, or an ICMP soft error inside the retransmit timer (tcp_write_err() after tcp_syn_retries / TCP_SYNCNT) |
+//! | peer_reset | → CLOSE with ECONNRESET, or EPIPE in CLOSE_WAIT (tcp_reset()); "lost state" when our RTOs were outstanding at the reset |
 //! | keepalive_exhausted | → CLOSE with ETIMEDOUT / soft error inside tcp_keepalive_timer, or after keepalive probes and a TCP_KEEPALIVE_TIMEOUT reset |
-//! | retries_exhausted | → CLOSE with ETIMEDOUT / soft error otherwise (tcp_retries2 or TCP_USER_TIMEOUT in tcp_write_timeout()) |
-//! | local_abort | this host sent an active reset (tcp_send_active_reset(): linger 0, unread data, abort on memory, ...) on a synchronized connection — except a keepalive give-up, which is keepalive_exhausted |
-//! | dead_socket_held | (engine, on the clock) a death above with an error, not an orphan, and no tcp_destroy_sock after the threshold |
+//! | orphan_timeout | → CLOSE with ETIMEDOUT / soft error on a socket the application had closed (SOCK_DEAD: tcp_orphan_retries) |
+//! | retries_exhausted | → CLOSE with ETIMEDOUT / soft error otherwise (tcp_write_timeout(): tcp_retries2 or TCP_USER_TIMEOUT; tcp_probe_timer(): zero-window probes) |
+//! | local_abort | this host sent an active reset (tcp_send_active_reset(): linger 0, unread data, abort on memory, ...) on a synchronized connection, except a keepalive give-up (keepalive_exhausted) |
+//! | dead_socket_held | (engine, on the clock) a synchronized socket the application still holds reached CLOSE with an error, and no tcp_destroy_sock followed within the threshold |
 //!
-//! One verdict per death: the most specific. An orderly close (FIN both ways, including a
-//! peer process that crashed) has none.
+//! The CLOSE rules are [`death_rule`], a table. One death verdict per socket, the most
+//! specific; an orderly close (FIN both ways, including a peer process that crashed) has
+//! none.
 
 use crate::{
     event::{Event, EventKind, RetransmitClass, TcpState, TimerKind},
     tcp_model,
     timeline::{
         verdict::{Evidence, VerdictFacts, VerdictKind},
-        words::{duration_ms, ns_to_ms},
+        words::{count, duration_ms, ns_to_ms},
     },
 };
 
@@ -71,7 +72,7 @@ impl Mark {
                 };
                 let mut d = format!("{class} retransmit");
                 if self.retransmits > 0 {
-                    d += &format!(", {} consecutive RTOs", self.retransmits);
+                    d += &format!(", {} in a row", count(self.retransmits, "timeout"));
                 }
                 if self.rto_us > 0 {
                     d += &format!(", RTO {}", duration_ms(self.rto_us / 1000));
@@ -79,6 +80,7 @@ impl Mark {
                 d
             }
             EventKind::KeepaliveProbe => format!("keepalive probe {}", self.probe),
+            EventKind::ZeroWindowProbe => format!("zero-window probe {}", self.probe),
             EventKind::StateChange => {
                 let timer = match self.timer {
                     Some(TimerKind::Write) => " in the retransmit timer",
@@ -92,7 +94,7 @@ impl Mark {
                 )
             }
             EventKind::ResetReceived => format!("reset received in {}", self.state),
-            EventKind::ResetSent => "reset sent".to_owned(),
+            EventKind::ResetSent => format!("reset sent in {}", self.state),
             other => other.name().replace('_', " "),
         };
         Evidence {
@@ -107,7 +109,7 @@ impl Mark {
     }
 }
 
-/// A run of retransmits without progress.
+/// A run of retransmits or probes without progress.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Streak {
     pub count: u32,
@@ -124,20 +126,66 @@ impl Streak {
         self.last = Some(m);
     }
 
-    fn duration_ms(&self) -> u64 {
+    fn span_ms(&self) -> u64 {
         match (self.first, self.last) {
-            (Some(f), Some(l)) => ns_to_ms(l.ts_ns - f.ts_ns),
+            (Some(f), Some(l)) => ns_to_ms(l.ts_ns.saturating_sub(f.ts_ns)),
             _ => 0,
+        }
+    }
+
+    /// From the first of the streak to `ts_ns` (the death).
+    fn until_ms(&self, ts_ns: u64) -> u64 {
+        self.first
+            .map_or(0, |f| ns_to_ms(ts_ns.saturating_sub(f.ts_ns)))
+    }
+
+    /// The first and (if different) the latest, as evidence.
+    fn evidence(&self, out: &mut Vec<Evidence>) {
+        if let Some(first) = self.first {
+            out.push(first.evidence(if self.count > 1 { " (first)" } else { "" }));
+        }
+        if let Some(last) = self.last
+            && self.count > 1
+        {
+            out.push(last.evidence(" (latest)"));
         }
     }
 }
 
-#[derive(Debug, Default, Clone)]
+/// Probes numbered 1..N by the kernel (icsk_probes_out), keepalive or zero-window.
+#[derive(Debug, Default, Clone, Copy)]
 pub struct Probes {
     pub series: Streak,
+    /// The socket's keepalive interval and idle time at the first probe (0: unknown).
     pub interval_ms: u64,
-    pub configured: u8,
     pub idle_before_ms: Option<u64>,
+}
+
+impl Probes {
+    fn add(&mut self, e: &Event, mark: Mark) {
+        let n = u32::from(e.probe.unwrap_or(0));
+        // Probe 1 again (or a number already seen) means the previous series was answered.
+        if n <= 1 || n <= self.series.count {
+            *self = Probes::default();
+        }
+        self.series.add(mark);
+        if let Some(sock) = &e.sock {
+            self.interval_ms = sock.keepalive_intvl_ms;
+            if self.series.count == 1 {
+                // Time since the peer last acknowledged anything: the idle period.
+                self.idle_before_ms = sock.idle_rx_ms.or(Some(sock.keepalive_idle_ms));
+            }
+        }
+    }
+
+    /// The configured interval, else the one the probes' own times show.
+    fn interval_ms(&self) -> u64 {
+        if self.interval_ms > 0 || self.series.count < 2 {
+            self.interval_ms
+        } else {
+            self.series.span_ms() / u64::from(self.series.count - 1)
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -168,22 +216,97 @@ const ABORT_REASONS: &[&str] = &[
     "TCP_KEEPALIVE_TIMEOUT",
 ];
 
+/// What the socket error at CLOSE says ended the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// ECONNREFUSED: tcp_reset() in SYN_SENT (or an ICMP port unreachable).
+    Refused,
+    /// ECONNRESET, or EPIPE in CLOSE_WAIT: tcp_reset().
+    Reset,
+    /// ETIMEDOUT: tcp_write_err() with no ICMP error recorded.
+    TimedOut,
+    /// ECONNABORTED: tcp_abort() (sock_diag SOCK_DESTROY, `ss -K`).
+    Aborted,
+    /// Anything else: an ICMP error (EHOSTUNREACH, ENETUNREACH, EPROTO...), which
+    /// tcp_write_err() reports instead of ETIMEDOUT (sk_err_soft ?: ETIMEDOUT), and which
+    /// ends a connect() at once.
+    Network,
+}
+
+impl Cause {
+    pub fn of(error: &str) -> Cause {
+        match error {
+            "ECONNREFUSED" => Cause::Refused,
+            "ECONNRESET" | "EPIPE" => Cause::Reset,
+            "ETIMEDOUT" => Cause::TimedOut,
+            "ECONNABORTED" => Cause::Aborted,
+            _ => Cause::Network,
+        }
+    }
+}
+
+/// What else the kernel showed about a death, besides the socket error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeathContext {
+    /// The CLOSE fired inside the write (retransmit / probe) or keepalive timer.
+    pub in_timer: bool,
+    /// Keepalive gave up: inside tcp_keepalive_timer, or probes then a
+    /// TCP_KEEPALIVE_TIMEOUT reset.
+    pub keepalive: bool,
+    /// The application had closed the socket (SOCK_DEAD).
+    pub orphan: bool,
+    /// Retransmits or probes went unanswered before (tcp_write_err() may also run deferred,
+    /// outside the timer, from tcp_release_cb()).
+    pub unanswered: bool,
+}
+
+/// The death rules: which verdict a CLOSE with a socket error gets. First match wins.
+///
+/// `connecting`: the socket left SYN_SENT.
+pub fn death_rule(connecting: bool, cause: Cause, c: DeathContext) -> Option<VerdictKind> {
+    use Cause::*;
+    use VerdictKind::*;
+    let timed_out = |cause| cause == TimedOut || (cause == Network && (c.in_timer || c.unanswered));
+    Some(match (connecting, cause) {
+        // tcp_reset() in SYN_SENT
+        (true, Refused) => ConnectionRefused,
+        // tcp_write_timeout(): tcp_syn_retries / TCP_SYNCNT exhausted
+        (true, _) if timed_out(cause) => ConnectTimeout,
+        // tcp_v4_err() / tcp_v6_err(): an ICMP error ends a connect at once
+        (true, Network) => ConnectionRefused,
+        // tcp_reset() on a synchronized connection
+        (false, Reset) => PeerReset,
+        // tcp_keepalive_timer(): probes_out reached TCP_KEEPCNT (or TCP_USER_TIMEOUT)
+        (false, _) if timed_out(cause) && c.keepalive => KeepaliveExhausted,
+        // tcp_write_timeout() on SOCK_DEAD: tcp_orphan_retries
+        (false, _) if timed_out(cause) && c.orphan => OrphanTimeout,
+        // tcp_write_timeout(): tcp_retries2 / TCP_USER_TIMEOUT; tcp_probe_timer()
+        (false, _) if timed_out(cause) => RetriesExhausted,
+        // ECONNABORTED: this host's own abort, judged at its reset (local_abort)
+        _ => return None,
+    })
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Analysis {
     pub opened: Option<Mark>,
     pub ever_synchronized: bool,
+    /// The last synchronized state, for a reset sent after CLOSE was already reported.
+    pub last_open_state: Option<TcpState>,
+    /// All retransmits of the socket, of any class.
     pub retransmits: u32,
-    pub segments: u64,
     pub syn: Streak,
     pub rto: Streak,
     pub consecutive_rtos: u8,
-    pub probes: Probes,
+    pub keepalive: Probes,
+    pub zero_window: Probes,
     pub reset_received: Option<(Mark, u8)>,
     pub reset_sent: Option<(Mark, Option<String>)>,
     pub close: Option<Close>,
     pub destroyed_ns: Option<u64>,
-    pub warned: bool,
-    /// Set when a death leaves the application holding the socket: when its close is due.
+    /// The death verdict, once reached: there is one per socket.
+    pub death: Option<VerdictKind>,
+    /// Set when a death leaves the application holding the socket: since when.
     pub held_since_ns: Option<u64>,
     emitted: u16,
 }
@@ -194,10 +317,15 @@ impl Analysis {
     }
 
     fn decide(&mut self, d: Decision, out: &mut Vec<Decision>) {
-        if !self.has(d.kind) {
-            self.emitted |= 1 << d.kind as u16;
-            out.push(d);
+        let death = d.kind.is_death();
+        if self.has(d.kind) || (death && self.death.is_some()) {
+            return;
         }
+        self.emitted |= 1 << d.kind as u16;
+        if death {
+            self.death = Some(d.kind);
+        }
+        out.push(d);
     }
 
     /// Applies one event (in time order) and appends any verdict it completes.
@@ -208,27 +336,37 @@ impl Analysis {
         }
         if e.state.is_synchronized() && e.state != TcpState::TIME_WAIT {
             self.ever_synchronized = true;
+            self.last_open_state = Some(e.state);
         }
-        if let Some(sock) = &e.sock {
+        if let Some(sock) = &e.sock
+            && !(e.kind == EventKind::StateChange && e.state == TcpState::CLOSE)
+        {
             // icsk_retransmits drops back when an ACK makes progress: the streak ends.
-            if sock.retransmits < self.consecutive_rtos && e.kind != EventKind::StateChange {
+            if sock.retransmits < self.consecutive_rtos {
                 self.rto = Streak::default();
             }
-            if e.kind != EventKind::StateChange || e.state != TcpState::CLOSE {
-                self.consecutive_rtos = sock.retransmits;
+            self.consecutive_rtos = sock.retransmits;
+            // icsk_probes_out back to 0: the peer answered (tcp_ack() clears it).
+            if sock.probes_out == 0
+                && !matches!(
+                    e.kind,
+                    EventKind::KeepaliveProbe | EventKind::ZeroWindowProbe
+                )
+            {
+                self.keepalive.series = Streak::default();
+                self.zero_window.series = Streak::default();
             }
         }
         match e.kind {
             EventKind::Retransmit => self.on_retransmit(e, mark, warn_after_rtos, out),
-            EventKind::KeepaliveProbe => self.on_probe(e, mark),
+            EventKind::KeepaliveProbe => self.keepalive.add(e, mark),
+            EventKind::ZeroWindowProbe => self.zero_window.add(e, mark),
             EventKind::ResetReceived => {
-                self.reset_received = Some((mark, self.consecutive_rtos.max(self.rto.count as u8)));
+                self.reset_received = Some((mark, self.consecutive_rtos));
             }
             EventKind::ResetSent => self.on_reset_sent(e, mark, out),
             EventKind::StateChange if e.state == TcpState::CLOSE => self.on_close(e, mark, out),
-            EventKind::Destroy => {
-                self.destroyed_ns = Some(e.ts_ns);
-            }
+            EventKind::Destroy => self.destroyed_ns = Some(e.ts_ns),
             _ => {}
         }
     }
@@ -241,96 +379,75 @@ impl Analysis {
         out: &mut Vec<Decision>,
     ) {
         self.retransmits += 1;
-        self.segments += u64::from(e.segs.unwrap_or(1));
         match e.class {
             Some(RetransmitClass::Syn) => self.syn.add(mark),
             Some(RetransmitClass::Rto) => {
                 self.rto.add(mark);
-                self.maybe_warn(e, mark, warn_after_rtos, out);
+                self.maybe_warn(e, warn_after_rtos, out);
             }
             _ => {}
         }
     }
 
     /// peer_unresponsive: the early warning, with the moment the kernel will give up.
-    fn maybe_warn(
-        &mut self,
-        e: &Event,
-        mark: Mark,
-        warn_after_rtos: Option<u8>,
-        out: &mut Vec<Decision>,
-    ) {
+    fn maybe_warn(&mut self, e: &Event, warn_after_rtos: Option<u8>, out: &mut Vec<Decision>) {
         let Some(sock) = &e.sock else { return };
         let threshold = warn_after_rtos
             .unwrap_or(if sock.retries1 > 0 { sock.retries1 } else { 3 })
             .max(1);
         // An orphan's budget is tcp_orphan_retries and nobody is left to warn: its death
         // gets orphan_timeout.
-        if self.warned || sock.orphan || !e.state.is_synchronized() || sock.retransmits < threshold
+        if self.has(VerdictKind::PeerUnresponsive)
+            || sock.orphan
+            || !e.state.is_synchronized()
+            || sock.retransmits < threshold
         {
             return;
         }
-        self.warned = true;
-        let first = self.rto.first.unwrap_or(mark);
-        // The kernel counts from the original transmission of the oldest unacknowledged
-        // segment (retrans_stamp): one RTO before the first RTO retransmit.
-        let start_ms = ns_to_ms(first.ts_ns).saturating_sub(first.rto_us / 1000);
+        let Some(first) = self.rto.first else { return };
         let budget_ms = tcp_model::data_give_up_budget_ms(sock.retries2, sock.user_timeout_ms);
+        let give_up_ms = tcp_model::predicted_data_give_up_ms(
+            ns_to_ms(first.ts_ns),
+            budget_ms,
+            sock.user_timeout_ms != 0,
+            ns_to_ms(e.ts_ns),
+            sock.rto_us / 1000,
+        );
         let now_ms = ns_to_ms(e.ts_ns);
-        let next_rto_ms = (sock.rto_us / 1000 * 2).clamp(1, tcp_model::RTO_MAX_MS);
-        let give_up_ms = if sock.user_timeout_ms != 0 {
-            // tcp_clamp_rto_to_user_timeout(): the timer fires exactly at the deadline.
-            (start_ms + budget_ms).max(now_ms)
-        } else {
-            tcp_model::predicted_give_up_ms(start_ms, budget_ms, now_ms, next_rto_ms)
-        };
         let budget = budget_text(sock.retries2, sock.user_timeout_ms, budget_ms);
-        out.push(Decision {
+        let mut evidence = Vec::new();
+        self.rto.evidence(&mut evidence);
+        let decision = Decision {
             kind: VerdictKind::PeerUnresponsive,
             ts_ns: e.ts_ns,
             explanation: format!(
-                "peer {} is not acknowledging: {} consecutive RTOs over {}, RTO now {}; \
-                 the kernel will give up in about {} ({budget}) unless it answers",
+                "peer {} is not acknowledging: {} in a row over {}, RTO now {}; the kernel \
+                 will give up in about {} ({budget}) unless it answers",
                 crate::event::endpoint(e.raddr, e.rport),
-                sock.retransmits,
-                duration_ms(self.rto.duration_ms().max(sock.rto_us / 1000)),
+                count(sock.retransmits, "retransmission timeout"),
+                duration_ms(self.rto.span_ms()),
                 duration_ms(sock.rto_us / 1000),
                 duration_ms(give_up_ms.saturating_sub(now_ms)),
             ),
             facts: VerdictFacts {
                 retransmits: Some(self.rto.count),
                 consecutive_rtos: Some(u32::from(sock.retransmits)),
-                duration_ms: Some(self.rto.duration_ms()),
+                duration_ms: Some(self.rto.span_ms()),
                 last_rto_ms: Some(sock.rto_us / 1000),
                 predicted_give_up_ns: Some(give_up_ms * 1_000_000),
                 give_up_budget: Some(budget),
                 ..VerdictFacts::default()
             },
-            evidence: self.rto_evidence(),
-        });
-        self.emitted |= 1 << VerdictKind::PeerUnresponsive as u16;
-    }
-
-    fn on_probe(&mut self, e: &Event, mark: Mark) {
-        let n = e.probe.unwrap_or(0);
-        // Probe 1 again means the previous series was answered: start over.
-        if n <= 1 || n as u32 <= self.probes.series.count {
-            self.probes = Probes::default();
-        }
-        self.probes.series.add(mark);
-        if let Some(sock) = &e.sock {
-            self.probes.interval_ms = sock.keepalive_intvl_ms;
-            self.probes.configured = sock.keepalive_probes;
-            if self.probes.series.count == 1 {
-                self.probes.idle_before_ms = sock.idle_rx_ms.or(Some(sock.keepalive_idle_ms));
-            }
-        }
+            evidence,
+        };
+        self.decide(decision, out);
     }
 
     fn on_reset_sent(&mut self, e: &Event, mark: Mark, out: &mut Vec<Decision>) {
         self.reset_sent = Some((mark, e.reason.clone()));
         let reason = e.reason.as_deref();
         let active = reason.is_none_or(|r| ABORT_REASONS.contains(&r));
+        // The keepalive give-up resets first, then reports the death: keepalive_exhausted.
         let keepalive_give_up =
             reason == Some("TCP_KEEPALIVE_TIMEOUT") || e.timer == Some(TimerKind::Keepalive);
         if !active
@@ -340,109 +457,84 @@ impl Analysis {
         {
             return;
         }
-        let mut evidence =
-            vec![mark.evidence(&reason.map(|r| format!(" ({r})")).unwrap_or_default())];
+        let peer = crate::event::endpoint(e.raddr, e.rport);
+        let mut evidence = Vec::new();
         if let Some(close) = &self.close {
-            evidence.insert(0, close.mark.evidence(""));
+            evidence.push(close.mark.evidence(""));
         }
-        self.decide(
-            Decision {
-                kind: VerdictKind::LocalAbort,
-                ts_ns: e.ts_ns,
-                explanation: format!(
-                    "this host reset the connection to {}{}",
-                    crate::event::endpoint(e.raddr, e.rport),
-                    reason
-                        .map(|r| format!(" ({})", reset_reason_words(r)))
-                        .unwrap_or_default()
-                ),
-                facts: VerdictFacts {
-                    reset_reason: e.reason.clone(),
-                    ..VerdictFacts::default()
-                },
-                evidence,
+        evidence.push(mark.evidence(&reason.map(|r| format!(" ({r})")).unwrap_or_default()));
+        // 6.x reports CLOSE before the reset of a linger-0 close: name the state it left.
+        let state = if e.state == TcpState::CLOSE {
+            self.last_open_state.unwrap_or(e.state)
+        } else {
+            e.state
+        };
+        let why = reason
+            .map(|r| format!(" ({r}: {})", reset_reason_words(r)))
+            .unwrap_or_default();
+        let decision = Decision {
+            kind: VerdictKind::LocalAbort,
+            ts_ns: e.ts_ns,
+            explanation: format!(
+                "this host reset its connection to {peer} in {state}{why}; the peer sees \
+                 ECONNRESET"
+            ),
+            facts: VerdictFacts {
+                reset_reason: e.reason.clone(),
+                ..VerdictFacts::default()
             },
-            out,
-        );
+            evidence,
+        };
+        self.decide(decision, out);
     }
 
     fn on_close(&mut self, e: &Event, mark: Mark, out: &mut Vec<Decision>) {
         let sock = e.sock.as_ref();
         let error = sock.and_then(|s| s.error.clone());
         let orphan = sock.is_some_and(|s| s.orphan);
-        let budget = sock
-            .map(|s| {
-                budget_text(
-                    s.retries2,
-                    s.user_timeout_ms,
-                    tcp_model::data_give_up_budget_ms(s.retries2, s.user_timeout_ms),
-                )
-            })
-            .unwrap_or_default();
         self.close = Some(Close {
             mark,
             error: error.clone(),
         });
         let Some(error) = error else { return };
-        let peer = crate::event::endpoint(e.raddr, e.rport);
         let old = e.old_state.unwrap_or(TcpState::CLOSE);
-        // tcp_write_err() runs inside the write or keepalive timer (or its deferred run in
-        // tcp_release_cb()) and reports sk_err_soft ?: ETIMEDOUT: an ICMP error may stand
-        // in for the timeout.
-        let timed_out = e.timer.is_some() || error == "ETIMEDOUT";
-        let decision = if old == TcpState::SYN_SENT {
-            if timed_out {
-                self.connect_timeout(e, &peer, mark, &error)
-            } else {
-                self.refused(e, &peer, mark, &error)
-            }
-        } else if timed_out {
-            if orphan {
-                self.orphan_timeout(e, &peer, mark, &error)
-            } else if self.keepalive_death(e) {
-                self.keepalive_exhausted(e, &peer, mark, &error)
-            } else {
-                self.retries_exhausted(e, &peer, mark, &error, &budget)
-            }
-        } else if matches!(error.as_str(), "ECONNRESET" | "EPIPE") {
-            self.peer_reset(e, &peer, mark, &error, old)
-        } else {
-            return;
+        let connecting = old == TcpState::SYN_SENT;
+        let context = DeathContext {
+            in_timer: e.timer.is_some(),
+            keepalive: self.keepalive_death(e),
+            orphan,
+            unanswered: self.rto.count > 0
+                || self.syn.count > 0
+                || self.zero_window.series.count > 0
+                || self.keepalive.series.count > 0,
         };
-        let death = decision.kind;
-        self.decide(decision, out);
         // connect() reports its own failure; other deaths reach the application only when
         // it next uses or polls the socket. Orphans have no application left.
-        if !orphan
-            && !matches!(
-                death,
-                VerdictKind::ConnectionRefused | VerdictKind::ConnectTimeout
-            )
-        {
+        if !orphan && !connecting && self.ever_synchronized {
             self.held_since_ns = Some(e.ts_ns);
         }
+        let Some(kind) = death_rule(connecting, Cause::of(&error), context) else {
+            return;
+        };
+        let peer = crate::event::endpoint(e.raddr, e.rport);
+        let decision = match kind {
+            VerdictKind::ConnectionRefused => self.refused(e, &peer, mark, &error),
+            VerdictKind::ConnectTimeout => self.connect_timeout(e, &peer, mark, &error),
+            VerdictKind::PeerReset => self.peer_reset(e, &peer, mark, &error, old),
+            VerdictKind::KeepaliveExhausted => self.keepalive_exhausted(e, &peer, mark, &error),
+            VerdictKind::OrphanTimeout => self.orphan_timeout(e, &peer, mark, &error),
+            _ => self.retries_exhausted(e, &peer, mark, &error),
+        };
+        self.decide(decision, out);
     }
 
     fn keepalive_death(&self, e: &Event) -> bool {
         e.timer == Some(TimerKind::Keepalive)
-            || (self.probes.series.count > 0
+            || (self.keepalive.series.count > 0
                 && self
                     .reset_sent
                     .as_ref()
                     .is_some_and(|(_, r)| r.as_deref() == Some("TCP_KEEPALIVE_TIMEOUT")))
-    }
-
-    fn rto_evidence(&self) -> Vec<Evidence> {
-        let mut ev = Vec::new();
-        if let Some(first) = self.rto.first {
-            ev.push(first.evidence(" (first)"));
-        }
-        if let Some(last) = self.rto.last
-            && self.rto.count > 1
-        {
-            ev.push(last.evidence(" (latest)"));
-        }
-        ev
     }
 
     fn refused(&self, e: &Event, peer: &str, mark: Mark, error: &str) -> Decision {
@@ -454,7 +546,7 @@ impl Analysis {
             evidence.push(reset.evidence(""));
         }
         evidence.push(mark.evidence(&format!(", {error}")));
-        let how = if self.reset_received.is_some() {
+        let how = if error == "ECONNREFUSED" && self.reset_received.is_some() {
             format!(
                 "the peer answered our SYN with a reset (nothing listens on port {})",
                 e.rport
@@ -475,31 +567,33 @@ impl Analysis {
     }
 
     fn connect_timeout(&self, e: &Event, peer: &str, mark: Mark, error: &str) -> Decision {
-        let waited = self.opened.map_or(0, |o| ns_to_ms(e.ts_ns - o.ts_ns));
+        let waited = self
+            .opened
+            .map_or(0, |o| ns_to_ms(e.ts_ns.saturating_sub(o.ts_ns)));
         let mut evidence = Vec::new();
         if let Some(opened) = self.opened {
             evidence.push(opened.evidence(""));
         }
-        if let Some(first) = self.syn.first {
-            evidence.push(first.evidence(" (first)"));
-        }
-        if let Some(last) = self.syn.last
-            && self.syn.count > 1
-        {
-            evidence.push(last.evidence(" (last)"));
-        }
+        self.syn.evidence(&mut evidence);
         evidence.push(mark.evidence(&format!(", {error}")));
+        let limit = e
+            .sock
+            .as_ref()
+            .filter(|s| s.syn_retries > 0)
+            .map(|s| format!(" (tcp_syn_retries={})", s.syn_retries))
+            .unwrap_or_default();
         let icmp = if error == "ETIMEDOUT" {
             String::new()
         } else {
-            format!("; the network said {error}")
+            format!("; the network last said {error}")
         };
         Decision {
             kind: VerdictKind::ConnectTimeout,
             ts_ns: e.ts_ns,
             explanation: format!(
-                "connect to {peer} timed out: {} SYN retransmits over {} went unanswered{icmp}",
-                self.syn.count,
+                "connect to {peer} timed out: {} over {} went unanswered{limit}, the kernel \
+                 gave up with {error}{icmp}",
+                count(self.syn.count, "SYN retransmit"),
                 duration_ms(waited)
             ),
             facts: VerdictFacts {
@@ -524,7 +618,7 @@ impl Analysis {
         let lost_state = unanswered > 0;
         let mut evidence = Vec::new();
         if lost_state {
-            evidence.extend(self.rto_evidence());
+            self.rto.evidence(&mut evidence);
         }
         if let Some((reset, _)) = self.reset_received {
             evidence.push(reset.evidence(""));
@@ -532,8 +626,9 @@ impl Analysis {
         evidence.push(mark.evidence(&format!(", {error}")));
         let why = if lost_state {
             format!(
-                " answering our retransmits after {unanswered} unanswered RTOs: the peer lost \
-                 the connection's state (it rebooted, or a middlebox expired the flow)"
+                ", answering our retransmits after {} in a row: the peer lost the \
+                 connection's state (it rebooted, or a middlebox expired the flow)",
+                count(unanswered, "unanswered timeout")
             )
         } else {
             String::new()
@@ -554,60 +649,101 @@ impl Analysis {
         }
     }
 
-    fn retries_exhausted(
-        &self,
-        e: &Event,
-        peer: &str,
-        mark: Mark,
-        error: &str,
-        budget: &str,
-    ) -> Decision {
-        let last_rto_ms = self.rto.last.map_or(0, |m| m.rto_us / 1000);
-        let mut evidence = self.rto_evidence();
-        evidence.push(mark.evidence(&format!(", {error}")));
+    fn retries_exhausted(&self, e: &Event, peer: &str, mark: Mark, error: &str) -> Decision {
+        // tcp_probe_timer(): the peer's window stayed closed and the probes went unanswered.
+        let zero_window = self.rto.count == 0 && self.zero_window.series.count > 0;
+        let budget = match &e.sock {
+            // tcp_probe_timer() counts probes against tcp_retries2, not time.
+            Some(s) if zero_window && s.user_timeout_ms == 0 => {
+                format!("tcp_retries2={} probes", s.retries2)
+            }
+            Some(s) => budget_text(
+                s.retries2,
+                s.user_timeout_ms,
+                tcp_model::data_give_up_budget_ms(s.retries2, s.user_timeout_ms),
+            ),
+            None => "its retry budget".to_owned(),
+        };
         let icmp = if error == "ETIMEDOUT" {
             String::new()
         } else {
-            format!(" (the network last said {error})")
+            " (the network's last ICMP error, reported instead of ETIMEDOUT)".to_owned()
         };
+        let mut evidence = Vec::new();
+        let (what, facts) = if zero_window {
+            let probes = &self.zero_window.series;
+            probes.evidence(&mut evidence);
+            (
+                format!(
+                    "peer {peer} kept its receive window closed and stopped answering: {} \
+                     over {}",
+                    count(probes.count, "zero-window probe"),
+                    duration_ms(probes.until_ms(e.ts_ns)),
+                ),
+                VerdictFacts {
+                    retransmits: Some(0),
+                    probes: Some(probes.count),
+                    duration_ms: Some(probes.until_ms(e.ts_ns)),
+                    ..VerdictFacts::default()
+                },
+            )
+        } else {
+            let last_rto_ms = self.rto.last.map_or(0, |m| m.rto_us / 1000);
+            self.rto.evidence(&mut evidence);
+            (
+                format!(
+                    "peer {peer} stopped acknowledging: {} over {} (last RTO {})",
+                    count(self.rto.count, "retransmit"),
+                    duration_ms(self.rto.until_ms(e.ts_ns)),
+                    duration_ms(last_rto_ms)
+                ),
+                VerdictFacts {
+                    retransmits: Some(self.rto.count),
+                    duration_ms: Some(self.rto.until_ms(e.ts_ns)),
+                    last_rto_ms: Some(last_rto_ms),
+                    ..VerdictFacts::default()
+                },
+            )
+        };
+        evidence.push(mark.evidence(&format!(", {error}")));
         Decision {
             kind: VerdictKind::RetriesExhausted,
             ts_ns: e.ts_ns,
-            explanation: format!(
-                "peer {peer} stopped acknowledging: {} retransmits over {} (last RTO {}); \
-                 the kernel gave up after {budget}{icmp}",
-                self.rto.count,
-                duration_ms(self.rto.duration_ms()),
-                duration_ms(last_rto_ms)
-            ),
+            explanation: format!("{what}; the kernel gave up after {budget} with {error}{icmp}"),
             facts: VerdictFacts {
-                retransmits: Some(self.rto.count),
-                duration_ms: Some(self.rto.duration_ms()),
-                last_rto_ms: Some(last_rto_ms),
                 error: Some(error.into()),
-                give_up_budget: Some(budget.into()),
-                ..VerdictFacts::default()
+                give_up_budget: Some(budget),
+                ..facts
             },
             evidence,
         }
     }
 
     fn orphan_timeout(&self, e: &Event, peer: &str, mark: Mark, error: &str) -> Decision {
-        let mut evidence = self.rto_evidence();
+        let mut evidence = Vec::new();
+        self.rto.evidence(&mut evidence);
         evidence.push(mark.evidence(&format!(", {error}, orphan")));
-        let retries = e.sock.as_ref().map_or(0, |s| s.orphan_retries);
+        let retries = e
+            .sock
+            .as_ref()
+            .filter(|s| s.orphan_retries > 0)
+            .map(|s| format!(" (tcp_orphan_retries={})", s.orphan_retries))
+            .unwrap_or_default();
         Decision {
             kind: VerdictKind::OrphanTimeout,
             ts_ns: e.ts_ns,
             explanation: format!(
-                "a socket to {peer} that the application had already closed died retransmitting: \
-                 {} retransmits over {} (tcp_orphan_retries={retries}); its unsent data is lost",
-                self.rto.count,
-                duration_ms(self.rto.duration_ms()),
+                "a socket to {peer} that the application had already closed died retransmitting \
+                 in {}: {} over {}{retries}, the kernel gave up with {error}; data still \
+                 unacknowledged was lost",
+                e.old_state.unwrap_or(TcpState::CLOSE),
+                count(self.rto.count, "retransmit"),
+                duration_ms(self.rto.until_ms(e.ts_ns)),
             ),
             facts: VerdictFacts {
                 retransmits: Some(self.rto.count),
-                duration_ms: Some(self.rto.duration_ms()),
+                duration_ms: Some(self.rto.until_ms(e.ts_ns)),
+                last_rto_ms: self.rto.last.map(|m| m.rto_us / 1000),
                 error: Some(error.into()),
                 ..VerdictFacts::default()
             },
@@ -616,16 +752,9 @@ impl Analysis {
     }
 
     fn keepalive_exhausted(&self, e: &Event, peer: &str, mark: Mark, error: &str) -> Decision {
-        let probes = &self.probes;
+        let probes = &self.keepalive;
         let mut evidence = Vec::new();
-        if let Some(first) = probes.series.first {
-            evidence.push(first.evidence(""));
-        }
-        if let Some(last) = probes.series.last
-            && probes.series.count > 1
-        {
-            evidence.push(last.evidence(""));
-        }
+        probes.series.evidence(&mut evidence);
         if let Some((reset, reason)) = &self.reset_sent {
             evidence.push(
                 reset.evidence(
@@ -641,20 +770,21 @@ impl Analysis {
             .idle_before_ms
             .map(|ms| format!(" after {} idle", duration_ms(ms)))
             .unwrap_or_default();
+        let interval_ms = probes.interval_ms();
         Decision {
             kind: VerdictKind::KeepaliveExhausted,
             ts_ns: e.ts_ns,
             explanation: format!(
-                "peer {peer} declared dead by keepalive: {} probes {} apart{idle} went unanswered; \
-                 the kernel reset the connection ({error})",
-                probes.series.count,
-                duration_ms(probes.interval_ms)
+                "peer {peer} declared dead by keepalive: {} {} apart{idle} went unanswered; \
+                 the kernel reset the connection with {error}",
+                count(probes.series.count, "probe"),
+                duration_ms(interval_ms)
             ),
             facts: VerdictFacts {
                 probes: Some(probes.series.count),
-                probe_interval_ms: Some(probes.interval_ms),
+                probe_interval_ms: Some(interval_ms),
                 idle_before_probes_ms: probes.idle_before_ms,
-                duration_ms: Some(probes.series.duration_ms()),
+                duration_ms: Some(probes.series.until_ms(e.ts_ns)),
                 error: Some(error.into()),
                 reset_reason: self.reset_sent.as_ref().and_then(|(_, r)| r.clone()),
                 ..VerdictFacts::default()
@@ -663,31 +793,37 @@ impl Analysis {
         }
     }
 
-    /// dead_socket_held, decided by the engine's clock.
-    pub fn held(&mut self, now_ns: u64, peer: &str, holder: &str) -> Option<Decision> {
+    /// dead_socket_held, decided by the engine's clock at `due_ns` (the death plus the
+    /// threshold): nothing released the socket by then.
+    pub fn held(&mut self, due_ns: u64, peer: &str, holder: &str) -> Option<Decision> {
         let since = self.held_since_ns?;
-        if self.destroyed_ns.is_some() || self.has(VerdictKind::DeadSocketHeld) {
+        if self.destroyed_ns.is_some_and(|d| d <= due_ns) {
             return None;
         }
-        self.emitted |= 1 << VerdictKind::DeadSocketHeld as u16;
         let close = self.close.as_ref()?;
-        let held_ms = ns_to_ms(now_ns.saturating_sub(since));
+        let held_ms = ns_to_ms(due_ns.saturating_sub(since));
         let error = close.error.clone().unwrap_or_default();
-        Some(Decision {
-            kind: VerdictKind::DeadSocketHeld,
-            ts_ns: now_ns,
-            explanation: format!(
-                "{holder} still holds its socket to {peer} {} after the kernel ended the \
-                 connection ({error}): the application has not noticed",
-                duration_ms(held_ms)
-            ),
-            facts: VerdictFacts {
-                held_ms: Some(held_ms),
-                error: close.error.clone(),
-                ..VerdictFacts::default()
+        let evidence = vec![close.mark.evidence(&format!(", {error}"))];
+        let mut out = Vec::with_capacity(1);
+        self.decide(
+            Decision {
+                kind: VerdictKind::DeadSocketHeld,
+                ts_ns: due_ns,
+                explanation: format!(
+                    "{holder} still holds its socket to {peer} {} after the kernel ended the \
+                     connection with {error}: the application has not noticed",
+                    duration_ms(held_ms)
+                ),
+                facts: VerdictFacts {
+                    held_ms: Some(held_ms),
+                    error: close.error.clone(),
+                    ..VerdictFacts::default()
+                },
+                evidence,
             },
-            evidence: vec![close.mark.evidence(&format!(", {error}"))],
-        })
+            &mut out,
+        );
+        out.pop()
     }
 }
 
@@ -702,14 +838,81 @@ fn budget_text(retries2: u8, user_timeout_ms: u32, budget_ms: u64) -> String {
     }
 }
 
-fn reset_reason_words(reason: &str) -> String {
+fn reset_reason_words(reason: &str) -> &str {
     match reason {
-        "TCP_ABORT_ON_LINGER" => "closed with SO_LINGER 0".into(),
-        "TCP_ABORT_ON_CLOSE" => "closed with unread data".into(),
-        "TCP_ABORT_ON_DATA" => "data arrived after close".into(),
-        "TCP_ABORT_ON_MEMORY" => "out of memory for orphans".into(),
-        "TCP_DISCONNECT_WITH_DATA" => "disconnected with unread data".into(),
-        "TCP_STATE" => "closed in a state that requires a reset, e.g. SO_LINGER 0".into(),
-        other => other.to_owned(),
+        "TCP_ABORT_ON_LINGER" => "closed with SO_LINGER 0",
+        "TCP_ABORT_ON_CLOSE" => "closed with unread data",
+        "TCP_ABORT_ON_DATA" => "data arrived after close",
+        "TCP_ABORT_ON_MEMORY" => "out of memory for orphans",
+        "TCP_DISCONNECT_WITH_DATA" => "disconnected with unread data",
+        "TCP_STATE" => "closed or aborted in a state that needs a reset, e.g. SO_LINGER 0",
+        "NOT_SPECIFIED" => "no reason given",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Cause::*;
+    use VerdictKind::*;
+
+    fn ctx(in_timer: bool, keepalive: bool, orphan: bool, unanswered: bool) -> DeathContext {
+        DeathContext {
+            in_timer,
+            keepalive,
+            orphan,
+            unanswered,
+        }
+    }
+
+    #[test]
+    fn the_death_table() {
+        let quiet = ctx(false, false, false, false);
+        let write_timer = ctx(true, false, false, true);
+        let keepalive = ctx(true, true, false, true);
+        let orphan = ctx(true, false, true, true);
+        let cases = [
+            (true, Refused, quiet, Some(ConnectionRefused)),
+            (true, TimedOut, write_timer, Some(ConnectTimeout)),
+            (true, Network, write_timer, Some(ConnectTimeout)),
+            (true, Network, quiet, Some(ConnectionRefused)),
+            (true, Aborted, quiet, None),
+            (false, Reset, quiet, Some(PeerReset)),
+            // A reset is a reset, whatever timer was running.
+            (false, Reset, write_timer, Some(PeerReset)),
+            (false, TimedOut, keepalive, Some(KeepaliveExhausted)),
+            (false, Network, keepalive, Some(KeepaliveExhausted)),
+            (false, TimedOut, orphan, Some(OrphanTimeout)),
+            (false, TimedOut, write_timer, Some(RetriesExhausted)),
+            (false, Network, write_timer, Some(RetriesExhausted)),
+            // Deferred to tcp_release_cb(): no timer, but the retransmits went unanswered.
+            (
+                false,
+                Network,
+                ctx(false, false, false, true),
+                Some(RetriesExhausted),
+            ),
+            (false, TimedOut, quiet, Some(RetriesExhausted)),
+            // An error left over from IP_RECVERR on an orderly close is no death.
+            (false, Network, quiet, None),
+            (false, Aborted, quiet, None),
+        ];
+        for (connecting, cause, c, want) in cases {
+            assert_eq!(
+                death_rule(connecting, cause, c),
+                want,
+                "{connecting} {cause:?} {c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_their_cause() {
+        assert_eq!(Cause::of("ECONNREFUSED"), Refused);
+        assert_eq!(Cause::of("EPIPE"), Reset);
+        assert_eq!(Cause::of("ETIMEDOUT"), TimedOut);
+        assert_eq!(Cause::of("ECONNABORTED"), Aborted);
+        assert_eq!(Cause::of("EHOSTUNREACH"), Network);
     }
 }

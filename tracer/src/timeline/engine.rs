@@ -1,17 +1,16 @@
 //! The timeline engine: one timeline per socket, events in time order, verdict rules
 //! (see `analysis.rs`) applied as they arrive, bounded memory.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    net::IpAddr,
-};
+use std::{collections::VecDeque, net::IpAddr};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::{
     Verdict, VerdictKind,
     analysis::{Analysis, Decision},
     reorder::Reorder,
 };
-use crate::event::{Event, EventKind, Family, Process, SocketId, TcpState};
+use crate::event::{Event, EventKind, Family, OwnerSource, Process, SocketId, TcpState};
 
 /// Configurable thresholds; the defaults follow the kernel's own judgement.
 #[derive(Debug, Clone)]
@@ -59,6 +58,8 @@ pub struct EngineStats {
     pub pending: usize,
     /// Events for a socket already released (arrived after its destroy).
     pub late: u64,
+    /// Events that arrived later than the reorder window allows: applied out of time order.
+    pub out_of_window: u64,
 }
 
 /// Everything known about one socket.
@@ -76,11 +77,19 @@ pub struct Timeline {
     pub last_ns: u64,
     /// The latest TCP state seen.
     pub state: TcpState,
-    /// The first events, then (after a gap of `truncated` events) the most recent ones.
+    /// Kept only when the engine retains finished timelines (reports): the first
+    /// quarter of `max_events_per_timeline` events (how the connection started), then
+    /// the most recent ones (how it ended), with `truncated` events between them dropped.
+    /// Verdicts see every event either way: their evidence is kept apart.
     pub events: Vec<Event>,
     pub recent: VecDeque<Event>,
     pub truncated: u64,
     pub verdicts: Vec<Verdict>,
+    /// When the kernel ended the connection with an error (CLOSE with sk_err set).
+    pub died_ns: Option<u64>,
+    /// When the socket was released (tcp_destroy_sock): for a socket its application
+    /// holds, its close().
+    pub released_ns: Option<u64>,
     pub(crate) analysis: Analysis,
 }
 
@@ -102,6 +111,8 @@ impl Timeline {
             recent: VecDeque::new(),
             truncated: 0,
             verdicts: Vec::new(),
+            died_ns: None,
+            released_ns: None,
             analysis: Analysis::default(),
         }
     }
@@ -121,16 +132,24 @@ impl Timeline {
         if !e.raddr.is_unspecified() {
             self.raddr = e.raddr;
         }
-        // A known owner beats an inherited or missing one.
-        if let Some(p) = &e.process
-            && self.process.as_ref() != Some(p)
-        {
-            self.process = Some(p.clone());
+        // The owner seen in its own context beats one inferred from a listener or a sweep.
+        if let Some(p) = &e.process {
+            let better = match &self.process {
+                None => true,
+                Some(known) => {
+                    known != p
+                        && (p.owner == OwnerSource::Owner || known.owner != OwnerSource::Owner)
+                }
+            };
+            if better {
+                self.process = Some(p.clone());
+            }
         }
         self.last_ns = self.last_ns.max(e.ts_ns);
         self.state = e.state;
     }
 
+    /// Keeps `e` within `cap` events; true when an older one had to go.
     fn keep(&mut self, e: Event, cap: usize) -> bool {
         let head = cap / 4;
         if self.events.len() < head {
@@ -163,6 +182,12 @@ impl Timeline {
         self.analysis.retransmits
     }
 
+    /// How long the application kept the socket after the kernel had ended the
+    /// connection, when it has released it since.
+    pub fn held_after_death_ns(&self) -> Option<u64> {
+        Some(self.released_ns?.saturating_sub(self.died_ns?))
+    }
+
     fn verdict(&self, d: Decision) -> Verdict {
         Verdict {
             ts_ns: d.ts_ns,
@@ -179,10 +204,6 @@ impl Timeline {
             facts: d.facts,
             evidence: d.evidence,
         }
-    }
-
-    fn finished(&self) -> bool {
-        self.analysis.destroyed_ns.is_some()
     }
 }
 
@@ -208,12 +229,14 @@ impl Retain {
 pub struct Engine {
     thresholds: Thresholds,
     reorder: Reorder,
+    /// The newest event applied: one older than this arrived beyond the window.
+    applied_ns: u64,
     timelines: HashMap<SocketId, Timeline>,
     /// Sockets whose death may turn into dead_socket_held: (due, socket), in due order.
     held_queue: VecDeque<(u64, SocketId)>,
     /// Recently released sockets: a straggler must not start a new timeline for them.
     released: VecDeque<SocketId>,
-    released_set: std::collections::HashSet<SocketId>,
+    released_set: HashSet<SocketId>,
     retain: Retain,
     finished: Vec<Timeline>,
     stats: EngineStats,
@@ -225,10 +248,11 @@ impl Engine {
         Self {
             reorder: Reorder::new(thresholds.reorder_window_ns),
             thresholds,
+            applied_ns: 0,
             timelines: HashMap::new(),
             held_queue: VecDeque::new(),
             released: VecDeque::new(),
-            released_set: std::collections::HashSet::new(),
+            released_set: HashSet::new(),
             retain: Retain::Nothing,
             finished: Vec::new(),
             stats: EngineStats::default(),
@@ -240,12 +264,14 @@ impl Engine {
         &self.thresholds
     }
 
-    /// Which finished timelines to keep for [`Engine::take_finished`] (reports); live
-    /// tracing keeps none.
+    /// Which finished timelines to keep for [`Engine::take_finished`] (reports). Live
+    /// tracing keeps none, and then timelines keep no events either: verdicts do not need
+    /// them.
     pub fn retain(&mut self, retain: Retain) {
         self.retain = retain;
     }
 
+    /// Timelines finished (or evicted) since the last call, as `retain` chose them.
     pub fn take_finished(&mut self) -> Vec<Timeline> {
         std::mem::take(&mut self.finished)
     }
@@ -290,25 +316,29 @@ impl Engine {
 
     fn apply(&mut self, e: Event, out: &mut Vec<Verdict>) {
         self.stats.events += 1;
+        if e.ts_ns < self.applied_ns {
+            self.stats.out_of_window += 1;
+        }
+        self.applied_ns = self.applied_ns.max(e.ts_ns);
         // The event stream is a clock too: replays reach time-based verdicts without ticks.
         self.check_held(e.ts_ns, out);
         let Some(socket) = e.socket else {
             self.stats.socketless += 1;
             return;
         };
-        if self.released_set.contains(&socket) {
-            self.stats.late += 1;
+        if !self.timelines.contains_key(&socket) {
+            if self.released_set.contains(&socket) {
+                self.stats.late += 1;
+                return;
+            }
+            if self.timelines.len() >= self.thresholds.max_timelines.max(1) {
+                self.evict();
+            }
+            self.timelines.insert(socket, Timeline::new(&e, socket));
+        }
+        let Some(timeline) = self.timelines.get_mut(&socket) else {
             return;
-        }
-        if !self.timelines.contains_key(&socket)
-            && self.timelines.len() >= self.thresholds.max_timelines
-        {
-            self.evict();
-        }
-        let timeline = self
-            .timelines
-            .entry(socket)
-            .or_insert_with(|| Timeline::new(&e, socket));
+        };
         timeline.learn(&e);
         timeline
             .analysis
@@ -318,15 +348,29 @@ impl Engine {
             timeline.verdicts.push(v.clone());
             out.push(v);
         }
-        if timeline.analysis.held_since_ns == Some(e.ts_ns) && e.kind == EventKind::StateChange {
-            self.held_queue
-                .push_back((e.ts_ns + self.thresholds.dead_socket_after_ns, socket));
+        if timeline.died_ns.is_none()
+            && e.kind == EventKind::StateChange
+            && e.state == TcpState::CLOSE
+            && e.errno().is_some()
+        {
+            timeline.died_ns = Some(e.ts_ns);
+            if timeline.analysis.held_since_ns == Some(e.ts_ns) {
+                // Deaths come in time order, so this is nearly always the back.
+                let due = (e.ts_ns + self.thresholds.dead_socket_after_ns, socket);
+                let at = self.held_queue.partition_point(|&queued| queued <= due);
+                self.held_queue.insert(at, due);
+            }
         }
-        if timeline.keep(e, self.thresholds.max_events_per_timeline.max(8)) {
+        let finished = timeline.analysis.destroyed_ns.is_some();
+        if finished {
+            timeline.released_ns = Some(e.ts_ns);
+        }
+        if self.retain != Retain::Nothing
+            && timeline.keep(e, self.thresholds.max_events_per_timeline.max(8))
+        {
             self.stats.truncated_events += 1;
         }
-        if timeline.finished() {
-            let done = self.timelines.remove(&socket).expect("present");
+        if finished && let Some(done) = self.timelines.remove(&socket) {
             self.stats.finished += 1;
             self.remember_released(socket);
             if self.retain.keeps(&done) {
@@ -346,9 +390,12 @@ impl Engine {
         self.released_set.insert(socket);
     }
 
+    /// dead_socket_held for every death whose threshold passed before `now_ns`; the
+    /// verdict is dated when the threshold passed, so it does not depend on when the
+    /// engine was told the time.
     fn check_held(&mut self, now_ns: u64, out: &mut Vec<Verdict>) {
         while let Some(&(due, socket)) = self.held_queue.front() {
-            if due > now_ns {
+            if due >= now_ns {
                 break;
             }
             self.held_queue.pop_front();
@@ -360,7 +407,7 @@ impl Engine {
                 || "the owning process".to_owned(),
                 |p| format!("{}/{}", p.comm, p.pid),
             );
-            if let Some(d) = timeline.analysis.held(now_ns, &peer, &holder) {
+            if let Some(d) = timeline.analysis.held(due, &peer, &holder) {
                 let v = timeline.verdict(d);
                 timeline.verdicts.push(v.clone());
                 out.push(v);
@@ -368,7 +415,8 @@ impl Engine {
         }
     }
 
-    /// Drops the least recently active tenth of the timelines (sockets never seen to end).
+    /// Drops the least recently active tenth of the timelines (sockets never seen to end):
+    /// one pass over them per tenth, so eviction costs O(1) per new socket on average.
     fn evict(&mut self) {
         let mut ages: Vec<(u64, SocketId)> = self
             .timelines

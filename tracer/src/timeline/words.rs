@@ -20,6 +20,14 @@ pub fn ns_to_ms(ns: u64) -> u64 {
     ns / 1_000_000
 }
 
+/// `1 retransmit`, `3 retransmits`.
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    match n.into() {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +39,12 @@ mod tests {
         assert_eq!(duration_ms(924_600), "924.6 s");
         assert_eq!(duration_ms(1_500_000), "25 min 0 s");
         assert_eq!(duration_ms(7_875_000), "2 h 11 min");
+    }
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(count(1u32, "retransmit"), "1 retransmit");
+        assert_eq!(count(0u8, "probe"), "0 probes");
+        assert_eq!(count(15u64, "retransmit"), "15 retransmits");
     }
 }

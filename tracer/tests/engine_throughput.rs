@@ -1,0 +1,120 @@
+//! Throughput of the timeline engine alone (no decoding): `cargo test --release -p tracer
+//! --test engine_throughput -- --ignored --nocapture`.
+
+use std::{net::IpAddr, time::Instant};
+
+use tracer::{
+    event::{Event, EventKind, Family, RetransmitClass, SocketCounters, SocketId, TcpState},
+    timeline::{Engine, Retain, Thresholds},
+};
+
+fn event(ts_ns: u64, socket: u64, kind: EventKind, state: TcpState) -> Event {
+    Event {
+        ts_ns,
+        kind,
+        socket: Some(SocketId(socket)),
+        family: Family::Ipv4,
+        laddr: IpAddr::from([10, 0, 0, 1]),
+        lport: 40_000,
+        raddr: IpAddr::from([10, 0, 0, 2]),
+        rport: 80,
+        netns: 4026531840,
+        state,
+        old_state: None,
+        process: None,
+        class: None,
+        segs: None,
+        timer: None,
+        reason: None,
+        err: None,
+        probe: None,
+        sock: Some(SocketCounters {
+            retransmits: 0,
+            probes_out: 0,
+            backoff: 0,
+            rto_us: 200_000,
+            total_retrans: 0,
+            packets_out: 0,
+            ca_state: Default::default(),
+            keepalive: false,
+            keepalive_idle_ms: 0,
+            keepalive_intvl_ms: 0,
+            keepalive_probes: 0,
+            user_timeout_ms: 0,
+            retries1: 3,
+            retries2: 15,
+            syn_retries: 6,
+            orphan_retries: 0,
+            idle_rx_ms: None,
+            idle_tx_ms: None,
+            orphan: false,
+            error: None,
+            soft_error: None,
+        }),
+        flags: Vec::new(),
+    }
+}
+
+#[test]
+#[ignore = "a measurement, not a check: run with --release --ignored --nocapture"]
+fn engine_events_per_second() {
+    measure("live (no timelines kept)", Retain::Nothing, 0);
+    measure(
+        "report (timelines with verdicts kept)",
+        Retain::WithVerdicts,
+        0,
+    );
+    // Far worse disorder than a ring buffer produces: stamps off by up to 50 ms.
+    measure(
+        "live, events up to 50 ms out of order",
+        Retain::Nothing,
+        50_000_000,
+    );
+}
+
+fn measure(what: &str, retain: Retain, jitter_ns: u64) {
+    // 1000 sockets open at a time, each: connect, established, 6 retransmits, FIN close,
+    // destroy; events interleaved 10 µs apart. Built as they are fed, as a decoder would.
+    let mut engine = Engine::new(Thresholds::default());
+    engine.retain(retain);
+    let mut out = Vec::new();
+    let mut ts = 1_000_000_000u64;
+    let mut n = 0u64;
+    // A fixed pseudo-random sequence (64-bit LCG): the same disorder every run.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let start = Instant::now();
+    for round in 0..400u64 {
+        for step in 0..11 {
+            for s in 0..1000u64 {
+                ts += 10_000;
+                seed = seed
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let ts = ts - (seed >> 33) % (jitter_ns + 1);
+                let id = round * 1000 + s + 1;
+                let e = match step {
+                    0 => event(ts, id, EventKind::StateChange, TcpState::SYN_SENT),
+                    1 => event(ts, id, EventKind::StateChange, TcpState::ESTABLISHED),
+                    2..=7 => {
+                        let mut e = event(ts, id, EventKind::Retransmit, TcpState::ESTABLISHED);
+                        e.class = Some(RetransmitClass::Fast);
+                        e
+                    }
+                    8 => event(ts, id, EventKind::StateChange, TcpState::FIN_WAIT1),
+                    9 => event(ts, id, EventKind::StateChange, TcpState::CLOSE),
+                    _ => event(ts, id, EventKind::Destroy, TcpState::CLOSE),
+                };
+                engine.push(e, &mut out);
+                n += 1;
+            }
+        }
+    }
+    engine.finish(ts + 1, &mut out);
+    let stragglers = engine.stats().out_of_window;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{what}: {n} events in {secs:.3} s: {:.2} M events/s ({stragglers} out of window)",
+        n as f64 / secs / 1e6,
+    );
+    drop(engine.take_finished());
+}
