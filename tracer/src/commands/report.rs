@@ -40,7 +40,7 @@ pub struct Replay {
     /// In the order they were reached.
     pub verdicts: Vec<Verdict>,
     /// The verdict records of the trace (what the live tracer concluded).
-    pub recorded: Vec<Verdict>,
+    pub recorded: Vec<VerdictSeen>,
     /// The trace's `end` record; None when the recording was cut short.
     pub end: Option<End>,
     pub summary: Summary,
@@ -93,7 +93,7 @@ pub fn replay(args: &ReportArgs) -> Result<Replay> {
                 summary.event(&e)?;
                 engine.push(*e, &mut verdicts);
             }
-            Record::Verdict(v) => recorded.push(*v),
+            Record::Verdict(v) => recorded.push(VerdictSeen::of(&v)),
             Record::Lost(l) => summary.lost(&l)?,
             Record::End(e) => {
                 summary.end(&e)?;
@@ -185,8 +185,40 @@ fn perfetto_origin(replay: &Replay) -> u64 {
         .fold(replay.header.started_ns, u64::min)
 }
 
-/// A verdict as compared between the live trace and the replay.
-type VerdictKey = (SocketId, VerdictKind);
+/// A verdict as compared between the live trace and the replay (small: a trace may hold
+/// many).
+#[derive(Debug, Clone, Copy)]
+pub struct VerdictSeen {
+    pub socket: SocketId,
+    pub kind: VerdictKind,
+    pub laddr: IpAddr,
+    pub lport: u16,
+    pub raddr: IpAddr,
+    pub rport: u16,
+}
+
+impl VerdictSeen {
+    fn of(v: &Verdict) -> VerdictSeen {
+        VerdictSeen {
+            socket: v.socket,
+            kind: v.verdict,
+            laddr: v.laddr,
+            lport: v.lport,
+            raddr: v.raddr,
+            rport: v.rport,
+        }
+    }
+
+    fn label(&self) -> String {
+        format!(
+            "{} {} {} → {}",
+            self.kind,
+            socket_label(self.socket),
+            endpoint(self.laddr, self.lport),
+            endpoint(self.raddr, self.rport)
+        )
+    }
+}
 
 /// How the verdicts in the trace compare with the replay's.
 #[derive(Debug, Default, Serialize)]
@@ -209,41 +241,27 @@ impl Replay {
         if !live_known {
             return None;
         }
-        let count = |verdicts: &[Verdict]| {
-            let mut set: BTreeMap<VerdictKey, (i64, String)> = BTreeMap::new();
+        let count = |verdicts: &mut dyn Iterator<Item = VerdictSeen>| {
+            let mut set: BTreeMap<(SocketId, VerdictKind), (usize, VerdictSeen)> = BTreeMap::new();
             for v in verdicts {
-                let entry = set.entry((v.socket, v.verdict)).or_insert_with(|| {
-                    (
-                        0,
-                        format!(
-                            "{} {} {} → {}",
-                            v.verdict,
-                            socket_label(v.socket),
-                            endpoint(v.laddr, v.lport),
-                            endpoint(v.raddr, v.rport)
-                        ),
-                    )
-                });
-                entry.0 += 1;
+                set.entry((v.socket, v.kind)).or_insert((0, v)).0 += 1;
             }
             set
         };
-        let live = count(&self.recorded);
-        let replayed = count(&self.verdicts);
+        let live = count(&mut self.recorded.iter().copied());
+        let replayed = count(&mut self.verdicts.iter().map(VerdictSeen::of));
         let mut comparison = LiveComparison {
             in_trace: self.recorded.len(),
             ..LiveComparison::default()
         };
-        for (key, (n, label)) in &live {
-            let m = replayed.get(key).map_or(0, |r| r.0);
-            for _ in m..*n {
-                comparison.only_live.push(label.clone());
-            }
-        }
-        for (key, (n, label)) in &replayed {
-            let m = live.get(key).map_or(0, |r| r.0);
-            for _ in m..*n {
-                comparison.only_replay.push(label.clone());
+        // Multiset differences, both ways.
+        for (mine, theirs, out) in [
+            (&live, &replayed, &mut comparison.only_live),
+            (&replayed, &live, &mut comparison.only_replay),
+        ] {
+            for (key, (n, seen)) in mine {
+                let m = theirs.get(key).map_or(0, |r| r.0);
+                out.extend((m..*n).map(|_| seen.label()));
             }
         }
         comparison.same = comparison.only_live.is_empty() && comparison.only_replay.is_empty();
