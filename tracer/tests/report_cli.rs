@@ -867,23 +867,26 @@ fn record_to_an_unwritable_path_fails_before_tracing() {
 
 #[test]
 fn a_reader_that_goes_away_ends_the_report_quietly() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
-        .args(["report", "--all", SCENARIOS])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run tracer");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 16];
-    stdout.read_exact(&mut first).unwrap();
-    drop(stdout);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // `tracer report t.jsonl | head`: more output than a pipe holds, a reader that stops.
+    for format in ["text", "json", "perfetto"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
+            .args(["report", "--all", "--format", format, SCENARIOS])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run tracer");
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 16];
+        stdout.read_exact(&mut first).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{format}");
+        assert!(
+            out.stderr.is_empty(),
+            "{format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------
