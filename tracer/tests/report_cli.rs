@@ -419,6 +419,10 @@ fn text_report_summarises_then_shows_each_socket_with_a_verdict() {
          keepalive_probe 3 · destroy 4"
     );
     assert!(
+        out.contains("\n1 resets sent for segments that matched no socket "),
+        "{out}"
+    );
+    assert!(
         out.contains("the live tracer reached the same 4 verdicts"),
         "{out}"
     );

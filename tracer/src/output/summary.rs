@@ -107,6 +107,13 @@ impl Summary {
             }
         }
         let e = extra.engine;
+        if e.socketless > 0 {
+            out += &format!(
+                "{} resets sent for segments that matched no socket (connects to closed ports, \
+                 peers that lost their connection)\n",
+                e.socketless
+            );
+        }
         if e.evicted > 0 || e.truncated_events > 0 || self.untallied > 0 {
             out += &format!(
                 "bounded memory: {} idle timelines evicted, {} events not kept in timelines, {} sockets not tallied\n",
@@ -290,6 +297,7 @@ mod tests {
             engine: EngineStats {
                 evicted: 2,
                 truncated_events: 30,
+                socketless: 3,
                 ..EngineStats::default()
             },
         };
@@ -319,6 +327,10 @@ mod tests {
         assert_eq!(
             lines.iter().filter(|l| l.contains(" segments) ")).count(),
             TOP
+        );
+        assert!(
+            lines.contains(&"3 resets sent for segments that matched no socket (connects to closed ports, peers that lost their connection)"),
+            "{text}"
         );
         assert!(
             lines.contains(
