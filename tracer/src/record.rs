@@ -153,22 +153,25 @@ impl Record {
     /// Parses one JSON line. Unknown fields are ignored (newer writers may add some);
     /// an unknown `type` is an error the caller reports with file and line.
     pub fn parse(line: &str) -> Result<Record, String> {
-        // Fast path: our writer puts `type` first.
-        let kind = match line.strip_prefix(r#"{"type":""#) {
-            Some(rest) => rest.split('"').next().unwrap_or_default().to_owned(),
-            None => {
-                #[derive(Deserialize)]
-                struct TypeOnly {
-                    #[serde(rename = "type")]
-                    kind: String,
-                }
+        #[derive(Deserialize)]
+        struct TypeOnly<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: std::borrow::Cow<'a, str>,
+        }
+        // Fast path: our writer puts `type` first, and type names need no escaping.
+        let kind = match line
+            .strip_prefix(r#"{"type":""#)
+            .and_then(|rest| rest.split_once('"'))
+        {
+            Some((kind, _)) if !kind.contains('\\') => std::borrow::Cow::Borrowed(kind),
+            _ => {
                 serde_json::from_str::<TypeOnly>(line)
-                    .map_err(|e| format!("not a trace record: {e}"))?
+                    .map_err(|e| format!("not a trace record: {}", json_error(&e)))?
                     .kind
             }
         };
-        let bad = |e: serde_json::Error| format!("bad {kind} record: {e}");
-        Ok(match kind.as_str() {
+        let bad = |e: serde_json::Error| format!("bad {kind} record: {}", json_error(&e));
+        Ok(match &*kind {
             "event" => Record::Event(Box::new(serde_json::from_str(line).map_err(bad)?)),
             "verdict" => Record::Verdict(Box::new(serde_json::from_str(line).map_err(bad)?)),
             "lost" => Record::Lost(serde_json::from_str(line).map_err(bad)?),
@@ -177,6 +180,16 @@ impl Record {
             other => return Err(format!("unknown record type {other:?}")),
         })
     }
+}
+
+/// serde_json's message without its "at line 1 column N" (a record is one line), with the
+/// column kept.
+pub fn json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let message = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(m, _)| m);
+    format!("{message} (column {})", e.column())
 }
 
 #[cfg(test)]

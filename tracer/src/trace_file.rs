@@ -1,131 +1,249 @@
 //! Reading recorded traces: record by record, with errors that name the file and line.
 //!
-//! Policy: the first record must be our header (else "not a tracer trace"); a header of
-//! another format version is refused with both versions named. A malformed line in the
-//! middle stops the read with `FILE:LINE: ...` (a trace with a hole would give wrong
-//! verdicts). An unparsable *last* line without a newline is what a crash or a SIGKILL
-//! leaves behind: it is reported as a warning and the rest of the trace is used.
+//! Policy (documented for users in docs/trace-format.md):
+//!
+//! | input | outcome |
+//! |---|---|
+//! | empty (or only blank lines) | error: `FILE: empty file, not a tracer trace` |
+//! | first record not our `header` (other JSON, not JSON, binary) | error: `FILE:LINE: not a tracer trace (...)` |
+//! | `header` of another format version | error naming both versions |
+//! | malformed line in the middle, a second `header` | error `FILE:LINE: ...`, reading stops: a trace with a hole would give wrong verdicts |
+//! | unparsable *last* line without a newline (a crash, SIGKILL or full disk cut the writer off) | warning `FILE:LINE: last line is incomplete ...`; everything before it is used |
+//! | blank lines | skipped |
+//! | gzip-compressed trace | read transparently |
+//!
+//! One line buffer is reused for the whole file; a line is never longer than
+//! [`MAX_LINE`] bytes (so `/dev/zero` or a binary file cannot exhaust memory).
 
 use std::{
+    borrow::Cow,
     fs::File,
     io::{BufRead, BufReader, Read},
-    path::{Path, PathBuf},
+    path::Path,
 };
 
 use anyhow::{Context, Result, bail};
+use serde::Deserialize;
 
-use crate::record::{FORMAT, Header, Record, VERSION};
+use crate::record::{FORMAT, Header, Record, VERSION, json_error};
+
+/// Longer than any record we write (a header with every hook is a few KiB).
+pub const MAX_LINE: usize = 1 << 20;
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 pub struct TraceReader {
     input: Box<dyn BufRead + Send>,
     name: String,
+    /// Line number of the line in `line` (1-based).
     line_no: u64,
-    line: String,
+    line: Vec<u8>,
     /// Set when the last line was cut short: `FILE:LINE: ...`.
-    pub truncated: Option<String>,
+    truncated: Option<String>,
+}
+
+/// What tells our header from any other first line, read before the full header so that a
+/// header of another version is named as such even if its fields changed.
+#[derive(Deserialize)]
+struct Identity<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    format: Option<Cow<'a, str>>,
+    #[serde(default)]
+    version: Option<serde_json::Value>,
 }
 
 impl TraceReader {
     /// Opens a trace file, or stdin for `-`, and reads its header.
     pub fn open(path: &Path) -> Result<(TraceReader, Header)> {
-        let (input, name): (Box<dyn Read + Send>, String) = if path == Path::new("-") {
-            (Box::new(std::io::stdin()), "<stdin>".into())
-        } else {
-            let file =
-                File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-            (Box::new(file), path.display().to_string())
-        };
-        Self::from_reader(input, name)
+        if path == Path::new("-") {
+            return Self::from_reader(std::io::stdin(), "<stdin>");
+        }
+        let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::from_reader(file, path.display().to_string())
     }
 
-    pub fn from_reader(input: Box<dyn Read + Send>, name: String) -> Result<(TraceReader, Header)> {
+    /// Reads a trace from any byte stream (plain or gzip); `name` is used in messages.
+    pub fn from_reader(
+        input: impl Read + Send + 'static,
+        name: impl Into<String>,
+    ) -> Result<(TraceReader, Header)> {
+        let name = name.into();
+        let mut buffered = BufReader::with_capacity(1 << 20, input);
+        let head = buffered
+            .fill_buf()
+            .with_context(|| format!("cannot read {name}"))?;
+        let input: Box<dyn BufRead + Send> = if head.starts_with(&GZIP_MAGIC) {
+            Box::new(BufReader::with_capacity(
+                1 << 20,
+                flate2::bufread::MultiGzDecoder::new(buffered),
+            ))
+        } else {
+            Box::new(buffered)
+        };
         let mut reader = TraceReader {
-            input: Box::new(BufReader::with_capacity(1 << 20, input)),
+            input,
             name,
             line_no: 0,
-            line: String::with_capacity(1024),
+            line: Vec::with_capacity(4096),
             truncated: None,
         };
-        let header = match reader.next_record()? {
-            None => bail!("{}: empty file, not a tracer trace", reader.name),
-            Some(Record::Header(h)) => *h,
-            Some(_) => bail!(
-                "{}:1: not a tracer trace (the first record must be a `header`)",
-                reader.name
-            ),
-        };
-        if header.format != FORMAT {
-            bail!(
-                "{}:1: not a tracer trace (format {:?}, expected {FORMAT:?})",
-                reader.name,
-                header.format
-            );
-        }
-        if header.version != VERSION {
-            bail!(
-                "{}:1: trace format version {} is not supported (this tracer reads version {VERSION})",
-                reader.name,
-                header.version
-            );
-        }
+        let header = reader.read_header()?;
         Ok((reader, header))
     }
 
+    /// The name used in messages (`<stdin>` for stdin).
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The next record; None at the end. Blank lines are skipped.
-    pub fn next_record(&mut self) -> Result<Option<Record>> {
+    /// The line number of the record returned last.
+    pub fn line_no(&self) -> u64 {
+        self.line_no
+    }
+
+    /// The warning for a cut last line, once the end was reached.
+    pub fn truncated(&self) -> Option<&str> {
+        self.truncated.as_deref()
+    }
+
+    /// `FILE:LINE`, for messages about the current line.
+    fn here(&self) -> String {
+        format!("{}:{}", self.name, self.line_no)
+    }
+
+    /// Reads the next non-blank line into `self.line` (without its line ending); returns
+    /// whether it ended with a newline, or None at the end of the input.
+    fn next_line(&mut self) -> Result<Option<bool>> {
         loop {
             self.line.clear();
-            let n = self.input.read_line(&mut self.line).with_context(|| {
-                format!("{}: read error after line {}", self.name, self.line_no)
-            })?;
+            let read = (&mut self.input)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut self.line);
+            let n = match read {
+                Ok(n) => n,
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot read {} (after line {})", self.name, self.line_no)
+                    });
+                }
+            };
             if n == 0 {
                 return Ok(None);
             }
             self.line_no += 1;
-            let complete = self.line.ends_with('\n');
-            let text = self.line.trim_end();
-            if text.is_empty() {
-                continue;
+            let complete = self.line.last() == Some(&b'\n');
+            if !complete && self.line.len() > MAX_LINE {
+                bail!(
+                    "{}: line longer than {} MiB: not a trace record",
+                    self.here(),
+                    MAX_LINE >> 20
+                );
             }
-            match Record::parse(text) {
-                Ok(record) => return Ok(Some(record)),
-                Err(e) if !complete => {
-                    // The writer was cut off mid-line: keep everything before it.
-                    self.truncated = Some(format!(
-                        "{}:{}: last line is incomplete (the trace was cut off): {e}",
-                        self.name, self.line_no
-                    ));
-                    return Ok(None);
-                }
-                Err(e) if self.line_no == 1 => {
-                    bail!("{}:1: not a tracer trace: {e}", self.name)
-                }
-                Err(e) => bail!("{}:{}: {e}", self.name, self.line_no),
+            while matches!(self.line.last(), Some(b'\n' | b'\r' | b' ' | b'\t')) {
+                self.line.pop();
+            }
+            if !self.line.is_empty() {
+                return Ok(Some(complete));
             }
         }
     }
-}
 
-/// For callers that want a path back in messages.
-pub fn display(path: &Path) -> String {
-    if path == Path::new("-") {
-        "<stdin>".into()
-    } else {
-        PathBuf::from(path).display().to_string()
+    fn line_text(&self) -> Result<&str> {
+        std::str::from_utf8(&self.line).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not UTF-8 text (byte {})",
+                self.here(),
+                e.valid_up_to() + 1
+            )
+        })
+    }
+
+    fn read_header(&mut self) -> Result<Header> {
+        let Some(complete) = self.next_line()? else {
+            bail!("{}: empty file, not a tracer trace", self.name);
+        };
+        let not_ours = |why: String| anyhow::anyhow!("{}: not a tracer trace ({why})", self.here());
+        let text = self
+            .line_text()
+            .map_err(|_| not_ours("binary data, not JSON Lines".into()))?;
+        let identity: Identity = serde_json::from_str(text)
+            .map_err(|e| not_ours(format!("not JSON Lines: {}", json_error(&e))))?;
+        match identity.kind.as_deref() {
+            Some("header") => {}
+            Some(other) => {
+                return Err(not_ours(format!(
+                    "the first record is {other:?}, not a \"header\""
+                )));
+            }
+            None => return Err(not_ours("a JSON object without a \"type\"".into())),
+        }
+        if identity.format.as_deref() != Some(FORMAT) {
+            return Err(not_ours(format!(
+                "format {:?}, expected {FORMAT:?}",
+                identity.format.unwrap_or_default()
+            )));
+        }
+        let version = identity.version.unwrap_or_default();
+        if version != VERSION {
+            bail!(
+                "{}: trace format version {version} is not supported: this tracer ({}) reads \
+                 version {VERSION}",
+                self.here(),
+                env!("CARGO_PKG_VERSION")
+            );
+        }
+        match Record::parse(text) {
+            Ok(Record::Header(h)) => Ok(*h),
+            Ok(other) => Err(not_ours(format!(
+                "the first record is {:?}, not a \"header\"",
+                other.type_name()
+            ))),
+            Err(e) if !complete => bail!("{}: the header is incomplete ({e})", self.here()),
+            Err(e) => bail!("{}: {e}", self.here()),
+        }
+    }
+
+    /// The next record after the header; None at the end. See the module's policy table.
+    pub fn next_record(&mut self) -> Result<Option<Record>> {
+        let Some(complete) = self.next_line()? else {
+            return Ok(None);
+        };
+        let parsed = match self.line_text() {
+            Ok(text) => Record::parse(text),
+            Err(e) if complete => return Err(e),
+            Err(_) => Err("not UTF-8 text".to_owned()),
+        };
+        match parsed {
+            Ok(Record::Header(_)) => bail!(
+                "{}: a second header: several traces were joined into one file; report them \
+                 one at a time",
+                self.here()
+            ),
+            Ok(record) => Ok(Some(record)),
+            Err(e) if !complete => {
+                // The writer was cut off mid-line: keep everything before it.
+                self.truncated = Some(format!(
+                    "{}: last line is incomplete (the trace was cut off): {e}",
+                    self.here()
+                ));
+                Ok(None)
+            }
+            Err(e) => bail!("{}: {e}", self.here()),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
     use crate::record::Lost;
 
-    fn header_line() -> String {
-        let header = Header {
+    fn header() -> Header {
+        Header {
             format: FORMAT.into(),
             version: VERSION,
             tool_version: "test".into(),
@@ -141,8 +259,11 @@ mod tests {
             missing: vec![],
             command: vec![],
             thresholds: None,
-        };
-        Record::Header(Box::new(header)).to_json(None)
+        }
+    }
+
+    fn header_line() -> String {
+        Record::Header(Box::new(header())).to_json(None)
     }
 
     fn lost_line(ts: u64) -> String {
@@ -154,49 +275,152 @@ mod tests {
         .to_json(None)
     }
 
-    fn read_all(text: &str) -> Result<(Vec<Record>, Option<String>)> {
-        let (mut r, _) = TraceReader::from_reader(
-            Box::new(std::io::Cursor::new(text.to_owned())),
-            "t.jsonl".into(),
-        )?;
+    fn read_bytes(bytes: Vec<u8>) -> Result<(Vec<Record>, Option<String>)> {
+        let (mut r, h) = TraceReader::from_reader(std::io::Cursor::new(bytes), "t.jsonl")?;
+        assert_eq!(h, header());
         let mut out = Vec::new();
         while let Some(rec) = r.next_record()? {
             out.push(rec);
         }
-        Ok((out, r.truncated))
+        Ok((out, r.truncated().map(str::to_owned)))
+    }
+
+    fn read_all(text: &str) -> Result<(Vec<Record>, Option<String>)> {
+        read_bytes(text.as_bytes().to_vec())
+    }
+
+    fn error(text: &str) -> String {
+        format!("{:#}", read_all(text).unwrap_err())
     }
 
     #[test]
-    fn reads_a_trace_and_skips_blank_lines() {
-        let text = format!("{}\n{}\n\n{}\n", header_line(), lost_line(2), lost_line(3));
+    fn reads_a_trace_and_skips_blank_lines_and_crlf() {
+        let text = format!(
+            "\n{}\r\n{}\n\n{}\n",
+            header_line(),
+            lost_line(2),
+            lost_line(3)
+        );
         let (records, truncated) = read_all(&text).unwrap();
         assert_eq!(records.len(), 2);
+        assert_eq!(records[1].ts_ns(), 3);
         assert!(truncated.is_none());
     }
 
     #[test]
-    fn errors_name_file_and_line() {
-        let empty = read_all("").unwrap_err().to_string();
-        assert!(empty.contains("t.jsonl: empty file"), "{empty}");
-        let foreign = read_all("{\"hello\":1}\n").unwrap_err().to_string();
-        assert!(
-            foreign.contains("t.jsonl:1: not a tracer trace"),
-            "{foreign}"
+    fn a_complete_last_line_without_newline_is_kept() {
+        let text = format!("{}\n{}", header_line(), lost_line(2));
+        let (records, truncated) = read_all(&text).unwrap();
+        assert_eq!(records.len(), 1);
+        assert!(truncated.is_none());
+    }
+
+    #[test]
+    fn inputs_that_are_not_traces_are_named_with_file_and_line() {
+        assert_eq!(error(""), "t.jsonl: empty file, not a tracer trace");
+        assert_eq!(error("\n \n"), "t.jsonl: empty file, not a tracer trace");
+        let foreign = error("{\"hello\":1}\n");
+        assert_eq!(
+            foreign,
+            "t.jsonl:1: not a tracer trace (a JSON object without a \"type\")"
         );
+        let other_type = error(&format!("{}\n", lost_line(1)));
+        assert!(
+            other_type.starts_with("t.jsonl:1: not a tracer trace (the first record is \"lost\""),
+            "{other_type}"
+        );
+        let text = error("hello world\n");
+        assert!(
+            text.starts_with("t.jsonl:1: not a tracer trace (not JSON Lines: expected value"),
+            "{text}"
+        );
+        let array = error("[1,2]\n");
+        assert!(
+            array.starts_with("t.jsonl:1: not a tracer trace"),
+            "{array}"
+        );
+        let other_format = header_line().replace(FORMAT, "pcap-ish");
+        let err = error(&format!("\n{other_format}\n"));
+        assert_eq!(
+            err,
+            "t.jsonl:2: not a tracer trace (format \"pcap-ish\", expected \"tracer-trace\")"
+        );
+    }
+
+    #[test]
+    fn binary_input_is_refused_without_reading_it_all() {
+        let mut zeros = vec![0u8; MAX_LINE * 3];
+        zeros[0] = 0xff;
+        let err = format!("{:#}", read_bytes(zeros).unwrap_err());
+        assert_eq!(
+            err,
+            format!(
+                "t.jsonl:1: line longer than {} MiB: not a trace record",
+                MAX_LINE >> 20
+            )
+        );
+        let err = format!(
+            "{:#}",
+            read_bytes(b"\xff\xfe\x00\x01\n".to_vec()).unwrap_err()
+        );
+        assert_eq!(
+            err,
+            "t.jsonl:1: not a tracer trace (binary data, not JSON Lines)"
+        );
+    }
+
+    #[test]
+    fn another_version_is_refused_naming_both_versions() {
+        // A future header may have changed its fields: the version is still what is named.
+        let newer = r#"{"type":"header","format":"tracer-trace","version":2,"renamed":true}"#;
+        assert_eq!(
+            error(&format!("{newer}\n")),
+            format!(
+                "t.jsonl:1: trace format version 2 is not supported: this tracer ({}) reads \
+                 version 1",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+    }
+
+    #[test]
+    fn malformed_lines_in_the_middle_stop_with_file_and_line() {
         let garbage = format!(
             "{}\n{}\nnot json at all\n{}\n",
             header_line(),
             lost_line(2),
             lost_line(3)
         );
-        let err = read_all(&garbage).unwrap_err().to_string();
-        assert!(err.starts_with("t.jsonl:3: "), "{err}");
-        let newer = header_line().replace("\"version\":1", "\"version\":99");
-        let err = read_all(&format!("{newer}\n")).unwrap_err().to_string();
+        let err = error(&garbage);
         assert!(
-            err.contains("version 99") && err.contains("version 1"),
+            err.starts_with("t.jsonl:3: not a trace record: expected"),
             "{err}"
         );
+        let bad_field = format!(
+            "{}\n{}\n",
+            header_line(),
+            r#"{"type":"lost","ts_ns":1,"lost":"many","total":1}"#
+        );
+        let err = error(&bad_field);
+        assert!(
+            err.starts_with("t.jsonl:2: bad lost record: invalid type: string \"many\"")
+                && err.ends_with("(column 38)"),
+            "{err}"
+        );
+        let unknown = format!("{}\n{{\"type\":\"gossip\"}}\n", header_line());
+        assert_eq!(error(&unknown), "t.jsonl:2: unknown record type \"gossip\"");
+        let mut invalid_utf8 = format!("{}\n", header_line()).into_bytes();
+        invalid_utf8.extend_from_slice(b"{\"type\":\"lost\xff\"}\n");
+        invalid_utf8.extend_from_slice(format!("{}\n", lost_line(3)).as_bytes());
+        let err = format!("{:#}", read_bytes(invalid_utf8).unwrap_err());
+        assert_eq!(err, "t.jsonl:2: not UTF-8 text (byte 14)");
+    }
+
+    #[test]
+    fn two_traces_joined_are_refused() {
+        let joined = format!("{}\n{}\n{}\n", header_line(), lost_line(2), header_line());
+        let err = error(&joined);
+        assert!(err.starts_with("t.jsonl:3: a second header"), "{err}");
     }
 
     #[test]
@@ -210,10 +434,25 @@ mod tests {
         );
         let (records, truncated) = read_all(&text).unwrap();
         assert_eq!(records.len(), 1);
+        let warning = truncated.unwrap();
         assert!(
-            truncated
-                .unwrap()
-                .starts_with("t.jsonl:3: last line is incomplete")
+            warning.starts_with("t.jsonl:3: last line is incomplete (the trace was cut off): "),
+            "{warning}"
         );
+        // Cut in the middle of a multi-byte character: still only a warning.
+        let mut bytes = format!("{}\n{}\n", header_line(), lost_line(2)).into_bytes();
+        bytes.extend_from_slice(b"{\"type\":\"event\",\"comm\":\"\xc3");
+        let (records, truncated) = read_bytes(bytes).unwrap();
+        assert_eq!(records.len(), 1);
+        assert!(truncated.unwrap().starts_with("t.jsonl:3: last line"));
+    }
+
+    #[test]
+    fn gzip_traces_are_read_transparently() {
+        let text = format!("{}\n{}\n{}\n", header_line(), lost_line(2), lost_line(3));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text.as_bytes()).unwrap();
+        let (records, _) = read_bytes(gz.finish().unwrap()).unwrap();
+        assert_eq!(records.len(), 2);
     }
 }

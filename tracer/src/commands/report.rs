@@ -1,28 +1,33 @@
 //! `tracer report FILE`: rebuild timelines and verdicts from a recorded trace, without
 //! privileges, and print them as text, JSON or a Perfetto trace.
+//!
+//! The events go through the same engine as live tracing, with the thresholds the trace
+//! was recorded with; time-based verdicts are decided at the trace's last timestamp. The
+//! verdicts the live tracer wrote into the trace are compared with the replay's: a
+//! difference means the replay did not see what the live tracer saw (changed thresholds,
+//! a cut trace, a bug) and is said so.
 
 use std::{
     collections::BTreeMap,
     fs::File,
-    io::{BufWriter, Write},
+    io::{BufWriter, IsTerminal, Write},
+    net::IpAddr,
 };
-
-use std::net::IpAddr;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::{
-    cli::{ReportArgs, ReportFormat},
-    event::{Event, Family, Process, SocketId, TcpState},
+    cli::{ColorChoice, ReportArgs, ReportFormat},
+    event::{Event, Family, Process, SocketId, TcpState, endpoint},
     output::{
         Sink, Summary,
-        perfetto::chrome_trace,
+        perfetto::write_chrome_trace,
         summary::Extra,
-        text::{Text, clock_time, process_label},
+        text::{Text, clock_time, process_label, use_color},
     },
-    record::{Header, Record},
+    record::{End, Header, Record},
     timeline::{Engine, Retain, Thresholds, Timeline, Verdict, VerdictKind, words::duration_ms},
     trace_file::TraceReader,
 };
@@ -30,13 +35,19 @@ use crate::{
 /// Everything a report prints, rebuilt from the trace.
 pub struct Replay {
     pub header: Header,
+    /// Sorted by first event.
     pub timelines: Vec<Timeline>,
+    /// In the order they were reached.
     pub verdicts: Vec<Verdict>,
-    /// Verdict records found in the trace (what the live tracer concluded).
-    pub recorded: BTreeMap<(u64, VerdictKind), usize>,
+    /// The verdict records of the trace (what the live tracer concluded).
+    pub recorded: Vec<VerdictSeen>,
+    /// The trace's `end` record; None when the recording was cut short.
+    pub end: Option<End>,
     pub summary: Summary,
     pub extra: Extra,
+    /// The trace's last timestamp: time-based verdicts are decided as of then.
     pub end_ns: u64,
+    /// The warning for a cut last line.
     pub truncated: Option<String>,
 }
 
@@ -48,7 +59,7 @@ fn thresholds(header: &Header, args: &ReportArgs) -> Thresholds {
         .dead_socket_after
         .map(|d| d.as_millis() as u64)
         .or(recorded.map(|t| t.dead_socket_after_ms))
-        .unwrap_or(30_000);
+        .unwrap_or(crate::cli::ThresholdArgs::DEFAULT_DEAD_SOCKET_AFTER.as_millis() as u64);
     Thresholds {
         warn_after_rtos: args
             .thresholds
@@ -59,10 +70,8 @@ fn thresholds(header: &Header, args: &ReportArgs) -> Thresholds {
     }
 }
 
-/// Records decoded on a second thread, handed over in batches: decoding JSON is most of a
-/// report's work, and the engine keeps the order.
-const BATCH: usize = 4096;
-
+/// Reads the whole trace through the engine. One thread: decoding and the engine together
+/// are faster on one core than split across two (allocations would cross threads).
 pub fn replay(args: &ReportArgs) -> Result<Replay> {
     let (mut reader, header) = TraceReader::open(&args.input)?;
     let mut engine = Engine::new(thresholds(&header, args));
@@ -73,44 +82,26 @@ pub fn replay(args: &ReportArgs) -> Result<Replay> {
     });
     let mut summary = Summary::new();
     summary.header(&header)?;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(4);
-    let decoder = std::thread::Builder::new().name("decode".into()).spawn(
-        move || -> Result<Option<String>> {
-            let mut batch = Vec::with_capacity(BATCH);
-            while let Some(record) = reader.next_record()? {
-                batch.push(record);
-                if batch.len() == BATCH
-                    && tx
-                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                        .is_err()
-                {
-                    return Ok(reader.truncated);
-                }
-            }
-            let _ = tx.send(batch);
-            Ok(reader.truncated)
-        },
-    )?;
     let mut verdicts = Vec::new();
-    let mut recorded = BTreeMap::new();
+    let mut recorded = Vec::new();
+    let mut end = None;
     let mut end_ns = header.started_ns;
-    for batch in rx {
-        for record in batch {
-            end_ns = end_ns.max(record.ts_ns());
-            match record {
-                Record::Event(e) => {
-                    summary.event(&e)?;
-                    engine.push(*e, &mut verdicts);
-                }
-                Record::Verdict(v) => *recorded.entry((v.socket.0, v.verdict)).or_default() += 1,
-                Record::Lost(l) => summary.lost(&l)?,
-                Record::Header(_) | Record::End(_) => {}
+    while let Some(record) = reader.next_record()? {
+        end_ns = end_ns.max(record.ts_ns());
+        match record {
+            Record::Event(e) => {
+                summary.event(&e)?;
+                engine.push(*e, &mut verdicts);
             }
+            Record::Verdict(v) => recorded.push(VerdictSeen::of(&v)),
+            Record::Lost(l) => summary.lost(&l)?,
+            Record::End(e) => {
+                summary.end(&e)?;
+                end = Some(e);
+            }
+            Record::Header(_) => {} // refused by the reader
         }
     }
-    let truncated = decoder
-        .join()
-        .map_err(|_| anyhow::anyhow!("the trace decoder panicked"))??;
     engine.finish(end_ns, &mut verdicts);
     for v in &verdicts {
         summary.verdict(v)?;
@@ -132,10 +123,11 @@ pub fn replay(args: &ReportArgs) -> Result<Replay> {
         timelines,
         verdicts,
         recorded,
+        end,
         summary,
         extra,
         end_ns,
-        truncated,
+        truncated: reader.truncated().map(str::to_owned),
     })
 }
 
@@ -144,49 +136,174 @@ pub fn run(args: ReportArgs) -> Result<()> {
     if let Some(warning) = &replay.truncated {
         eprintln!("tracer: warning: {warning}; reporting the rest");
     }
-    let (mut out, name): (Box<dyn Write>, String) = match &args.output {
+    // Created only now: a trace that cannot be read leaves an existing report untouched.
+    let (mut out, name, terminal): (Box<dyn Write>, String, bool) = match &args.output {
         Some(path) => (
             Box::new(BufWriter::new(
                 File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
             )),
             path.display().to_string(),
+            false,
         ),
-        None => (Box::new(std::io::stdout().lock()), "stdout".into()),
+        None => {
+            let stdout = std::io::stdout();
+            let terminal = stdout.is_terminal();
+            (
+                Box::new(BufWriter::new(stdout.lock())),
+                "stdout".into(),
+                terminal,
+            )
+        }
     };
     let written = match args.format {
-        ReportFormat::Text => write_text(&mut out, &replay, args.all),
+        ReportFormat::Text => write_text(
+            &mut out,
+            &replay,
+            args.all,
+            use_color(ColorChoice::Auto, terminal),
+        ),
         ReportFormat::Json => write_json(&mut out, &replay),
-        ReportFormat::Perfetto => {
-            let refs: Vec<&Timeline> = replay.timelines.iter().collect();
-            let doc = chrome_trace(&refs, replay.header.started_ns, replay.end_ns);
-            serde_json::to_writer(&mut out, &doc).map_err(anyhow::Error::from)
-        }
+        ReportFormat::Perfetto => write_chrome_trace(
+            &mut out,
+            &replay.timelines,
+            perfetto_origin(&replay),
+            replay.end_ns,
+        ),
     };
     written
         .and_then(|()| out.flush().map_err(anyhow::Error::from))
         .with_context(|| format!("writing {name}"))
 }
 
-fn replayed_set(replay: &Replay) -> BTreeMap<(u64, VerdictKind), usize> {
-    let mut set = BTreeMap::new();
-    for v in &replay.verdicts {
-        *set.entry((v.socket.0, v.verdict)).or_default() += 1;
-    }
-    set
+/// Time zero of the Perfetto trace: the start of tracing, or an earlier event (events
+/// already in the ring buffer when the header was written).
+fn perfetto_origin(replay: &Replay) -> u64 {
+    replay
+        .timelines
+        .iter()
+        .map(|t| t.first_ns)
+        .fold(replay.header.started_ns, u64::min)
 }
 
-fn write_text(out: &mut dyn Write, replay: &Replay, all: bool) -> Result<()> {
+/// A verdict as compared between the live trace and the replay (small: a trace may hold
+/// many).
+#[derive(Debug, Clone, Copy)]
+pub struct VerdictSeen {
+    pub socket: SocketId,
+    pub kind: VerdictKind,
+    pub laddr: IpAddr,
+    pub lport: u16,
+    pub raddr: IpAddr,
+    pub rport: u16,
+}
+
+impl VerdictSeen {
+    fn of(v: &Verdict) -> VerdictSeen {
+        VerdictSeen {
+            socket: v.socket,
+            kind: v.verdict,
+            laddr: v.laddr,
+            lport: v.lport,
+            raddr: v.raddr,
+            rport: v.rport,
+        }
+    }
+
+    fn label(&self) -> String {
+        format!(
+            "{} {} {} → {}",
+            self.kind,
+            socket_label(self.socket),
+            endpoint(self.laddr, self.lport),
+            endpoint(self.raddr, self.rport)
+        )
+    }
+}
+
+/// How the verdicts in the trace compare with the replay's.
+#[derive(Debug, Default, Serialize)]
+pub struct LiveComparison {
+    /// Verdict records in the trace.
+    pub in_trace: usize,
+    pub same: bool,
+    /// Reached live, not by the replay: `kind socket endpoints`.
+    pub only_live: Vec<String>,
+    /// Reached by the replay, not live.
+    pub only_replay: Vec<String>,
+}
+
+impl Replay {
+    /// None when the trace does not say what the live tracer concluded (its verdict records
+    /// were filtered out, or it was cut before any).
+    pub fn compare_with_live(&self) -> Option<LiveComparison> {
+        let live_known =
+            !self.recorded.is_empty() || self.end.as_ref().is_some_and(|e| e.verdicts == 0);
+        if !live_known {
+            return None;
+        }
+        let count = |verdicts: &mut dyn Iterator<Item = VerdictSeen>| {
+            let mut set: BTreeMap<(SocketId, VerdictKind), (usize, VerdictSeen)> = BTreeMap::new();
+            for v in verdicts {
+                set.entry((v.socket, v.kind)).or_insert((0, v)).0 += 1;
+            }
+            set
+        };
+        let live = count(&mut self.recorded.iter().copied());
+        let replayed = count(&mut self.verdicts.iter().map(VerdictSeen::of));
+        let mut comparison = LiveComparison {
+            in_trace: self.recorded.len(),
+            ..LiveComparison::default()
+        };
+        // Multiset differences, both ways.
+        for (mine, theirs, out) in [
+            (&live, &replayed, &mut comparison.only_live),
+            (&replayed, &live, &mut comparison.only_replay),
+        ] {
+            for (key, (n, seen)) in mine {
+                let m = theirs.get(key).map_or(0, |r| r.0);
+                out.extend((m..*n).map(|_| seen.label()));
+            }
+        }
+        comparison.same = comparison.only_live.is_empty() && comparison.only_replay.is_empty();
+        Some(comparison)
+    }
+}
+
+/// `socket 257 (sk:101)`: the number as in the trace (for jq), and as `ss -e` shows the
+/// same cookie.
+fn socket_label(socket: SocketId) -> String {
+    format!("socket {} (sk:{socket})", socket.0)
+}
+
+/// Differences listed in the text report before "and N more".
+const DIFFERENCES_SHOWN: usize = 5;
+
+fn write_text(out: &mut dyn Write, replay: &Replay, all: bool, color: bool) -> Result<()> {
     let h = &replay.header;
     let offset = h.boot_to_wall_offset_ns;
     writeln!(
         out,
-        "trace from {} (kernel {}, HZ {}), started {}, {}",
+        "trace from {} (kernel {}, HZ {}), {} → {} ({})",
         h.hostname,
         h.kernel_release,
         h.kernel.hz,
         clock_time(h.started_ns as i64 + offset),
-        duration_ms((replay.end_ns - h.started_ns) / 1_000_000)
+        clock_time(replay.end_ns as i64 + offset),
+        duration_ms(replay.end_ns.saturating_sub(h.started_ns) / 1_000_000)
     )?;
+    match &replay.end {
+        Some(end) if end.lost > 0 => writeln!(
+            out,
+            "recording ended: {} ({} events lost in the kernel)",
+            end.reason, end.lost
+        )?,
+        Some(end) => writeln!(out, "recording ended: {}", end.reason)?,
+        None => writeln!(
+            out,
+            "recording has no end record: it was cut short (killed, crashed, disk full) or is \
+             still being written"
+        )?,
+    }
     let missing: Vec<&str> = h
         .hooks
         .iter()
@@ -197,14 +314,43 @@ fn write_text(out: &mut dyn Write, replay: &Replay, all: bool) -> Result<()> {
         writeln!(out, "hooks missing when recorded: {}", missing.join(", "))?;
     }
     write!(out, "{}", replay.summary.render(&replay.extra))?;
-    if !replay.recorded.is_empty() && replay.recorded != replayed_set(replay) {
-        writeln!(
-            out,
-            "note: the live tracer reached different verdicts than this replay \
-             (thresholds changed, or events were lost)"
-        )?;
+    if let Some(live) = replay.compare_with_live() {
+        if live.same {
+            writeln!(
+                out,
+                "the live tracer reached the same {} verdicts",
+                live.in_trace
+            )?;
+        } else {
+            writeln!(
+                out,
+                "note: the live tracer reached different verdicts than this replay (thresholds \
+                 overridden, a cut trace, or a live/replay difference):"
+            )?;
+            for (label, list) in [
+                ("only live:  ", &live.only_live),
+                ("only replay:", &live.only_replay),
+            ] {
+                for item in list.iter().take(DIFFERENCES_SHOWN) {
+                    writeln!(out, "  {label} {item}")?;
+                }
+                if list.len() > DIFFERENCES_SHOWN {
+                    writeln!(
+                        out,
+                        "  {label} … and {} more",
+                        list.len() - DIFFERENCES_SHOWN
+                    )?;
+                }
+            }
+        }
     }
-    let mut text = Text::new(Vec::new(), false);
+    if replay.timelines.is_empty() {
+        if !all {
+            writeln!(out, "\nno socket got a verdict (--all shows every socket)")?;
+        }
+        return Ok(());
+    }
+    let mut text = Text::new(Vec::new(), color);
     text.header(h)?;
     for t in &replay.timelines {
         if !all && t.verdicts.is_empty() {
@@ -212,12 +358,12 @@ fn write_text(out: &mut dyn Write, replay: &Replay, all: bool) -> Result<()> {
         }
         writeln!(
             out,
-            "\n{} → {}   {}   netns {}   socket {}",
-            crate::event::endpoint(t.laddr, t.lport),
-            crate::event::endpoint(t.raddr, t.rport),
+            "\n{} → {}   {}   netns {}   {}",
+            endpoint(t.laddr, t.lport),
+            endpoint(t.raddr, t.rport),
             process_label(t.process.as_ref()),
             t.netns,
-            t.socket
+            socket_label(t.socket)
         )?;
         let mut verdicts = t.verdicts.iter().peekable();
         for (shown, e) in t.kept_events().enumerate() {
@@ -260,18 +406,30 @@ struct TimelineJson<'a> {
 /// Written piece by piece: a report of a million events must not build a document tree.
 fn write_json(out: &mut dyn Write, replay: &Replay) -> Result<()> {
     let h = &replay.header;
+    let engine = replay.extra.engine;
     let trace = json!({
         "hostname": h.hostname,
         "kernel_release": h.kernel_release,
+        "tool_version": h.tool_version,
         "started_ns": h.started_ns,
         "end_ns": replay.end_ns,
         "boot_to_wall_offset_ns": h.boot_to_wall_offset_ns,
-        "events": replay.summary.events,
-        "lost": replay.summary.lost,
+        "end": replay.end,
         "truncated": replay.truncated,
+        "events": replay.summary.events,
+        "events_by_kind": replay.summary.by_kind,
+        "lost": replay.summary.lost,
+        "engine": {
+            "evicted": engine.evicted,
+            "truncated_events": engine.truncated_events,
+            "socketless": engine.socketless,
+            "late": engine.late,
+        },
     });
     write!(out, "{{\"trace\":{trace},\"verdict_counts\":")?;
     serde_json::to_writer(&mut *out, &replay.summary.verdicts)?;
+    write!(out, ",\"live_verdicts\":")?;
+    serde_json::to_writer(&mut *out, &replay.compare_with_live())?;
     write!(out, ",\"verdicts\":")?;
     serde_json::to_writer(&mut *out, &replay.verdicts)?;
     write!(out, ",\"timelines\":[")?;

@@ -14,6 +14,8 @@ use crate::{
 
 /// Bound on sockets tallied for "most retransmits".
 const MAX_TALLIED: usize = 100_000;
+/// Sockets listed under "most retransmits".
+const TOP: usize = 5;
 
 #[derive(Debug, Clone)]
 struct Tally {
@@ -80,6 +82,14 @@ impl Summary {
                 .collect();
             out += &format!("verdicts: {}\n", list.join(" · "));
         }
+        if !self.by_kind.is_empty() {
+            let list: Vec<String> = self
+                .by_kind
+                .iter()
+                .map(|(k, n)| format!("{} {n}", k.name()))
+                .collect();
+            out += &format!("events: {}\n", list.join(" · "));
+        }
         let mut top: Vec<&Tally> = self.tallies.values().collect();
         top.sort_by(|a, b| {
             b.retransmits
@@ -88,7 +98,7 @@ impl Summary {
         });
         if !top.is_empty() {
             out += "most retransmits:\n";
-            for t in top.iter().take(5) {
+            for t in top.iter().take(TOP) {
                 let verdict = t.verdict.map(|v| format!("  ({v})")).unwrap_or_default();
                 out += &format!(
                     "  {:>6} ({} segments)  {:<46} {}{verdict}\n",
@@ -97,6 +107,13 @@ impl Summary {
             }
         }
         let e = extra.engine;
+        if e.socketless > 0 {
+            out += &format!(
+                "{} resets sent for segments that matched no socket (connects to closed ports, \
+                 peers that lost their connection)\n",
+                e.socketless
+            );
+        }
         if e.evicted > 0 || e.truncated_events > 0 || self.untallied > 0 {
             out += &format!(
                 "bounded memory: {} idle timelines evicted, {} events not kept in timelines, {} sockets not tallied\n",
@@ -172,5 +189,160 @@ impl Sink for Summary {
 
     fn flush(&mut self) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        event::{Family, OwnerSource, Process, RetransmitClass, TcpState},
+        timeline::VerdictFacts,
+    };
+
+    fn retransmit(ts_ns: u64, socket: u64, rport: u16, segs: u32) -> Event {
+        Event {
+            ts_ns,
+            kind: EventKind::Retransmit,
+            socket: Some(SocketId(socket)),
+            family: Family::Ipv4,
+            laddr: "10.0.0.1".parse().unwrap(),
+            lport: 40000,
+            raddr: "10.0.0.2".parse().unwrap(),
+            rport,
+            netns: 1,
+            state: TcpState::ESTABLISHED,
+            old_state: None,
+            process: Some(Process {
+                pid: 7,
+                comm: "curl".into(),
+                cgroup_id: 0,
+                owner: OwnerSource::Owner,
+            }),
+            class: Some(RetransmitClass::Rto),
+            segs: Some(segs),
+            timer: None,
+            reason: None,
+            err: None,
+            probe: None,
+            sock: None,
+            flags: vec![],
+        }
+    }
+
+    fn verdict(ts_ns: u64, socket: u64, kind: VerdictKind) -> Verdict {
+        Verdict {
+            ts_ns,
+            verdict: kind,
+            socket: SocketId(socket),
+            family: Family::Ipv4,
+            laddr: "10.0.0.1".parse().unwrap(),
+            lport: 40000,
+            raddr: "10.0.0.2".parse().unwrap(),
+            rport: 443,
+            netns: 1,
+            process: None,
+            explanation: String::new(),
+            facts: VerdictFacts::default(),
+            evidence: vec![],
+        }
+    }
+
+    #[test]
+    fn a_quiet_session_says_so() {
+        let mut s = Summary::new();
+        s.end(&End {
+            ts_ns: 0,
+            events: 0,
+            verdicts: 0,
+            lost: 0,
+            reason: "signal".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            s.render(&Extra::default()),
+            "── summary: 0 events over 0 ms, 0 lost ──\nverdicts: none\n"
+        );
+    }
+
+    #[test]
+    fn verdicts_by_kind_top_retransmitters_lost_and_bounds() {
+        let mut s = Summary::new();
+        let second = 1_000_000_000;
+        // Socket 1 (port 443): 3 retransmits, 5 segments, then a verdict; socket 2 (port 80):
+        // 1 retransmit; socket 3..=8: one each, to push the list past its length.
+        for (i, segs) in [1, 2, 2].into_iter().enumerate() {
+            s.event(&retransmit(second * (i as u64 + 1), 1, 443, segs))
+                .unwrap();
+        }
+        s.event(&retransmit(2 * second, 2, 80, 1)).unwrap();
+        for socket in 3..=8 {
+            s.event(&retransmit(3 * second, socket, 1000 + socket as u16, 1))
+                .unwrap();
+        }
+        s.verdict(&verdict(4 * second, 1, VerdictKind::RetriesExhausted))
+            .unwrap();
+        s.verdict(&verdict(4 * second, 9, VerdictKind::PeerReset))
+            .unwrap();
+        s.verdict(&verdict(5 * second, 10, VerdictKind::PeerReset))
+            .unwrap();
+        s.lost(&Lost {
+            ts_ns: 5 * second,
+            lost: 4,
+            total: 4,
+        })
+        .unwrap();
+        let extra = Extra {
+            filtered: 9,
+            engine: EngineStats {
+                evicted: 2,
+                truncated_events: 30,
+                socketless: 3,
+                ..EngineStats::default()
+            },
+        };
+        let text = s.render(&extra);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "── summary: 10 events over 4.0 s, 4 lost, 9 filtered out in the kernel ──"
+        );
+        // Verdicts in the order of their (stable) kinds.
+        assert_eq!(lines[1], "verdicts: retries_exhausted 1 · peer_reset 2");
+        assert_eq!(lines[2], "events: retransmit 10");
+        assert_eq!(lines[3], "most retransmits:");
+        assert_eq!(
+            lines[4].split_whitespace().collect::<Vec<_>>(),
+            [
+                "3",
+                "(5",
+                "segments)",
+                "10.0.0.1:40000",
+                "→",
+                "10.0.0.2:443",
+                "curl/7",
+                "(retries_exhausted)"
+            ]
+        );
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(" segments) ")).count(),
+            TOP
+        );
+        assert!(
+            lines.contains(&"3 resets sent for segments that matched no socket (connects to closed ports, peers that lost their connection)"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(
+                &"bounded memory: 2 idle timelines evicted, 30 events not kept in timelines, 0 sockets not tallied"
+            ),
+            "{text}"
+        );
+        assert!(
+            lines.last().unwrap().starts_with(
+                "4 events were lost in the kernel (ring buffer full): verdicts may be missing"
+            ),
+            "{text}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! line while running.
 //!
 //! ```text
-//! 10:42:07.118  curl/4242          10.0.0.1:40212 → 10.0.0.2:443   retransmit   RTO #3, RTO 1.6 s
+//! 10:42:07.118  curl/4242          10.0.0.1:40212 → 10.0.0.2:443                  retransmit  RTO #3, RTO 1.6 s
 //! 10:42:09.870  VERDICT retries_exhausted  curl/4242  10.0.0.1:40212 → 10.0.0.2:443
 //!               peer 10.0.0.2:443 stopped acknowledging: 6 retransmits over 12.6 s ...
 //! ```
@@ -23,12 +23,20 @@ use crate::{
 /// Whether to colour: `--color`, then NO_COLOR (https://no-color.org), then "is it a
 /// terminal".
 pub fn use_color(choice: ColorChoice, is_terminal: bool) -> bool {
+    color_decision(choice, is_terminal, std::env::var_os("NO_COLOR").as_deref())
+}
+
+/// [`use_color`] with the environment passed in.
+fn color_decision(
+    choice: ColorChoice,
+    is_terminal: bool,
+    no_color: Option<&std::ffi::OsStr>,
+) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        }
+        // NO_COLOR counts when set to anything but the empty string.
+        ColorChoice::Auto => is_terminal && no_color.is_none_or(|v| v.is_empty()),
     }
 }
 
@@ -97,19 +105,27 @@ pub fn describe(e: &Event) -> (&'static str, String) {
             }
             ("retransmit", d)
         }
-        EventKind::RetransmitFailed => (
-            "retransmit!",
-            format!("failed, error {}", e.err.unwrap_or(0)),
-        ),
+        EventKind::RetransmitFailed => {
+            // The kernel's return value: a negative errno (EBUSY: the segment is still in a
+            // device queue; ENOMEM; EHOSTUNREACH from routing).
+            let reason = match e.err {
+                Some(err) if err != 0 => crate::event::errno_name(err.saturating_abs()),
+                _ => "unknown error".into(),
+            };
+            ("retrans err", format!("not sent: {reason}"))
+        }
         EventKind::ResetSent => {
             let reason = e.reason.as_deref().unwrap_or("reason unknown");
             if e.socket.is_none() {
-                ("reset out", format!("{reason} (no socket for the segment)"))
+                (
+                    "reset sent",
+                    format!("{reason} (no socket for the segment)"),
+                )
             } else {
-                ("reset out", format!("{reason}, in {}", e.state))
+                ("reset sent", format!("{reason}, in {}", e.state))
             }
         }
-        EventKind::ResetReceived => ("reset in", format!("in {}", e.state)),
+        EventKind::ResetReceived => ("reset rcvd", format!("in {}", e.state)),
         EventKind::KeepaliveProbe => {
             let of = sock.map(|s| s.keepalive_probes).filter(|&n| n > 0);
             let mut d = match of {
@@ -141,7 +157,9 @@ pub fn describe(e: &Event) -> (&'static str, String) {
 }
 
 struct Styles {
+    /// Verdicts that end a connection, and dead_socket_held.
     death: Style,
+    /// The early warning (peer_unresponsive).
     warning: Style,
     lost: Style,
     dim: Style,
@@ -166,7 +184,26 @@ impl Styles {
             dim: Style::new().dimmed(),
         }
     }
+
+    fn verdict(&self, kind: VerdictKind) -> Style {
+        if kind == VerdictKind::PeerUnresponsive {
+            self.warning
+        } else {
+            self.death
+        }
+    }
 }
+
+/// Writes to stderr, ignoring failures: the status line is a courtesy, and a closed stderr
+/// must not stop tracing.
+fn to_stderr(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes());
+    let _ = stderr.flush();
+}
+
+/// Moves to the start of the line and erases it.
+const CLEAR_LINE: &str = "\r\x1b[2K";
 
 pub struct Text<W: Write> {
     out: W,
@@ -174,7 +211,8 @@ pub struct Text<W: Write> {
     styles: Styles,
     pub show_events: bool,
     pub show_verdicts: bool,
-    /// A status line is kept on stderr (a terminal) and redrawn after each batch.
+    /// The status line, kept on stderr (a terminal) below the output and redrawn after
+    /// each batch.
     status_line: Option<String>,
     status_shown: bool,
     status_enabled: bool,
@@ -200,13 +238,18 @@ impl<W: Write> Text<W> {
         self
     }
 
+    /// The destination, back (tests).
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
     fn time(&self, ts_ns: u64) -> String {
         clock_time(ts_ns as i64 + self.offset_ns)
     }
 
     fn clear_status(&mut self) {
         if self.status_shown {
-            eprint!("\r\x1b[2K");
+            to_stderr(CLEAR_LINE);
             self.status_shown = false;
         }
     }
@@ -216,6 +259,7 @@ impl<W: Write> Text<W> {
         writeln!(self.out, "{line}").context("writing to stdout")
     }
 
+    /// `time  process  local → remote  event  details`, aligned in columns.
     pub fn event_line(&self, e: &Event) -> String {
         let (name, details) = describe(e);
         format!(
@@ -240,11 +284,7 @@ impl<W: Write> Text<W> {
 
     /// A verdict under its socket's heading.
     pub fn compact_verdict(&self, v: &Verdict) -> String {
-        let style = if v.verdict == VerdictKind::PeerUnresponsive {
-            self.styles.warning
-        } else {
-            self.styles.death
-        };
+        let style = self.styles.verdict(v.verdict);
         format!(
             "{}  {style}VERDICT {}{style:#}: {}",
             self.time(v.ts_ns),
@@ -253,12 +293,9 @@ impl<W: Write> Text<W> {
         )
     }
 
+    /// Two lines: what and whose, then the explanation, indented under it.
     pub fn verdict_lines(&self, v: &Verdict) -> String {
-        let style = if v.verdict.is_death() || v.verdict == VerdictKind::DeadSocketHeld {
-            self.styles.death
-        } else {
-            self.styles.warning
-        };
+        let style = self.styles.verdict(v.verdict);
         let endpoints = format!(
             "{} → {}",
             crate::event::endpoint(v.laddr, v.lport),
@@ -272,6 +309,36 @@ impl<W: Write> Text<W> {
             endpoints,
             "",
             v.explanation
+        )
+    }
+
+    pub fn lost_line(&self, l: &Lost) -> String {
+        let style = self.styles.lost;
+        format!(
+            "{}  {style}LOST {} events{style:#} (the ring buffer was full; {} lost in total: \
+             try --ring-buffer 16M or narrower filters)",
+            self.time(l.ts_ns),
+            l.lost,
+            l.total
+        )
+    }
+
+    /// `tracing: 1200 events/s, 35 sockets tracked, 2 verdicts, 17 lost`: short enough for
+    /// any terminal (a wrapped line could not be redrawn in place).
+    pub fn status_text(&self, status: &Status) -> String {
+        let dim = self.styles.dim;
+        let lost_style = self.styles.lost;
+        let lost = if status.lost > 0 {
+            format!(
+                ", {dim:#}{lost_style}{} lost{lost_style:#}{dim}",
+                status.lost
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{dim}tracing: {:.0} events/s, {} sockets tracked, {} verdicts{lost}{dim:#}",
+            status.events_per_sec, status.sockets, status.verdicts
         )
     }
 }
@@ -298,15 +365,9 @@ impl<W: Write> Sink for Text<W> {
         self.write_line(&lines)
     }
 
+    /// Shown whatever `--show` says: missing events change what the output means.
     fn lost(&mut self, l: &Lost) -> Result<()> {
-        let style = self.styles.lost;
-        let line = format!(
-            "{}  {style}LOST {} events{style:#} (the ring buffer was full; {} lost in total: \
-             try --ring-buffer 16M or narrower filters)",
-            self.time(l.ts_ns),
-            l.lost,
-            l.total
-        );
+        let line = self.lost_line(l);
         self.write_line(&line)
     }
 
@@ -321,7 +382,7 @@ impl<W: Write> Sink for Text<W> {
         if let Some(line) = &self.status_line
             && !self.status_shown
         {
-            eprint!("\r\x1b[2K{line}");
+            to_stderr(&format!("{CLEAR_LINE}{line}"));
             self.status_shown = true;
         }
         Ok(())
@@ -331,17 +392,8 @@ impl<W: Write> Sink for Text<W> {
         if !self.status_enabled {
             return Ok(());
         }
-        let dim = self.styles.dim;
-        let lost = if status.lost > 0 {
-            format!(", {} lost", status.lost)
-        } else {
-            String::new()
-        };
-        let line = format!(
-            "{dim}tracing: {:.0} events/s, {} sockets tracked, {} verdicts{lost}{dim:#}",
-            status.events_per_sec, status.sockets, status.verdicts
-        );
-        eprint!("\r\x1b[2K{line}");
+        let line = self.status_text(status);
+        to_stderr(&format!("{CLEAR_LINE}{line}"));
         self.status_line = Some(line);
         self.status_shown = true;
         Ok(())
@@ -350,15 +402,80 @@ impl<W: Write> Sink for Text<W> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::timeline::{VerdictFacts, VerdictKind};
+    use std::net::IpAddr;
 
-    fn verdict() -> Verdict {
+    use super::*;
+    use crate::{
+        event::{Family, OwnerSource, SocketCounters, SocketId, TcpState},
+        timeline::{VerdictFacts, VerdictKind},
+    };
+
+    fn process() -> Process {
+        Process {
+            pid: 4242,
+            comm: "curl".into(),
+            cgroup_id: 0,
+            owner: OwnerSource::Owner,
+        }
+    }
+
+    fn counters() -> SocketCounters {
+        SocketCounters {
+            retransmits: 0,
+            probes_out: 0,
+            backoff: 0,
+            rto_us: 0,
+            total_retrans: 0,
+            packets_out: 0,
+            ca_state: Default::default(),
+            keepalive: false,
+            keepalive_idle_ms: 0,
+            keepalive_intvl_ms: 0,
+            keepalive_probes: 0,
+            user_timeout_ms: 0,
+            retries1: 3,
+            retries2: 15,
+            syn_retries: 6,
+            orphan_retries: 0,
+            idle_rx_ms: None,
+            idle_tx_ms: None,
+            orphan: false,
+            error: None,
+            soft_error: None,
+        }
+    }
+
+    fn event(kind: EventKind) -> Event {
+        Event {
+            ts_ns: 5_000_000_000,
+            kind,
+            socket: Some(SocketId(0x1f3)),
+            family: Family::Ipv4,
+            laddr: "10.0.0.1".parse().unwrap(),
+            lport: 40212,
+            raddr: "10.0.0.2".parse().unwrap(),
+            rport: 443,
+            netns: 4026531993,
+            state: TcpState::ESTABLISHED,
+            old_state: None,
+            process: Some(process()),
+            class: None,
+            segs: None,
+            timer: None,
+            reason: None,
+            err: None,
+            probe: None,
+            sock: Some(counters()),
+            flags: vec![],
+        }
+    }
+
+    fn verdict(kind: VerdictKind) -> Verdict {
         Verdict {
             ts_ns: 5_000_000_000,
-            verdict: VerdictKind::RetriesExhausted,
-            socket: crate::event::SocketId(1),
-            family: crate::event::Family::Ipv4,
+            verdict: kind,
+            socket: SocketId(1),
+            family: Family::Ipv4,
             laddr: "10.0.0.1".parse().unwrap(),
             lport: 40000,
             raddr: "10.0.0.2".parse().unwrap(),
@@ -366,9 +483,7 @@ mod tests {
             netns: 1,
             process: Some(Process {
                 pid: 7,
-                comm: "curl".into(),
-                cgroup_id: 0,
-                owner: crate::event::OwnerSource::Owner,
+                ..process()
             }),
             explanation: "peer 10.0.0.2:80 stopped acknowledging".into(),
             facts: VerdictFacts::default(),
@@ -376,28 +491,242 @@ mod tests {
         }
     }
 
+    /// The line without its local-time prefix (which depends on the time zone).
+    fn without_time(line: &str) -> &str {
+        let (time, rest) = line.split_once("  ").expect("time first");
+        assert_eq!(time.len(), "HH:MM:SS.mmm".len(), "{line}");
+        rest
+    }
+
+    fn details(e: &Event) -> String {
+        let (name, details) = describe(e);
+        format!("{name}: {details}")
+    }
+
     #[test]
-    fn verdicts_read_on_two_lines_without_colour() {
+    fn an_event_line_has_process_endpoints_event_and_details_in_columns() {
+        let mut e = event(EventKind::Retransmit);
+        e.class = Some(RetransmitClass::Rto);
+        e.segs = Some(1);
+        let c = e.sock.as_mut().unwrap();
+        c.retransmits = 3;
+        c.rto_us = 1_600_000;
         let text = Text::new(Vec::new(), false);
-        let lines = text.verdict_lines(&verdict());
-        let mut it = lines.lines();
-        let first = it.next().unwrap();
-        assert!(
-            first.contains("VERDICT retries_exhausted  curl/7  10.0.0.1:40000 → 10.0.0.2:80"),
-            "{first}"
-        );
-        assert!(!first.contains('\x1b'), "no escape codes without colour");
         assert_eq!(
-            it.next().unwrap().trim(),
-            "peer 10.0.0.2:80 stopped acknowledging"
+            without_time(&text.event_line(&e)),
+            "curl/4242          10.0.0.1:40212 → 10.0.0.2:443                  retransmit  \
+             RTO #3, RTO 1.6 s"
+        );
+        e.process = None;
+        e.laddr = "fd00::1".parse::<IpAddr>().unwrap();
+        e.raddr = "fd00::2".parse::<IpAddr>().unwrap();
+        e.family = Family::Ipv6;
+        let line = text.event_line(&e);
+        assert!(
+            without_time(&line).starts_with("-                  [fd00::1]:40212 → [fd00::2]:443 "),
+            "{line}"
+        );
+        assert_eq!(
+            without_time(&text.compact_line(&e)),
+            "retransmit  RTO #3, RTO 1.6 s"
         );
     }
 
     #[test]
+    fn retransmits_say_why_how_many_and_how_much() {
+        let mut e = event(EventKind::Retransmit);
+        e.class = Some(RetransmitClass::Syn);
+        e.state = TcpState::SYN_SENT;
+        let c = e.sock.as_mut().unwrap();
+        c.retransmits = 2;
+        c.rto_us = 2_000_000;
+        assert_eq!(details(&e), "retransmit: SYN #2, RTO 2.0 s");
+        e.class = Some(RetransmitClass::Tlp);
+        e.segs = Some(4);
+        e.sock = None;
+        assert_eq!(details(&e), "retransmit: tail loss probe, 4 segments");
+        e.class = Some(RetransmitClass::Fast);
+        e.segs = Some(1);
+        assert_eq!(details(&e), "retransmit: fast");
+        let mut failed = event(EventKind::RetransmitFailed);
+        failed.err = Some(-16);
+        assert_eq!(details(&failed), "retrans err: not sent: EBUSY");
+    }
+
+    #[test]
+    fn probes_count_against_their_budget() {
+        let mut e = event(EventKind::KeepaliveProbe);
+        e.probe = Some(2);
+        let c = e.sock.as_mut().unwrap();
+        c.keepalive_probes = 9;
+        c.keepalive_intvl_ms = 75_000;
+        assert_eq!(details(&e), "keepalive: probe 2/9, every 75.0 s");
+        e.sock = None;
+        assert_eq!(details(&e), "keepalive: probe 2");
+        let mut zw = event(EventKind::ZeroWindowProbe);
+        zw.probe = Some(1);
+        assert_eq!(details(&zw), "zero window: probe 1");
+    }
+
+    #[test]
+    fn resets_say_direction_reason_and_state() {
+        let mut sent = event(EventKind::ResetSent);
+        sent.reason = Some("TCP_ABORT_ON_LINGER".into());
+        assert_eq!(
+            details(&sent),
+            "reset sent: TCP_ABORT_ON_LINGER, in ESTABLISHED"
+        );
+        sent.socket = None;
+        sent.reason = Some("NO_SOCKET".into());
+        assert_eq!(
+            details(&sent),
+            "reset sent: NO_SOCKET (no socket for the segment)"
+        );
+        let mut received = event(EventKind::ResetReceived);
+        received.state = TcpState::SYN_SENT;
+        assert_eq!(details(&received), "reset rcvd: in SYN_SENT");
+    }
+
+    #[test]
+    fn state_changes_show_old_new_and_the_error_with_its_timer() {
+        let mut e = event(EventKind::StateChange);
+        e.old_state = Some(TcpState::SYN_SENT);
+        assert_eq!(details(&e), "state: SYN_SENT → ESTABLISHED");
+        e.old_state = Some(TcpState::ESTABLISHED);
+        e.state = TcpState::CLOSE;
+        e.sock.as_mut().unwrap().error = Some("ETIMEDOUT".into());
+        e.timer = Some(TimerKind::Keepalive);
+        assert_eq!(
+            details(&e),
+            "state: ESTABLISHED → CLOSE  ETIMEDOUT (keepalive gave up)"
+        );
+        e.timer = Some(TimerKind::Write);
+        assert_eq!(
+            details(&e),
+            "state: ESTABLISHED → CLOSE  ETIMEDOUT (retransmit timer gave up)"
+        );
+    }
+
+    #[test]
+    fn errors_releases_and_swept_sockets_read_plainly() {
+        let mut e = event(EventKind::ErrorReport);
+        e.err = Some(104);
+        assert_eq!(details(&e), "error: ECONNRESET");
+        assert_eq!(details(&event(EventKind::Destroy)), "released: ");
+        let mut swept = event(EventKind::Sweep);
+        swept.flags = vec!["half_open_risk".into()];
+        assert_eq!(
+            details(&swept),
+            "open: ESTABLISHED (already open), half_open_risk"
+        );
+    }
+
+    #[test]
+    fn verdicts_read_on_two_lines_without_colour() {
+        let text = Text::new(Vec::new(), false);
+        let lines = text.verdict_lines(&verdict(VerdictKind::RetriesExhausted));
+        let mut it = lines.lines();
+        let first = without_time(it.next().unwrap()).to_owned();
+        assert_eq!(
+            first,
+            "VERDICT retries_exhausted  curl/7  10.0.0.1:40000 → 10.0.0.2:80"
+        );
+        assert_eq!(
+            it.next().unwrap(),
+            format!("{:14}peer 10.0.0.2:80 stopped acknowledging", "")
+        );
+        assert!(it.next().is_none());
+        assert!(!lines.contains('\x1b'), "no escape codes without colour");
+    }
+
+    #[test]
     fn colour_follows_the_choice_and_no_color() {
-        assert!(use_color(ColorChoice::Always, false));
-        assert!(!use_color(ColorChoice::Never, true));
-        let coloured = Text::new(Vec::new(), true).verdict_lines(&verdict());
-        assert!(coloured.contains("\x1b["), "{coloured:?}");
+        use std::ffi::OsStr;
+        assert!(color_decision(
+            ColorChoice::Always,
+            false,
+            Some(OsStr::new("1"))
+        ));
+        assert!(!color_decision(ColorChoice::Never, true, None));
+        assert!(color_decision(ColorChoice::Auto, true, None));
+        assert!(color_decision(
+            ColorChoice::Auto,
+            true,
+            Some(OsStr::new(""))
+        ));
+        assert!(!color_decision(
+            ColorChoice::Auto,
+            true,
+            Some(OsStr::new("1"))
+        ));
+        assert!(!color_decision(ColorChoice::Auto, false, None));
+        let text = Text::new(Vec::new(), true);
+        let red = "\x1b[1m\x1b[31m";
+        let yellow = "\x1b[1m\x1b[33m";
+        let death = text.verdict_lines(&verdict(VerdictKind::RetriesExhausted));
+        assert!(
+            death.contains(&format!("{red}VERDICT retries_exhausted\x1b[0m")),
+            "{death:?}"
+        );
+        let warning = text.compact_verdict(&verdict(VerdictKind::PeerUnresponsive));
+        assert!(warning.contains(yellow), "{warning:?}");
+    }
+
+    #[test]
+    fn lost_events_and_the_status_line_stand_out() {
+        let plain = Text::new(Vec::new(), false);
+        let lost = Lost {
+            ts_ns: 1,
+            lost: 12,
+            total: 40,
+        };
+        assert!(
+            without_time(&plain.lost_line(&lost))
+                .starts_with("LOST 12 events (the ring buffer was full; 40 lost in total"),
+        );
+        let status = Status {
+            events_per_sec: 1234.4,
+            sockets: 35,
+            verdicts: 2,
+            lost: 0,
+        };
+        assert_eq!(
+            plain.status_text(&status),
+            "tracing: 1234 events/s, 35 sockets tracked, 2 verdicts"
+        );
+        let lossy = Status { lost: 17, ..status };
+        assert_eq!(
+            plain.status_text(&lossy),
+            "tracing: 1234 events/s, 35 sockets tracked, 2 verdicts, 17 lost"
+        );
+        assert!(plain.status_text(&lossy).len() < 80);
+        let coloured = Text::new(Vec::new(), true);
+        assert!(coloured.lost_line(&lost).contains("\x1b[35m"));
+    }
+
+    #[test]
+    fn show_chooses_events_verdicts_or_both_but_lost_is_always_shown() {
+        let run = |events: bool, verdicts: bool| {
+            let mut text = Text::new(Vec::new(), false);
+            text.show_events = events;
+            text.show_verdicts = verdicts;
+            text.event(&event(EventKind::Destroy)).unwrap();
+            text.verdict(&verdict(VerdictKind::PeerReset)).unwrap();
+            text.lost(&Lost {
+                ts_ns: 1,
+                lost: 1,
+                total: 1,
+            })
+            .unwrap();
+            String::from_utf8(text.into_inner()).unwrap()
+        };
+        let both = run(true, true);
+        assert_eq!(both.lines().count(), 4, "{both}");
+        let verdicts = run(false, true);
+        assert!(!verdicts.contains("released") && verdicts.contains("VERDICT peer_reset"));
+        assert!(verdicts.contains("LOST 1 events"));
+        let events = run(true, false);
+        assert!(events.contains("released") && !events.contains("VERDICT"));
+        assert!(events.contains("LOST 1 events"));
     }
 }
