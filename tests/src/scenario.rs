@@ -164,13 +164,32 @@ pub fn of_socket<'a>(records: &'a [Value], kind: &str, lport: u16) -> Vec<&'a Va
         .collect()
 }
 
-/// Sum of `segs` over the retransmit events of namespace `netns`.
+/// The segments the kernel counts in RetransSegs for namespace `netns`: every
+/// `retransmit`, plus the `retransmit_failed` attempts it counted before the transmission
+/// failed (their socket's `total_retrans` grew by their `segs`).
 pub fn retransmitted_segments(records: &[Value], netns: u32) -> i64 {
-    records
+    let mut last_total: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
+    let mut sum = 0;
+    for r in records
         .iter()
-        .filter(|r| r["type"] == "event" && r["kind"] == "retransmit" && r["netns"] == netns)
-        .map(|r| r["segs"].as_i64().unwrap_or(0))
-        .sum()
+        .filter(|r| r["type"] == "event" && r["netns"] == netns)
+    {
+        let segs = r["segs"].as_i64().unwrap_or(0);
+        let total = r["sock"]["total_retrans"].as_i64().unwrap_or(0);
+        let socket = r["socket"].as_u64().unwrap_or(0);
+        match r["kind"].as_str() {
+            Some("retransmit") => sum += segs,
+            Some("retransmit_failed") => {
+                let before = last_total.get(&socket).copied().unwrap_or(total - segs);
+                if total - before >= segs {
+                    sum += segs;
+                }
+            }
+            _ => continue,
+        }
+        last_total.insert(socket, total);
+    }
+    sum
 }
 
 /// Number of events of `kind` in namespace `netns`.

@@ -153,11 +153,7 @@ fn count_kind(records: &[Value], netns: u32, kind: &str) -> u64 {
 }
 
 fn segments(records: &[Value], netns: u32) -> u64 {
-    records
-        .iter()
-        .filter(|r| r["type"] == "event" && r["kind"] == "retransmit" && r["netns"] == netns)
-        .map(|r| r["segs"].as_u64().unwrap_or(1))
-        .sum()
+    tracer_tests::scenario::retransmitted_segments(records, netns) as u64
 }
 
 fn lost(records: &[Value]) -> u64 {
@@ -255,8 +251,7 @@ fn throughput(report: &mut String) {
     let hosts = Hosts::new("bench-tput");
     *report += "\n## Clean bulk transfer, with and without the tracer\n\n";
     *report += "Unfiltered `tracer live --json > /dev/null` (it sees every socket); rounds alternate without/with; medians.\n\n";
-    *report +=
-        "| writes | without (MB/s) | with (MB/s) | ratio with/without |\n|---|---:|---:|---:|\n";
+    *report += "| writes | without (MB/s, median [min–max]) | with (MB/s, median [min–max]) | ratio of medians |\n|---|---:|---:|---:|\n";
     for chunk in [64 * 1024, 1024] {
         let (mut without, mut with) = (Vec::new(), Vec::new());
         for _ in 0..7 {
@@ -623,22 +618,33 @@ fn reset_storm(report: &mut String) {
     }
 }
 
+/// Replaces the number after `"key":` in a JSON line, keeping the line as our writer laid
+/// it out (`type` first: the reader's fast path).
+fn replace_number(line: &str, key: &str, f: impl Fn(u64) -> u64) -> String {
+    let pattern = format!("\"{key}\":");
+    let Some(start) = line.find(&pattern).map(|i| i + pattern.len()) else {
+        return line.to_owned();
+    };
+    let end = line[start..]
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or(line.len(), |i| start + i);
+    let value: u64 = line[start..end].parse().unwrap_or(0);
+    format!("{}{}{}", &line[..start], f(value), &line[end..])
+}
+
 /// Repeats a recorded trace's events (shifted in time, fresh socket ids) to `target` events.
 fn big_trace(source: &Path, target: usize) -> (PathBuf, usize) {
-    let lines: Vec<String> = std::fs::read_to_string(source)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let header = lines[0].clone();
-    let events: Vec<Value> = lines[1..]
-        .iter()
+    let text = std::fs::read_to_string(source).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap().to_owned();
+    let events: Vec<&str> = lines
         .filter(|l| l.starts_with(r#"{"type":"event""#))
-        .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let span = events.last().unwrap()["ts_ns"].as_u64().unwrap()
-        - events[0]["ts_ns"].as_u64().unwrap()
-        + 1;
+    let ts = |l: &str| -> u64 {
+        let v: Value = serde_json::from_str(l).unwrap();
+        v["ts_ns"].as_u64().unwrap()
+    };
+    let span = ts(events.last().unwrap()) - ts(events[0]) + 1;
     let path = out_dir().join("big-trace.jsonl");
     let mut out = std::io::BufWriter::new(File::create(&path).unwrap());
     writeln!(out, "{header}").unwrap();
@@ -646,12 +652,9 @@ fn big_trace(source: &Path, target: usize) -> (PathBuf, usize) {
     let mut round = 0u64;
     while written < target {
         for e in &events {
-            let mut e = e.clone();
-            e["ts_ns"] = Value::from(e["ts_ns"].as_u64().unwrap() + round * span);
-            if let Some(s) = e["socket"].as_u64() {
-                e["socket"] = Value::from(s + round * 1_000_000);
-            }
-            writeln!(out, "{e}").unwrap();
+            let line = replace_number(e, "ts_ns", |t| t + round * span);
+            let line = replace_number(&line, "socket", |s| s + round * 1_000_000);
+            writeln!(out, "{line}").unwrap();
             written += 1;
         }
         round += 1;
