@@ -45,6 +45,9 @@ impl Netns {
             .ino() as u32;
         let ns = Netns { name, inode };
         ns.ip(&["link", "set", "lo", "up"]);
+        // A deleted namespace lives on while sockets hold it: a socket closed toward a
+        // blackholed peer would retransmit its FIN for minutes, loading later tests.
+        ns.sysctl("net.ipv4.tcp_orphan_retries", "1");
         ns
     }
 

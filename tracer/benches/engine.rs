@@ -1,5 +1,5 @@
-//! Throughput of the timeline engine alone (no decoding): `cargo test --release -p tracer
-//! --test engine_throughput -- --ignored --nocapture`.
+//! Throughput of the timeline engine alone (no decoding): `cargo bench -p tracer --bench
+//! engine`. A measurement, not a check (see BENCHMARKS.md for `cargo xtask bench`).
 
 use std::{net::IpAddr, time::Instant};
 
@@ -55,9 +55,7 @@ fn event(ts_ns: u64, socket: u64, kind: EventKind, state: TcpState) -> Event {
     }
 }
 
-#[test]
-#[ignore = "a measurement, not a check: run with --release --ignored --nocapture"]
-fn engine_events_per_second() {
+fn main() {
     measure("live (no timelines kept)", Retain::Nothing, 0);
     measure(
         "report (timelines with verdicts kept)",
