@@ -238,7 +238,7 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 }
 
 /// The socket's counters and give-up budgets at the moment of the event (full sockets only).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SocketCounters {
     /// Consecutive retransmission timeouts (or SYN retries) without progress
     /// (icsk_retransmits).

@@ -421,27 +421,10 @@ mod tests {
 
     fn counters() -> SocketCounters {
         SocketCounters {
-            retransmits: 0,
-            probes_out: 0,
-            backoff: 0,
-            rto_us: 0,
-            total_retrans: 0,
-            packets_out: 0,
-            ca_state: Default::default(),
-            keepalive: false,
-            keepalive_idle_ms: 0,
-            keepalive_intvl_ms: 0,
-            keepalive_probes: 0,
-            user_timeout_ms: 0,
             retries1: 3,
             retries2: 15,
             syn_retries: 6,
-            orphan_retries: 0,
-            idle_rx_ms: None,
-            idle_tx_ms: None,
-            orphan: false,
-            error: None,
-            soft_error: None,
+            ..SocketCounters::default()
         }
     }
 

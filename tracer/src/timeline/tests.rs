@@ -86,11 +86,7 @@ impl Sock {
             sock: Some(SocketCounters {
                 retransmits: self.consecutive,
                 probes_out: self.probes_out,
-                backoff: 0,
                 rto_us: self.rto_ms * 1000,
-                total_retrans: 0,
-                packets_out: 0,
-                ca_state: Default::default(),
                 keepalive: true,
                 keepalive_idle_ms: 1_000,
                 keepalive_intvl_ms: 1_000,
@@ -99,12 +95,8 @@ impl Sock {
                 retries1: 3,
                 retries2: self.retries2,
                 syn_retries: 6,
-                orphan_retries: 0,
-                idle_rx_ms: None,
-                idle_tx_ms: None,
                 orphan: self.orphan,
-                error: None,
-                soft_error: None,
+                ..SocketCounters::default()
             }),
             flags: Vec::new(),
         }
