@@ -75,7 +75,7 @@ pub struct FilterArgs {
     pub netns: Vec<String>,
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Verdict thresholds")]
 pub struct ThresholdArgs {
     /// Warn (peer_unresponsive) after this many consecutive RTOs without progress
@@ -105,6 +105,31 @@ pub struct KernelArgs {
     pub ring_buffer: u32,
 }
 
+impl Default for KernelArgs {
+    fn default() -> Self {
+        Self {
+            ring_buffer: 4 << 20,
+        }
+    }
+}
+
+/// What a tracing session needs, shared by `live` and `record`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SessionArgs {
+    /// Stop after this long (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Do not sweep existing sockets at start.
+    #[arg(long)]
+    pub no_sweep: bool,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Show {
     Events,
@@ -121,7 +146,7 @@ pub enum ColorChoice {
     Never,
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct LiveArgs {
     /// Print JSON Lines (the trace format) instead of text.
     #[arg(long)]
@@ -132,42 +157,11 @@ pub struct LiveArgs {
     /// Shorthand for --show verdicts.
     #[arg(long, conflicts_with = "show")]
     pub verdicts: bool,
-    /// Stop after this long (e.g. 30s, 5m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub duration: Option<Duration>,
     /// Colour verdicts: auto (a terminal without NO_COLOR), always, never.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
-    /// Do not sweep existing sockets at start.
-    #[arg(long)]
-    pub no_sweep: bool,
     #[command(flatten)]
-    pub filters: FilterArgs,
-    #[command(flatten)]
-    pub thresholds: ThresholdArgs,
-    #[command(flatten)]
-    pub kernel: KernelArgs,
-}
-
-impl Default for LiveArgs {
-    fn default() -> Self {
-        Self {
-            json: false,
-            show: Show::Both,
-            verdicts: false,
-            duration: None,
-            color: ColorChoice::Auto,
-            no_sweep: false,
-            filters: FilterArgs::default(),
-            thresholds: ThresholdArgs {
-                warn_after_rtos: None,
-                dead_socket_after: None,
-            },
-            kernel: KernelArgs {
-                ring_buffer: 4 << 20,
-            },
-        }
-    }
+    pub session: SessionArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -175,18 +169,8 @@ pub struct RecordArgs {
     /// Where to write the trace; `-` for stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
-    /// Stop after this long (e.g. 30s, 5m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-    /// Do not sweep existing sockets at start.
-    #[arg(long)]
-    pub no_sweep: bool,
     #[command(flatten)]
-    pub filters: FilterArgs,
-    #[command(flatten)]
-    pub thresholds: ThresholdArgs,
-    #[command(flatten)]
-    pub kernel: KernelArgs,
+    pub session: SessionArgs,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,20 +7,13 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use super::trace::{self, Session};
+use super::trace;
 use crate::{
     cli::{LiveArgs, RecordArgs, Show},
     output::{JsonLines, Sink, Summary, Text, summary::Extra, text::use_color},
 };
 
 pub async fn live(args: LiveArgs) -> Result<()> {
-    let session = Session {
-        filters: &args.filters,
-        thresholds: &args.thresholds,
-        ring_buffer: args.kernel.ring_buffer,
-        duration: args.duration,
-        sweep: !args.no_sweep,
-    };
     let stdout = std::io::stdout();
     let show = if args.verdicts {
         Show::Verdicts
@@ -30,7 +23,11 @@ pub async fn live(args: LiveArgs) -> Result<()> {
     let mut summary = Summary::new();
     if args.json {
         let mut sink = JsonLines::new(stdout.lock(), "stdout");
-        let totals = trace::run(session, &mut [&mut sink as &mut dyn Sink, &mut summary]).await?;
+        let totals = trace::run(
+            &args.session,
+            &mut [&mut sink as &mut dyn Sink, &mut summary],
+        )
+        .await?;
         // stdout carries data: the summary goes to stderr.
         eprint!("{}", summary.render(&extra(&totals)));
     } else {
@@ -38,7 +35,11 @@ pub async fn live(args: LiveArgs) -> Result<()> {
         let mut sink = Text::new(stdout.lock(), color).with_status_line();
         sink.show_events = show != Show::Verdicts;
         sink.show_verdicts = show != Show::Events;
-        let totals = trace::run(session, &mut [&mut sink as &mut dyn Sink, &mut summary]).await?;
+        let totals = trace::run(
+            &args.session,
+            &mut [&mut sink as &mut dyn Sink, &mut summary],
+        )
+        .await?;
         drop(sink);
         print!("{}", summary.render(&extra(&totals)));
     }
@@ -53,13 +54,6 @@ fn extra(totals: &trace::Totals) -> Extra {
 }
 
 pub async fn record(args: RecordArgs) -> Result<()> {
-    let session = Session {
-        filters: &args.filters,
-        thresholds: &args.thresholds,
-        ring_buffer: args.kernel.ring_buffer,
-        duration: args.duration,
-        sweep: !args.no_sweep,
-    };
     let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {
@@ -68,7 +62,7 @@ pub async fn record(args: RecordArgs) -> Result<()> {
         Box::new(BufWriter::new(file))
     };
     let mut sink = JsonLines::new(out, args.output.display().to_string());
-    let totals = trace::run(session, &mut [&mut sink as &mut dyn Sink]).await?;
+    let totals = trace::run(&args.session, &mut [&mut sink as &mut dyn Sink]).await?;
     eprintln!(
         "tracer: recorded {} events and {} verdicts to {} ({} lost, {} filtered out in the kernel; \
          {} TCP timer runs, {} probes, {} of them found late)",

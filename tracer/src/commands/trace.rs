@@ -12,7 +12,7 @@ use tokio::{
 use tracer_common::RawEvent;
 
 use crate::{
-    cli::{FilterArgs, ThresholdArgs},
+    cli::{SessionArgs, ThresholdArgs},
     event::{Event, KernelFacts, Process, SocketId, TcpState},
     filter::{self, EventFilter},
     kernel::{DRAIN_INTERVAL, Probes, RingStats, host},
@@ -21,16 +21,6 @@ use crate::{
     sweep,
     timeline::{Engine, EngineStats, Thresholds, Verdict},
 };
-
-/// What a tracing session needs, whichever command started it.
-pub struct Session<'a> {
-    pub filters: &'a FilterArgs,
-    pub thresholds: &'a ThresholdArgs,
-    pub ring_buffer: u32,
-    pub duration: Option<Duration>,
-    /// Sweep existing sockets at start (their timelines, owners and half-open flags).
-    pub sweep: bool,
-}
 
 /// Idle time after which a swept connection without keepalive is flagged half_open_risk.
 const SWEEP_IDLE_THRESHOLD: Duration = Duration::from_secs(600);
@@ -138,8 +128,12 @@ fn sweep_existing(
     pipeline.flush(sinks)
 }
 
-pub async fn run(session: Session<'_>, sinks: &mut [&mut dyn Sink]) -> Result<Totals> {
-    let options = filter::probe_options(session.filters, session.ring_buffer)?;
+pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<Totals> {
+    // Before anything is printed: a signal that arrives once the header is out (or during
+    // the sweep) must end the trace with its end record, not kill the process.
+    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let options = filter::probe_options(&session.filters, session.kernel.ring_buffer)?;
     let mut probes = Probes::load(&options)?;
     let facts = KernelFacts {
         hz: host::kernel_hz()?,
@@ -173,20 +167,18 @@ pub async fn run(session: Session<'_>, sinks: &mut [&mut dyn Sink]) -> Result<To
     let mut pipeline = Pipeline {
         facts,
         owners: BTreeMap::new(),
-        engine: Engine::new(engine_thresholds(session.thresholds)),
+        engine: Engine::new(engine_thresholds(&session.thresholds)),
         verdicts: Vec::new(),
         totals: Totals::default(),
     };
     // The probes are attached first: nothing between the sweep and the first event is missed.
-    if session.sweep {
-        let filter = EventFilter::new(session.filters)?;
+    if !session.no_sweep {
+        let filter = EventFilter::new(&session.filters)?;
         sweep_existing(&mut pipeline, &options.netns, &filter, sinks)?;
     }
     let attached = probes.hooks.iter().filter(|h| h.attached).count();
     eprintln!("tracer: tracing TCP connections ({attached} kernel hooks attached); Ctrl-C to stop");
 
-    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let deadline = session.duration.map(|d| Instant::now() + d);
     let mut ticker = interval(TICK);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
