@@ -14,6 +14,23 @@ pub use tracer::Tracer;
 
 use std::time::{Duration, Instant};
 
+/// Defines a test module `$name` running `$body(ipv6: bool)` once per address family.
+#[macro_export]
+macro_rules! both_families {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[test]
+            fn ipv4() {
+                super::$body(false);
+            }
+            #[test]
+            fn ipv6() {
+                super::$body(true);
+            }
+        }
+    };
+}
+
 /// The real-kernel tests need root: say so loudly instead of passing or skipping.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.

@@ -56,6 +56,30 @@ impl Netns {
         run(Command::new("ip").args(["-n", &self.name]).args(args));
     }
 
+    /// Creates a veth pair: `local` in this namespace, `remote` in `peer`. Interface names
+    /// are per namespace, so the same short names serve every test.
+    fn veth(&self, local: &str, peer: &Netns, remote: &str) {
+        self.ip(&[
+            "link", "add", local, "type", "veth", "peer", "name", remote, "netns", &peer.name,
+        ]);
+    }
+
+    /// Gives `dev` an IPv4 /24 and an IPv6 /64 (without duplicate address detection, so it
+    /// is usable at once) and brings it up.
+    fn address(&self, dev: &str, v4: &str, v6: &str) {
+        self.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev]);
+        self.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{v6}/64"),
+            "dev",
+            dev,
+            "nodad",
+        ]);
+        self.ip(&["link", "set", dev, "up"]);
+    }
+
     /// Runs a command inside the namespace and returns its output (must succeed).
     pub fn exec(&self, program: &str, args: &[&str]) -> Output {
         run(Command::new("ip")
@@ -209,53 +233,9 @@ impl Hosts {
     pub fn new(tag: &str) -> Hosts {
         let client = Netns::new(&format!("{tag}-c"));
         let server = Netns::new(&format!("{tag}-s"));
-        // veth names are per namespace: the same short names everywhere are fine.
-        client.ip(&[
-            "link",
-            "add",
-            "veth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "veth1",
-            "netns",
-            &server.name,
-        ]);
-        client.ip(&[
-            "addr",
-            "add",
-            &format!("{}/24", Self::CLIENT_V4),
-            "dev",
-            "veth0",
-        ]);
-        server.ip(&[
-            "addr",
-            "add",
-            &format!("{}/24", Self::SERVER_V4),
-            "dev",
-            "veth1",
-        ]);
-        client.ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{}/64", Self::CLIENT_V6),
-            "dev",
-            "veth0",
-            "nodad",
-        ]);
-        server.ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{}/64", Self::SERVER_V6),
-            "dev",
-            "veth1",
-            "nodad",
-        ]);
-        client.ip(&["link", "set", "veth0", "up"]);
-        server.ip(&["link", "set", "veth1", "up"]);
+        client.veth("veth0", &server, "veth1");
+        client.address("veth0", Self::CLIENT_V4, Self::CLIENT_V6);
+        server.address("veth1", Self::SERVER_V4, Self::SERVER_V6);
         Hosts { client, server }
     }
 
@@ -319,40 +299,9 @@ impl Routed {
             ),
         ] {
             let peer = format!("r{side}");
-            host.ip(&[
-                "link",
-                "add",
-                "veth0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &peer,
-                "netns",
-                &router.name,
-            ]);
-            host.ip(&["addr", "add", &format!("{v4}/24"), "dev", "veth0"]);
-            host.ip(&[
-                "-6",
-                "addr",
-                "add",
-                &format!("{v6}/64"),
-                "dev",
-                "veth0",
-                "nodad",
-            ]);
-            host.ip(&["link", "set", "veth0", "up"]);
-            router.ip(&["addr", "add", &format!("{router_v4}/24"), "dev", &peer]);
-            router.ip(&[
-                "-6",
-                "addr",
-                "add",
-                &format!("{router_v6}/64"),
-                "dev",
-                &peer,
-                "nodad",
-            ]);
-            router.ip(&["link", "set", &peer, "up"]);
+            host.veth("veth0", &router, &peer);
+            host.address("veth0", v4, v6);
+            router.address(&peer, router_v4, router_v6);
             host.ip(&["route", "add", "default", "via", router_v4]);
             host.ip(&["-6", "route", "add", "default", "via", router_v6]);
         }

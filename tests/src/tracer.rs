@@ -2,7 +2,7 @@
 //! reader thread, stopped with SIGINT like a user's Ctrl-C.
 
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, BufReader},
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
@@ -27,6 +27,30 @@ pub fn tracer_bin() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Runs `tracer ARGS` to completion and asserts it succeeded.
+pub fn run_ok<I, S>(args: I) -> std::process::Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(tracer_bin()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `tracer ARGS`, which prints one JSON document, and parses it.
+pub fn run_json<I, S>(args: I) -> Value
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    serde_json::from_slice(&run_ok(args).stdout).expect("tracer printed JSON")
 }
 
 /// Loading BTF and attaching programs takes a moment, longer in a debug build on a busy
@@ -65,9 +89,12 @@ impl Tracer {
         });
         let err_sink = stderr.clone();
         let stderr_reader = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = BufReader::new(err).read_to_string(&mut text);
-            err_sink.lock().unwrap().push_str(&text);
+            // Line by line, so a timeout can show what the tracer said so far.
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut text = err_sink.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
         });
         let mut tracer = Tracer {
             child,
@@ -115,16 +142,114 @@ impl Tracer {
             .collect()
     }
 
-    /// Waits for a record matching `pred`.
+    /// Waits for a record matching `pred`. On timeout the panic shows the trace so far and
+    /// whether the tracer is still running: a failure must be diagnosable from the log.
     pub fn wait_for(&self, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        wait_until(timeout, what, || {
-            self.records
-                .lock()
-                .unwrap()
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(found) = self.records.lock().unwrap().iter().find(|r| pred(r)) {
+                return found.clone();
+            }
+            if std::time::Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\n{}",
+                    self.diagnosis()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last records (without the periodic status lines) and the tracer's stderr.
+    fn diagnosis(&self) -> String {
+        const LAST: usize = 40;
+        let records = self.records();
+        let shown: Vec<String> = records
+            .iter()
+            .filter(|r| r["type"] != "status")
+            .map(Value::to_string)
+            .collect();
+        let skipped = shown.len().saturating_sub(LAST);
+        let last_status = records.iter().rev().find(|r| r["type"] == "status");
+        let alive = std::path::Path::new(&format!("/proc/{}", self.child.id())).exists();
+        format!(
+            "tracer process alive: {alive}; {} records, the last {} (status lines left out):\n{}\n\
+             last status: {}\nprograms skipped by the kernel (recursion misses): {}\n\
+             kernel-side counters: {}\ntracer stderr so far:\n{}",
+            records.len(),
+            shown.len() - skipped,
+            shown[skipped..].join("\n"),
+            last_status.map_or("none".into(), Value::to_string),
+            self.recursion_misses(),
+            self.kernel_counters(),
+            self.stderr.lock().unwrap()
+        )
+    }
+
+    /// Per program, how often the kernel skipped it because it was already running on that
+    /// CPU (bpftool's `recursion_misses`); "unknown" without bpftool.
+    fn recursion_misses(&self) -> String {
+        let ids = self.object_ids("prog_id:");
+        let mut misses = Vec::new();
+        for id in &ids {
+            let Some(info) = bpftool(&["prog", "show", "id", &id.to_string()]) else {
+                return "unknown (no bpftool)".into();
+            };
+            if let Some(n) = info["recursion_misses"].as_u64() {
+                misses.push(format!("{}={n}", info["name"].as_str().unwrap_or("?")));
+            }
+        }
+        if misses.is_empty() {
+            format!("none in {} programs", ids.len())
+        } else {
+            misses.join(" ")
+        }
+    }
+
+    /// The kernel side's own counters (the `STATS` map: emitted, lost, filtered, ...), to
+    /// tell an event the kernel never produced from one that was lost on the way.
+    fn kernel_counters(&self) -> String {
+        const NAMES: [&str; 6] = [
+            "emitted",
+            "lost",
+            "filtered",
+            "timer_brackets",
+            "probes_seen",
+            "probes_late",
+        ];
+        for id in self.object_ids("map_id:") {
+            let id = id.to_string();
+            let Some(info) = bpftool(&["map", "show", "id", &id]) else {
+                return "unknown (no bpftool)".into();
+            };
+            if info["name"] != "STATS" {
+                continue;
+            }
+            let Some(Value::Array(slots)) = bpftool(&["map", "dump", "id", &id]) else {
+                return "unreadable".into();
+            };
+            // Without BTF, bpftool prints keys and per-CPU values as little-endian hex bytes.
+            let number = |bytes: &Value| {
+                bytes.as_array().map_or(0, |b| {
+                    b.iter().rev().fold(0u64, |n, byte| {
+                        let hex = byte.as_str().unwrap_or("0").trim_start_matches("0x");
+                        n << 8 | u64::from_str_radix(hex, 16).unwrap_or(0)
+                    })
+                })
+            };
+            return slots
                 .iter()
-                .find(|r| pred(r))
-                .cloned()
-        })
+                .map(|slot| {
+                    let index = number(&slot["key"]) as usize;
+                    let total: u64 = slot["values"]
+                        .as_array()
+                        .map_or(0, |cpus| cpus.iter().map(|c| number(&c["value"])).sum());
+                    format!("{}={total}", NAMES.get(index).unwrap_or(&"?"))
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+        "no STATS map found".into()
     }
 
     pub fn signal(&self, signal: i32) {
@@ -134,13 +259,18 @@ impl Tracer {
 
     /// Kernel ids of the BPF programs this tracer process holds open.
     pub fn program_ids(&self) -> Vec<u32> {
+        self.object_ids("prog_id:")
+    }
+
+    /// Ids of the BPF objects (`prog_id:` or `map_id:`) behind this tracer's descriptors.
+    fn object_ids(&self, field: &str) -> Vec<u32> {
         let dir = format!("/proc/{}/fdinfo", self.child.id());
         let mut ids = Vec::new();
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
             ids.extend(
                 text.lines()
-                    .filter_map(|l| l.strip_prefix("prog_id:"))
+                    .filter_map(|l| l.strip_prefix(field))
                     .filter_map(|v| v.trim().parse::<u32>().ok()),
             );
         }
@@ -190,4 +320,14 @@ pub fn program_loaded(id: u32) -> bool {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
         .any(|p| p.id() == id)
+}
+
+/// `bpftool --json ARGS`, parsed; None when bpftool is missing or fails.
+fn bpftool(args: &[&str]) -> Option<Value> {
+    let out = Command::new("bpftool")
+        .arg("--json")
+        .args(args)
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
 }

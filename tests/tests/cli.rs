@@ -11,7 +11,7 @@ use serde_json::Value;
 use tracer_tests::{
     Hosts, require_root,
     scenario::{ClientOptions, abort, connect, establish},
-    tracer::{START_TIMEOUT, tracer_bin},
+    tracer::{START_TIMEOUT, run_json, run_ok, tracer_bin},
     wait_until,
 };
 
@@ -92,16 +92,7 @@ fn record_then_report_reaches_the_same_verdicts() {
     );
     assert!(kinds.contains(&"connection_refused"), "{kinds:?}");
 
-    let out = Command::new(tracer_bin())
-        .args(["report", "--format", "json", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = run_json(["report", "--format", "json", path.to_str().unwrap()]);
     let replayed = verdict_set(doc["verdicts"].as_array().unwrap().iter().cloned());
     assert_eq!(live, replayed, "report reaches the live verdicts");
 }
@@ -110,15 +101,11 @@ fn record_then_report_reaches_the_same_verdicts() {
 fn live_json_stops_after_its_duration() {
     require_root();
     let hosts = Hosts::new("duration");
-    let out = Command::new(tracer_bin())
-        .args(["live", "--json", "--no-sweep", "--duration", "2s"])
-        .args(hosts.netns_args())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        ["live", "--json", "--no-sweep", "--duration", "2s"]
+            .into_iter()
+            .map(String::from)
+            .chain(hosts.netns_args()),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();

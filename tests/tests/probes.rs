@@ -11,7 +11,7 @@ use std::{
 
 use serde_json::Value;
 use tracer_tests::{
-    Hosts, Tracer, require_root,
+    Hosts, Tracer, both_families, require_root,
     scenario::{
         ClientOptions, abort, connect, count, establish, listen, of_socket, retransmitted_segments,
     },
@@ -19,22 +19,6 @@ use tracer_tests::{
 };
 
 const DEATH_TIMEOUT: Duration = Duration::from_secs(40);
-
-/// Runs a test body for IPv4 and IPv6.
-macro_rules! both_families {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[test]
-            fn ipv4() {
-                super::$body(false);
-            }
-            #[test]
-            fn ipv6() {
-                super::$body(true);
-            }
-        }
-    };
-}
 
 /// An nftables table with one input rule.
 fn input_rule(rule: &str) -> String {

@@ -11,27 +11,13 @@ use std::{
 
 use serde_json::Value;
 use tracer_tests::{
-    Hosts, Routed, Tracer, require_root,
+    Hosts, Routed, Tracer, both_families, require_root,
     scenario::{ClientOptions, abort, connect, establish, establish_between},
+    tracer::run_json,
     wait_until,
 };
 
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(60);
-
-macro_rules! both_families {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[test]
-            fn ipv4() {
-                super::$body(false);
-            }
-            #[test]
-            fn ipv6() {
-                super::$body(true);
-            }
-        }
-    };
-}
 
 fn verdicts_of(records: &[Value], lport: u16) -> Vec<String> {
     records
@@ -197,18 +183,14 @@ fn cable_pulled_without_keepalive(v6: bool) {
     hosts.client.blackhole_from(Hosts::server_addr(v6));
     let netns = hosts.client.inode.to_string();
     wait_until(VERDICT_TIMEOUT, "the sweep to flag half_open_risk", || {
-        let out = std::process::Command::new(tracer_tests::tracer::tracer_bin())
-            .args([
-                "sockets",
-                "--json",
-                "--netns",
-                &netns,
-                "--idle-threshold",
-                "1s",
-            ])
-            .output()
-            .ok()?;
-        let snapshot: Value = serde_json::from_slice(&out.stdout).ok()?;
+        let snapshot = run_json([
+            "sockets",
+            "--json",
+            "--netns",
+            &netns,
+            "--idle-threshold",
+            "1s",
+        ]);
         snapshot["sockets"]
             .as_array()?
             .iter()

@@ -8,19 +8,9 @@ use socket2::{SockRef, TcpKeepalive};
 use tracer_tests::{
     Hosts, Netns, Tracer, require_root,
     scenario::{ClientOptions, establish},
-    tracer::tracer_bin,
+    tracer::{run_json, tracer_bin},
     wait_until,
 };
-
-fn run_json(args: &[&str]) -> Value {
-    let out = Command::new(tracer_bin()).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
 
 fn socket_with_lport(snapshot: &Value, lport: u16) -> Option<Value> {
     snapshot["sockets"]
@@ -57,7 +47,7 @@ fn half_open(v6: bool) {
         Duration::from_secs(20),
         "the idle socket to be flagged",
         || {
-            let snapshot = run_json(&args);
+            let snapshot = run_json(args);
             let s = socket_with_lport(&snapshot, plain.client_port)?;
             (s["flags"].as_array()?.iter().any(|f| f == "half_open_risk")).then_some(snapshot)
         },
@@ -117,7 +107,7 @@ fn doctor_computes_detection_times_from_the_namespace_sysctls() {
     ns.sysctl("net.ipv4.tcp_keepalive_intvl", "10");
     ns.sysctl("net.ipv4.tcp_keepalive_probes", "3");
     ns.sysctl("net.ipv4.tcp_syn_retries", "2");
-    let report = run_json(&["doctor", "--json"]);
+    let report = run_json(["doctor", "--json"]);
     let entry = report["namespaces"]
         .as_array()
         .unwrap()

@@ -61,22 +61,27 @@ impl Measured {
     fn stop(self) -> (Usage, Duration) {
         let pid = self.child.id() as i32;
         let peak = watch_peak_rss(self.child.id());
-        // SAFETY: signalling and reaping our own child.
-        let mut usage = unsafe {
-            libc::kill(pid, libc::SIGINT);
-            let mut status = 0;
-            let mut ru: libc::rusage = std::mem::zeroed();
-            libc::wait4(pid, &mut status, 0, &mut ru);
-            Usage {
-                cpu: Duration::from_secs(ru.ru_utime.tv_sec as u64 + ru.ru_stime.tv_sec as u64)
-                    + Duration::from_micros(
-                        ru.ru_utime.tv_usec as u64 + ru.ru_stime.tv_usec as u64,
-                    ),
-                max_rss_kib: 0,
-            }
-        };
+        // SAFETY: signalling our own child, which has not been reaped yet.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let mut usage = reap(pid);
         usage.max_rss_kib = peak.join().unwrap_or(0);
         (usage, self.started.elapsed())
+    }
+}
+
+/// Waits for child `pid` to exit and returns the CPU time it used.
+fn reap(pid: i32) -> Usage {
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 only writes into the two out-pointers.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::wait4(pid, &mut status, 0, &mut ru);
+        ru
+    };
+    Usage {
+        cpu: Duration::from_secs(ru.ru_utime.tv_sec as u64 + ru.ru_stime.tv_sec as u64)
+            + Duration::from_micros(ru.ru_utime.tv_usec as u64 + ru.ru_stime.tv_usec as u64),
+        max_rss_kib: 0,
     }
 }
 
@@ -691,18 +696,7 @@ fn report_speed(report: &mut String, source: &Path) {
         // wait4 without a signal: the report ends by itself.
         let pid = m.child.id() as i32;
         let peak = watch_peak_rss(m.child.id());
-        let mut usage = unsafe {
-            let mut status = 0;
-            let mut ru: libc::rusage = std::mem::zeroed();
-            libc::wait4(pid, &mut status, 0, &mut ru);
-            Usage {
-                cpu: Duration::from_secs(ru.ru_utime.tv_sec as u64 + ru.ru_stime.tv_sec as u64)
-                    + Duration::from_micros(
-                        ru.ru_utime.tv_usec as u64 + ru.ru_stime.tv_usec as u64,
-                    ),
-                max_rss_kib: 0,
-            }
-        };
+        let mut usage = reap(pid);
         usage.max_rss_kib = peak.join().unwrap_or(0);
         let wall = m.started.elapsed();
         *report += &format!(
