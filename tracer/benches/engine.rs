@@ -10,8 +10,6 @@ use tracer::{
 
 fn event(ts_ns: u64, socket: u64, kind: EventKind, state: TcpState) -> Event {
     Event {
-        ts_ns,
-        kind,
         socket: Some(SocketId(socket)),
         family: Family::Ipv4,
         laddr: IpAddr::from([10, 0, 0, 1]),
@@ -19,15 +17,6 @@ fn event(ts_ns: u64, socket: u64, kind: EventKind, state: TcpState) -> Event {
         raddr: IpAddr::from([10, 0, 0, 2]),
         rport: 80,
         netns: 4026531840,
-        state,
-        old_state: None,
-        process: None,
-        class: None,
-        segs: None,
-        timer: None,
-        reason: None,
-        err: None,
-        probe: None,
         sock: Some(SocketCounters {
             rto_us: 200_000,
             retries1: 3,
@@ -35,7 +24,7 @@ fn event(ts_ns: u64, socket: u64, kind: EventKind, state: TcpState) -> Event {
             syn_retries: 6,
             ..SocketCounters::default()
         }),
-        flags: Vec::new(),
+        ..Event::new(ts_ns, kind, state)
     }
 }
 

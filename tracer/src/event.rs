@@ -358,6 +358,33 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event of `kind` with no socket, addresses or details yet: the base that builders
+    /// (the sweep, tests, benches) complete with struct-update syntax.
+    pub fn new(ts_ns: u64, kind: EventKind, state: TcpState) -> Event {
+        Event {
+            ts_ns,
+            kind,
+            socket: None,
+            family: Family::Ipv4,
+            laddr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            lport: 0,
+            raddr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            rport: 0,
+            netns: 0,
+            state,
+            old_state: None,
+            process: None,
+            class: None,
+            segs: None,
+            timer: None,
+            reason: None,
+            err: None,
+            probe: None,
+            sock: None,
+            flags: Vec::new(),
+        }
+    }
+
     /// `laddr:lport → raddr:rport`, IPv6 in brackets.
     pub fn endpoints(&self) -> String {
         format!(

@@ -126,8 +126,6 @@ impl Sock {
     fn push(&mut self, kind: EventKind, state: TcpState) -> &mut Event {
         self.now += 1_000;
         self.events.push(Event {
-            ts_ns: self.now,
-            kind,
             socket: Some(SocketId(self.id)),
             family: Family::Ipv4,
             laddr: IpAddr::from([10, 0, 0, 1]),
@@ -135,15 +133,7 @@ impl Sock {
             raddr: self.raddr,
             rport: self.rport,
             netns: 4026531840,
-            state,
-            old_state: None,
             process: Some(self.process.clone()),
-            class: None,
-            segs: None,
-            timer: None,
-            reason: None,
-            err: None,
-            probe: None,
             sock: Some(SocketCounters {
                 retransmits: self.consecutive,
                 rto_us: 200_000,
@@ -156,7 +146,7 @@ impl Sock {
                 syn_retries: 6,
                 ..SocketCounters::default()
             }),
-            flags: Vec::new(),
+            ..Event::new(self.now, kind, state)
         });
         self.events.last_mut().expect("just pushed")
     }

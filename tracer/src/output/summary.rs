@@ -202,17 +202,12 @@ mod tests {
 
     fn retransmit(ts_ns: u64, socket: u64, rport: u16, segs: u32) -> Event {
         Event {
-            ts_ns,
-            kind: EventKind::Retransmit,
             socket: Some(SocketId(socket)),
-            family: Family::Ipv4,
             laddr: "10.0.0.1".parse().unwrap(),
             lport: 40000,
             raddr: "10.0.0.2".parse().unwrap(),
             rport,
             netns: 1,
-            state: TcpState::ESTABLISHED,
-            old_state: None,
             process: Some(Process {
                 pid: 7,
                 comm: "curl".into(),
@@ -221,12 +216,7 @@ mod tests {
             }),
             class: Some(RetransmitClass::Rto),
             segs: Some(segs),
-            timer: None,
-            reason: None,
-            err: None,
-            probe: None,
-            sock: None,
-            flags: vec![],
+            ..Event::new(ts_ns, EventKind::Retransmit, TcpState::ESTABLISHED)
         }
     }
 

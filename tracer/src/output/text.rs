@@ -430,8 +430,6 @@ mod tests {
 
     fn event(kind: EventKind) -> Event {
         Event {
-            ts_ns: 5_000_000_000,
-            kind,
             socket: Some(SocketId(0x1f3)),
             family: Family::Ipv4,
             laddr: "10.0.0.1".parse().unwrap(),
@@ -439,17 +437,9 @@ mod tests {
             raddr: "10.0.0.2".parse().unwrap(),
             rport: 443,
             netns: 4026531993,
-            state: TcpState::ESTABLISHED,
-            old_state: None,
             process: Some(process()),
-            class: None,
-            segs: None,
-            timer: None,
-            reason: None,
-            err: None,
-            probe: None,
             sock: Some(counters()),
-            flags: vec![],
+            ..Event::new(5_000_000_000, kind, TcpState::ESTABLISHED)
         }
     }
 

@@ -118,8 +118,6 @@ impl SweptSocket {
     /// The socket as a `sweep` event, so that timelines start with what was already open.
     pub fn to_event(&self, ts_ns: u64) -> Event {
         Event {
-            ts_ns,
-            kind: EventKind::Sweep,
             socket: Some(self.socket),
             family: self.family,
             laddr: self.laddr,
@@ -127,15 +125,8 @@ impl SweptSocket {
             raddr: self.raddr,
             rport: self.rport,
             netns: self.netns,
-            state: self.state,
-            old_state: None,
             process: self.process.clone(),
-            class: None,
-            segs: None,
-            timer: None,
-            reason: None,
-            err: None,
-            probe: None,
+            // tcp_info has no keepalive or retry settings: those stay unknown (0).
             sock: self.info.map(|i| SocketCounters {
                 retransmits: i.retransmits,
                 probes_out: i.probes,
@@ -143,21 +134,10 @@ impl SweptSocket {
                 rto_us: u64::from(i.rto_us),
                 total_retrans: i.total_retrans,
                 packets_out: i.unacked,
-                ca_state: Default::default(),
                 keepalive: self.keepalive,
-                keepalive_idle_ms: 0,
-                keepalive_intvl_ms: 0,
-                keepalive_probes: 0,
-                user_timeout_ms: 0,
-                retries1: 0,
-                retries2: 0,
-                syn_retries: 0,
-                orphan_retries: 0,
                 idle_rx_ms: Some(u64::from(i.last_data_recv_ms.min(i.last_ack_recv_ms))),
                 idle_tx_ms: Some(u64::from(i.last_data_sent_ms)),
-                orphan: false,
-                error: None,
-                soft_error: None,
+                ..SocketCounters::default()
             }),
             flags: self
                 .flags
@@ -167,6 +147,7 @@ impl SweptSocket {
                     Flag::UnresponsiveNow => "unresponsive_now".to_owned(),
                 })
                 .collect(),
+            ..Event::new(ts_ns, EventKind::Sweep, self.state)
         }
     }
 }

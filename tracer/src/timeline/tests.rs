@@ -60,8 +60,6 @@ impl Sock {
     fn event(&mut self, kind: EventKind, state: TcpState) -> Event {
         self.now += 1_000;
         Event {
-            ts_ns: self.now,
-            kind,
             socket: Some(SocketId(self.id)),
             family: Family::Ipv4,
             laddr: IpAddr::from([10, 0, 0, 1]),
@@ -69,20 +67,12 @@ impl Sock {
             raddr: IpAddr::from([10, 0, 0, 2]),
             rport: 80,
             netns: 4026531840,
-            state,
-            old_state: None,
             process: Some(Process {
                 pid: 4242,
                 comm: "app".into(),
                 cgroup_id: 0,
                 owner: OwnerSource::Owner,
             }),
-            class: None,
-            segs: None,
-            timer: None,
-            reason: None,
-            err: None,
-            probe: None,
             sock: Some(SocketCounters {
                 retransmits: self.consecutive,
                 probes_out: self.probes_out,
@@ -98,7 +88,7 @@ impl Sock {
                 orphan: self.orphan,
                 ..SocketCounters::default()
             }),
-            flags: Vec::new(),
+            ..Event::new(self.now, kind, state)
         }
     }
 
