@@ -37,6 +37,8 @@ pub struct Netns {
 impl Netns {
     /// A fresh namespace with loopback up. `tag` makes failures readable.
     pub fn new(tag: &str) -> Netns {
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(remove_abandoned);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("trc-{}-{n}-{tag}", std::process::id());
         run(Command::new("ip").args(["netns", "add", &name]));
@@ -190,13 +192,38 @@ impl Netns {
     }
 }
 
+/// Namespaces of test processes that were killed before their cleanup ran (`trc-PID-...`
+/// whose PID is gone): removed, so that an interrupted run does not load the next one.
+fn remove_abandoned() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("trc-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            delete_netns(&name);
+        }
+    }
+}
+
+fn delete_netns(name: &str) {
+    let _ = Command::new("ip")
+        .args(["netns", "del", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        delete_netns(&self.name);
     }
 }
 

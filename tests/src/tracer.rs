@@ -59,6 +59,7 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Tracer {
     child: Child,
+    args: Vec<String>,
     records: Arc<Mutex<Vec<Value>>>,
     stderr: Arc<Mutex<String>>,
     readers: Vec<JoinHandle<()>>,
@@ -98,6 +99,7 @@ impl Tracer {
         });
         let mut tracer = Tracer {
             child,
+            args: args.to_vec(),
             records,
             stderr,
             readers: vec![stdout_reader, stderr_reader],
@@ -175,13 +177,14 @@ impl Tracer {
         format!(
             "tracer process alive: {alive}; {} records, the last {} (status lines left out):\n{}\n\
              last status: {}\nprograms skipped by the kernel (recursion misses): {}\n\
-             kernel-side counters: {}\ntracer stderr so far:\n{}",
+             kernel-side counters: {}\n{}tracer stderr so far:\n{}",
             records.len(),
             shown.len() - skipped,
             shown[skipped..].join("\n"),
             last_status.map_or("none".into(), Value::to_string),
             self.recursion_misses(),
             self.kernel_counters(),
+            self.namespaces(),
             self.stderr.lock().unwrap()
         )
     }
@@ -204,6 +207,49 @@ impl Tracer {
         } else {
             misses.join(" ")
         }
+    }
+
+    /// What the kernel itself says in the traced namespaces (`--netns`): its TCP counters
+    /// and sockets, to tell a missed event from one that never happened.
+    fn namespaces(&self) -> String {
+        let wanted: Vec<u64> = self
+            .args
+            .windows(2)
+            .filter(|w| w[0] == "--netns")
+            .filter_map(|w| w[1].parse().ok())
+            .collect();
+        let mut out = String::new();
+        for entry in std::fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let Ok(meta) = entry.metadata() else { continue };
+            if !wanted.contains(&std::os::unix::fs::MetadataExt::ino(&meta)) {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let exec = |cmd: &[&str]| {
+                Command::new("ip")
+                    .args(["netns", "exec", &name])
+                    .args(cmd)
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default()
+            };
+            let counters = exec(&["nstat", "-asz"])
+                .lines()
+                .filter(|l| {
+                    ["Abort", "Timeouts", "KeepAlive", "RetransSegs", "OutRsts"]
+                        .iter()
+                        .any(|k| l.contains(k))
+                })
+                .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join("="))
+                .collect::<Vec<_>>()
+                .join(" ");
+            out += &format!("namespace {name}: {counters}\n{}", exec(&["ss", "-tinoea"]));
+        }
+        out
     }
 
     /// The kernel side's own counters (the `STATS` map: emitted, lost, filtered, ...), to
