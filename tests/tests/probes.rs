@@ -70,6 +70,17 @@ fn rto_retransmits_then_timeout(v6: bool) {
     assert_eq!(close["sock"]["error"], "ETIMEDOUT");
     assert_eq!(close["timer"], "write", "the RTO timer gave up");
     assert_eq!(close["family"], family(v6));
+    // The early warning predicted this moment from the kernel's own clock (retrans_stamp):
+    // the real give-up comes at the predicted timer firing, up to the timer wheel's slack.
+    let warning = tracer.wait_for(DEATH_TIMEOUT, "the early warning", |r| {
+        r["verdict"] == "peer_unresponsive" && r["lport"] == port
+    });
+    let predicted = warning["facts"]["predicted_give_up_ns"].as_u64().unwrap();
+    let actual = close["ts_ns"].as_u64().unwrap();
+    assert!(
+        actual.abs_diff(predicted) < 500_000_000,
+        "predicted give-up {predicted} ns, actual {actual} ns: {warning}"
+    );
 
     let records = tracer.records();
     let rtos: Vec<&Value> = of_socket(&records, "retransmit", port)

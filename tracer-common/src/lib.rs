@@ -183,7 +183,9 @@ pub struct RawEvent {
     pub lsndtime: u32,
     /// The task on the CPU when the event fired (often not the owner: softirq, timers).
     pub current_tgid: u32,
-    pub _pad1: u32,
+    /// ms since the oldest unacknowledged segment was first sent (the kernel's
+    /// `retrans_stamp`, the start of its give-up clock); 0 outside a retransmit streak.
+    pub retrans_elapsed_ms: u32,
 }
 
 /// Where a kernel struct member lives, from BTF. `size == 0`: the member is absent on this
@@ -266,6 +268,11 @@ pub struct Config {
     pub tp_keepalive_probes: FieldLoc,
     pub tp_rcv_tstamp: FieldLoc,
     pub tp_lsndtime: FieldLoc,
+    /// `retrans_stamp` and the clock it is compared with (`tcp_mstamp`, in µs; the stamp
+    /// is in ms, or in µs when the `tcp_usec_ts` bit is set, 6.7+).
+    pub tp_retrans_stamp: FieldLoc,
+    pub tp_mstamp: FieldLoc,
+    pub tp_usec_ts: FieldLoc,
     // struct sk_buff, struct net_device, struct timer_list
     pub skb_head: FieldLoc,
     pub skb_network_header: FieldLoc,

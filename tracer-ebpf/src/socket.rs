@@ -132,6 +132,7 @@ pub fn fill_counters<A: Access>(access: A, ev: &mut RawEvent, tp: u64) {
     ev.rcv_tstamp = read(access, tp, config!(tp_rcv_tstamp)) as u32;
     ev.lsndtime = read(access, tp, config!(tp_lsndtime)) as u32;
     ev.jiffies = unsafe { aya_ebpf::helpers::generated::bpf_jiffies64() } as u32;
+    ev.retrans_elapsed_ms = retrans_elapsed_ms(access, tp);
 
     ev.syn_retries = or_default(
         read(access, tp, config!(icsk_syn_retries)),
@@ -152,6 +153,24 @@ pub fn fill_counters<A: Access>(access: A, ev: &mut RawEvent, tp: u64) {
     ev.retries1 = read(access, net, config!(net_tcp_retries1)) as u8;
     ev.retries2 = read(access, net, config!(net_tcp_retries2)) as u8;
     ev.orphan_retries = read(access, net, config!(net_tcp_orphan_retries)) as u8;
+}
+
+/// How long the kernel's give-up clock has run: tcp_write_timeout() compares
+/// `tcp_time_stamp_ts(tp) - retrans_stamp` with the retries budget, both as u32 in ms (or in
+/// µs on sockets with `tcp_usec_ts`). 0 when no retransmit streak is running.
+#[inline(always)]
+fn retrans_elapsed_ms<A: Access>(access: A, tp: u64) -> u32 {
+    let stamp = read(access, tp, config!(tp_retrans_stamp)) as u32;
+    let clock_us = read(access, tp, config!(tp_mstamp));
+    if stamp == 0 || clock_us == 0 {
+        return 0;
+    }
+    // Older kernels have no tcp_usec_ts: their stamps are in ms (size 0 reads as 0).
+    if read(access, tp, config!(tp_usec_ts)) != 0 {
+        ((clock_us as u32).wrapping_sub(stamp) as i32).max(0) as u32 / 1000
+    } else {
+        (((clock_us / 1000) as u32).wrapping_sub(stamp) as i32).max(0) as u32
+    }
 }
 
 /// The kernel stores 0 in a per-socket option meaning "use the namespace default".

@@ -282,6 +282,10 @@ pub struct SocketCounters {
     pub idle_rx_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_tx_ms: Option<u64>,
+    /// How long the kernel's give-up clock has run (since the oldest unacknowledged
+    /// segment was first sent); absent outside a retransmit streak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrans_elapsed_ms: Option<u64>,
     /// The application has closed the socket (SOCK_DEAD).
     #[serde(default, skip_serializing_if = "is_default")]
     pub orphan: bool,
@@ -504,6 +508,8 @@ impl KernelFacts {
             orphan_retries: raw.orphan_retries,
             idle_rx_ms: idle(raw.rcv_tstamp),
             idle_tx_ms: idle(raw.lsndtime),
+            retrans_elapsed_ms: (raw.retrans_elapsed_ms != 0)
+                .then_some(u64::from(raw.retrans_elapsed_ms)),
             orphan: raw.flags & flags::ORPHAN != 0,
             error: (raw.sk_err > 0).then(|| errno_name(raw.sk_err)),
             soft_error: (raw.sk_err_soft > 0).then(|| errno_name(raw.sk_err_soft)),

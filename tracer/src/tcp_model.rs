@@ -46,19 +46,20 @@ pub fn rto_schedule(last_fire_ms: u64, rto_ms: u64, count: usize) -> Vec<u64> {
 }
 
 /// The moment the kernel gives up on unacknowledged data: the first RTO firing at or after
-/// `first_retransmit_ms + budget` (the check runs only when the timer fires). `last_fire_ms`
+/// `clock_start_ms + budget` (the check runs only when the timer fires). `last_fire_ms`
 /// and `next_rto_ms` describe the most recent RTO and the timeout now armed.
 pub fn predicted_give_up_ms(
-    first_retransmit_ms: u64,
+    clock_start_ms: u64,
     budget_ms: u64,
     last_fire_ms: u64,
     next_rto_ms: u64,
+    lateness: f64,
 ) -> u64 {
-    let deadline = first_retransmit_ms + budget_ms;
+    let deadline = clock_start_ms + budget_ms;
     let (mut t, mut rto) = (last_fire_ms, next_rto_ms.max(1));
     // Bounded: the backoff reaches TCP_RTO_MAX quickly and the budget is finite.
     for _ in 0..10_000 {
-        t += rto;
+        t += (rto as f64 * lateness) as u64;
         if t >= deadline {
             return t;
         }
@@ -69,28 +70,36 @@ pub fn predicted_give_up_ms(
 
 /// When the kernel will give up on unacknowledged data, seen from an RTO retransmit at
 /// `last_fire_ms` that reported `rto_ms`. tcp_write_timeout() runs each time the retransmit
-/// timer fires and compares the time since `first_retransmit_ms` (retrans_stamp: the first
-/// retransmit of the streak) with `budget_ms`. The timer armed after that retransmit is
+/// timer fires and compares the time since `clock_start_ms` (retrans_stamp: when the oldest
+/// unacknowledged segment was first sent) with `budget_ms`. The timer armed after that retransmit is
 /// twice the reported RTO (tcp_retransmit_timer() backs off after sending), capped at
 /// TCP_RTO_MAX. With TCP_USER_TIMEOUT, tcp_clamp_rto_to_user_timeout() shortens the timer
 /// so that it fires at the deadline itself.
 ///
-/// The kernel's timer wheel fires long timers up to 1/8 of their length late, so the real
-/// give-up comes at or somewhat after this.
+/// Timers never fire early, and the kernel's timer wheel fires long timers up to 1/8 of
+/// their length late. Each firing checks the budget at its real time, so near the boundary
+/// that lateness decides whether the kernel gives up now or one backoff later: `lateness`
+/// is how late this socket's timer has been running (observed interval ÷ nominal, clamped
+/// to 1.0..=[`MAX_TIMER_LATENESS`]), applied to the firings still to come.
 pub fn predicted_data_give_up_ms(
-    first_retransmit_ms: u64,
+    clock_start_ms: u64,
     budget_ms: u64,
     user_timeout: bool,
     last_fire_ms: u64,
     rto_ms: u64,
+    lateness: f64,
 ) -> u64 {
-    let deadline = first_retransmit_ms + budget_ms;
+    let deadline = clock_start_ms + budget_ms;
     if user_timeout {
         return deadline.max(last_fire_ms);
     }
     let armed = (rto_ms.max(RTO_MIN_MS) * 2).min(RTO_MAX_MS);
-    predicted_give_up_ms(first_retransmit_ms, budget_ms, last_fire_ms, armed)
+    let lateness = lateness.clamp(1.0, MAX_TIMER_LATENESS);
+    predicted_give_up_ms(clock_start_ms, budget_ms, last_fire_ms, armed, lateness)
 }
+
+/// The timer wheel's worst case: a timer fires up to 1/8 of its length after it was due.
+pub const MAX_TIMER_LATENESS: f64 = 1.125;
 
 /// How long a connect() waits for an answer before ETIMEDOUT. The SYN timer starts at
 /// TCP_TIMEOUT_INIT (1 s) and stays there for `linear_timeouts` retransmits
@@ -151,8 +160,8 @@ mod tests {
         // retries2=3 (3 s budget), RTO 200 ms: fires at 0.2, 0.6, 1.4, 3.0 → gives up at 3.0
         // when the first retransmit was at 0.2 (budget ends 3.2) → next fire 6.2.
         assert_eq!(rto_schedule(0, 200, 4), vec![200, 600, 1400, 3000]);
-        assert_eq!(predicted_give_up_ms(200, 3_000, 1400, 1600), 6_200);
-        assert_eq!(predicted_give_up_ms(0, 3_000, 1400, 1600), 3_000);
+        assert_eq!(predicted_give_up_ms(200, 3_000, 1400, 1600, 1.0), 6_200);
+        assert_eq!(predicted_give_up_ms(0, 3_000, 1400, 1600, 1.0), 3_000);
     }
 
     #[test]
@@ -161,23 +170,23 @@ mod tests {
         // budget (924.6 s) ends at 924.8 s, after the firing at 924.6 s: the give-up is the
         // next firing, 120 s later. Seen from the third retransmit (1.4 s, RTO 800 ms).
         assert_eq!(
-            predicted_data_give_up_ms(200, 924_600, false, 1_400, 800),
+            predicted_data_give_up_ms(200, 924_600, false, 1_400, 800, 1.0),
             1_044_600
         );
         // TCP_USER_TIMEOUT: the timer is clamped to the deadline.
         assert_eq!(
-            predicted_data_give_up_ms(200, 5_000, true, 1_400, 800),
+            predicted_data_give_up_ms(200, 5_000, true, 1_400, 800, 1.0),
             5_200
         );
         // Already past it: the clamped timer fires at once.
         assert_eq!(
-            predicted_data_give_up_ms(200, 1_000, true, 1_400, 800),
+            predicted_data_give_up_ms(200, 1_000, true, 1_400, 800, 1.0),
             1_400
         );
         // An RTO below the kernel's minimum (or missing) is taken as TCP_RTO_MIN.
         assert_eq!(
-            predicted_data_give_up_ms(200, 3_000, false, 200, 0),
-            predicted_data_give_up_ms(200, 3_000, false, 200, 200)
+            predicted_data_give_up_ms(200, 3_000, false, 200, 0, 1.0),
+            predicted_data_give_up_ms(200, 3_000, false, 200, 200, 1.0)
         );
     }
 }

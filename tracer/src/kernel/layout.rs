@@ -67,6 +67,8 @@ const MEMBERS: &[(Slot, &str, &str, Need)] = &[
     (|c| &mut c.tp_keepalive_probes, "tcp_sock", "keepalive_probes", Need::Optional("per-socket keepalive probe count")),
     (|c| &mut c.tp_rcv_tstamp, "tcp_sock", "rcv_tstamp", Need::Optional("time since the last ACK")),
     (|c| &mut c.tp_lsndtime, "tcp_sock", "lsndtime", Need::Optional("time since the last send")),
+    (|c| &mut c.tp_retrans_stamp, "tcp_sock", "retrans_stamp", Need::Optional("the kernel's give-up clock (exact give-up prediction)")),
+    (|c| &mut c.tp_mstamp, "tcp_sock", "tcp_mstamp", Need::Optional("the kernel's give-up clock (exact give-up prediction)")),
     (|c| &mut c.skb_head, "sk_buff", "head", Need::Optional("resets for segments that matched no socket")),
     (|c| &mut c.skb_network_header, "sk_buff", "network_header", Need::Optional("resets for segments that matched no socket")),
     (|c| &mut c.skb_transport_header, "sk_buff", "transport_header", Need::Optional("resets for segments that matched no socket")),
@@ -103,6 +105,10 @@ pub fn resolve(btf: &KernelBtf) -> anyhow::Result<(Config, Vec<Missing>)> {
             },
         }
     }
+    // Microsecond TCP timestamps (6.7+); without the bit, stamps are in ms.
+    config.tp_usec_ts = btf
+        .field("tcp_sock", "tcp_usec_ts")
+        .unwrap_or(FieldLoc::ABSENT);
     // tcp_skb_pcount(): skb->cb holds struct tcp_skb_cb.
     match (
         btf.offset_of("sk_buff", "cb"),

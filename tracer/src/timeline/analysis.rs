@@ -114,6 +114,8 @@ impl Mark {
 pub struct Streak {
     pub count: u32,
     pub first: Option<Mark>,
+    /// The one before `last`: with it, how late the timer has been running.
+    pub previous: Option<Mark>,
     pub last: Option<Mark>,
 }
 
@@ -123,6 +125,7 @@ impl Streak {
             self.first = Some(m);
         }
         self.count += 1;
+        self.previous = self.last;
         self.last = Some(m);
     }
 
@@ -406,12 +409,27 @@ impl Analysis {
         }
         let Some(first) = self.rto.first else { return };
         let budget_ms = tcp_model::data_give_up_budget_ms(sock.retries2, sock.user_timeout_ms);
+        // The kernel's clock starts when the oldest unacknowledged segment was first sent,
+        // an RTO (or a loss probe) before the first retransmit we saw; read from the socket
+        // where the kernel exposes it.
+        let clock_start_ms = match sock.retrans_elapsed_ms {
+            Some(elapsed) => ns_to_ms(e.ts_ns).saturating_sub(elapsed),
+            None => ns_to_ms(first.ts_ns),
+        };
+        // The RTO that just expired is the interval since the previous RTO, nominally.
+        let lateness = match self.rto.previous {
+            Some(prev) if sock.rto_us > 0 => {
+                e.ts_ns.saturating_sub(prev.ts_ns) as f64 / (sock.rto_us as f64 * 1000.0)
+            }
+            _ => 1.0,
+        };
         let give_up_ms = tcp_model::predicted_data_give_up_ms(
-            ns_to_ms(first.ts_ns),
+            clock_start_ms,
             budget_ms,
             sock.user_timeout_ms != 0,
             ns_to_ms(e.ts_ns),
             sock.rto_us / 1000,
+            lateness,
         );
         let now_ms = ns_to_ms(e.ts_ns);
         let budget = budget_text(sock.retries2, sock.user_timeout_ms, budget_ms);

@@ -349,6 +349,44 @@ fn the_default_warning_comes_minutes_before_the_give_up() {
 }
 
 #[test]
+fn the_warning_follows_the_kernel_clock_and_the_timer_lateness() {
+    // Measured on 6.18 with tcp_retries2=4 (budget 6.2 s from retrans_stamp, the first RTO
+    // retransmit): RTOs 204, 408, 816 ms, each firing ~2% late (HZ rounding). At the warning
+    // the kernel's clock reads 1252 ms. With the nominal RTOs the firing 4.9 s later would
+    // fall 52 ms short of the budget, one more backoff (6.5 s); the timers really fire 2%
+    // late, so the kernel gave up 5.09 s after the warning.
+    let mut s = Sock::new(1)
+        .retries2(4)
+        .established()
+        .after_ms(204)
+        .retransmit(Rto, 1, 204)
+        .after_ms(420)
+        .retransmit(Rto, 2, 408)
+        .after_ms(832)
+        .retransmit(Rto, 3, 816);
+    let warned_at_ms = s.events.last().unwrap().ts_ns / MS;
+    s.events
+        .last_mut()
+        .unwrap()
+        .sock
+        .as_mut()
+        .unwrap()
+        .retrans_elapsed_ms = Some(1_252);
+    let v = verdicts_of(&s);
+    assert_eq!(kinds(&v), [PeerUnresponsive]);
+    let lead_ms = v[0].facts.predicted_give_up_ns.unwrap() / MS - warned_at_ms;
+    assert!(
+        (4_950..5_050).contains(&lead_ms),
+        "predicted {lead_ms} ms ahead"
+    );
+    assert!(
+        v[0].explanation.contains("give up in about 5.0 s"),
+        "{}",
+        v[0].explanation
+    );
+}
+
+#[test]
 fn an_icmp_error_can_replace_etimedout() {
     let s = Sock::new(1).established().rtos(2).after_ms(800).close_with(
         S::ESTABLISHED,
