@@ -53,6 +53,20 @@ where
     serde_json::from_slice(&run_ok(args).stdout).expect("tracer printed JSON")
 }
 
+/// `tracer sockets --json` of one namespace (by inode), flagging sockets idle longer than
+/// `idle_threshold` (e.g. "1s").
+pub fn sockets_json(netns_inode: u32, idle_threshold: &str) -> Value {
+    let netns = netns_inode.to_string();
+    run_json([
+        "sockets",
+        "--json",
+        "--netns",
+        &netns,
+        "--idle-threshold",
+        idle_threshold,
+    ])
+}
+
 /// Loading BTF and attaching programs takes a moment, longer in a debug build on a busy
 /// machine.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);

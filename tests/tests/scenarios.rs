@@ -13,7 +13,7 @@ use serde_json::Value;
 use tracer_tests::{
     Hosts, Routed, Tracer, both_families, require_root,
     scenario::{ClientOptions, abort, connect, establish, establish_between},
-    tracer::run_json,
+    tracer::sockets_json,
     wait_until,
 };
 
@@ -181,16 +181,8 @@ fn cable_pulled_without_keepalive(v6: bool) {
     let conn = establish(&hosts, v6, ClientOptions::default());
     let port = conn.client_port;
     hosts.client.blackhole_from(Hosts::server_addr(v6));
-    let netns = hosts.client.inode.to_string();
     wait_until(VERDICT_TIMEOUT, "the sweep to flag half_open_risk", || {
-        let snapshot = run_json([
-            "sockets",
-            "--json",
-            "--netns",
-            &netns,
-            "--idle-threshold",
-            "1s",
-        ]);
+        let snapshot = sockets_json(hosts.client.inode, "1s");
         snapshot["sockets"]
             .as_array()?
             .iter()

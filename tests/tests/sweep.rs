@@ -8,7 +8,7 @@ use socket2::{SockRef, TcpKeepalive};
 use tracer_tests::{
     Hosts, Netns, Tracer, require_root,
     scenario::{ClientOptions, establish},
-    tracer::{run_json, tracer_bin},
+    tracer::{run_json, sockets_json, tracer_bin},
     wait_until,
 };
 
@@ -34,20 +34,11 @@ fn half_open(v6: bool) {
         },
     );
     hosts.client.blackhole_from(Hosts::server_addr(v6));
-    let netns = hosts.client.inode.to_string();
-    let args = [
-        "sockets",
-        "--json",
-        "--netns",
-        &netns,
-        "--idle-threshold",
-        "1s",
-    ];
     let flagged = wait_until(
         Duration::from_secs(20),
         "the idle socket to be flagged",
         || {
-            let snapshot = run_json(args);
+            let snapshot = sockets_json(hosts.client.inode, "1s");
             let s = socket_with_lport(&snapshot, plain.client_port)?;
             (s["flags"].as_array()?.iter().any(|f| f == "half_open_risk")).then_some(snapshot)
         },
@@ -68,6 +59,7 @@ fn half_open(v6: bool) {
         "keepalive protects it: {guarded_socket}"
     );
     // The text table says the same.
+    let netns = hosts.client.inode.to_string();
     let out = Command::new(tracer_bin())
         .args([
             "sockets",
