@@ -99,6 +99,18 @@ fn rto_retransmits_then_timeout(v6: bool) {
         assert_eq!(r["process"]["pid"], std::process::id());
         assert_eq!(r["raddr"], Hosts::server_addr(v6).to_string());
     }
+    // The kernel's give-up clock (retrans_stamp) starts at the first RTO retransmit; the
+    // tracepoint fires before the kernel sets it, so the first event has none.
+    let first_ns = rtos[0]["ts_ns"].as_u64().unwrap();
+    assert!(rtos[0]["sock"].get("retrans_elapsed_ms").is_none());
+    for r in &rtos[1..] {
+        let since_first_ms = (r["ts_ns"].as_u64().unwrap() - first_ns) / 1_000_000;
+        let clock_ms = r["sock"]["retrans_elapsed_ms"].as_u64().unwrap();
+        assert!(
+            clock_ms.abs_diff(since_first_ms) <= 5,
+            "retrans_elapsed_ms {clock_ms} vs {since_first_ms} ms since the first RTO"
+        );
+    }
     let rto_ms: Vec<u64> = rtos
         .iter()
         .map(|r| r["sock"]["rto_us"].as_u64().unwrap() / 1000)
