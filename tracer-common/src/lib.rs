@@ -183,8 +183,8 @@ pub struct RawEvent {
     pub lsndtime: u32,
     /// The task on the CPU when the event fired (often not the owner: softirq, timers).
     pub current_tgid: u32,
-    /// ms since the oldest unacknowledged segment was first sent (the kernel's
-    /// `retrans_stamp`, the start of its give-up clock); 0 outside a retransmit streak.
+    /// ms on the kernel's give-up clock (`retrans_stamp`: set by the streak's first RTO
+    /// retransmit, after its tracepoint fired); 0 outside a retransmit streak.
     pub retrans_elapsed_ms: u32,
 }
 

@@ -282,8 +282,8 @@ pub struct SocketCounters {
     pub idle_rx_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_tx_ms: Option<u64>,
-    /// How long the kernel's give-up clock has run (since the oldest unacknowledged
-    /// segment was first sent); absent outside a retransmit streak.
+    /// How long the kernel's give-up clock (retrans_stamp, set at the streak's first RTO
+    /// retransmit) has run; absent outside a streak and on that first RTO's own event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrans_elapsed_ms: Option<u64>,
     /// The application has closed the socket (SOCK_DEAD).

@@ -70,8 +70,8 @@ pub fn predicted_give_up_ms(
 
 /// When the kernel will give up on unacknowledged data, seen from an RTO retransmit at
 /// `last_fire_ms` that reported `rto_ms`. tcp_write_timeout() runs each time the retransmit
-/// timer fires and compares the time since `clock_start_ms` (retrans_stamp: when the oldest
-/// unacknowledged segment was first sent) with `budget_ms`. The timer armed after that retransmit is
+/// timer fires and compares the time since `clock_start_ms` (retrans_stamp: the streak's first
+/// RTO retransmit) with `budget_ms`. The timer armed after that retransmit is
 /// twice the reported RTO (tcp_retransmit_timer() backs off after sending), capped at
 /// TCP_RTO_MAX. With TCP_USER_TIMEOUT, tcp_clamp_rto_to_user_timeout() shortens the timer
 /// so that it fires at the deadline itself.

@@ -409,9 +409,8 @@ impl Analysis {
         }
         let Some(first) = self.rto.first else { return };
         let budget_ms = tcp_model::data_give_up_budget_ms(sock.retries2, sock.user_timeout_ms);
-        // The kernel's clock starts when the oldest unacknowledged segment was first sent,
-        // an RTO (or a loss probe) before the first retransmit we saw; read from the socket
-        // where the kernel exposes it.
+        // The kernel's clock (retrans_stamp) starts at the streak's first RTO retransmit; read
+        // from the socket, it is right even when the tracer started mid-streak.
         let clock_start_ms = match sock.retrans_elapsed_ms {
             Some(elapsed) => ns_to_ms(e.ts_ns).saturating_sub(elapsed),
             None => ns_to_ms(first.ts_ns),
