@@ -269,13 +269,14 @@ impl Tracer {
     /// The kernel side's own counters (the `STATS` map: emitted, lost, filtered, ...), to
     /// tell an event the kernel never produced from one that was lost on the way.
     fn kernel_counters(&self) -> String {
-        const NAMES: [&str; 6] = [
+        const NAMES: [&str; 7] = [
             "emitted",
             "lost",
             "filtered",
             "timer_brackets",
             "probes_seen",
             "probes_late",
+            "rescued",
         ];
         for id in self.object_ids("map_id:") {
             let id = id.to_string();

@@ -11,6 +11,9 @@
 
 pub const TASK_COMM_LEN: usize = 16;
 
+/// Size of the `EVENTS` ring buffer unless the user asks for another (`--ring-buffer-size`).
+pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
+
 /// What a [`RawEvent`] reports. Stored as `u8` in [`RawEvent::kind`].
 pub mod kind {
     /// `sock:inet_sock_set_state`: `old_state` → `state`.
@@ -86,6 +89,37 @@ pub mod flags {
     pub const COUNTERS: u8 = 16;
 }
 
+/// Bits of [`Config::features`]: what this kernel allows tracing programs to do. The loader
+/// probes each one before loading; the programs branch on these constants, and the verifier
+/// removes the branch this kernel cannot take (so a helper it does not allow is never seen).
+pub mod feature {
+    /// `bpf_get_socket_cookie()` on a BTF socket pointer (5.12+). Without it the socket
+    /// identity is the stored `skc_cookie` when one was generated (sock_diag, SO_COOKIE), else
+    /// a synthetic id the programs assign at first sight (see [`super::SYNTHETIC_COOKIE_BIT`]).
+    pub const SOCKET_COOKIE: u32 = 1;
+}
+
+/// Synthetic socket ids (kernels without `bpf_get_socket_cookie` in tracing programs) have
+/// this bit set, and the CPU and a per-CPU counter below it: never equal to a kernel cookie
+/// (which counts up from 1) nor to userspace's tuple-keyed ids (bit 63).
+pub const SYNTHETIC_COOKIE_BIT: u64 = 1 << 62;
+
+/// Hooks whose program has a nested-context twin ([`Config`] has no switch for it: the twin
+/// always loads). BPF skips a tracing program that is hit again on a CPU where it is already
+/// running (a softirq interrupting it in process context) and counts the skip in that
+/// program's `recursion_misses`; the twin, a second program on the same tracepoint, handles
+/// exactly those nested hits, counting them in `RESCUED[hook]`.
+pub mod hook {
+    pub const SET_STATE: u32 = 0;
+    pub const RETRANSMIT: u32 = 1;
+    pub const SYNACK: u32 = 2;
+    pub const SEND_RESET: u32 = 3;
+    pub const RECV_RESET: u32 = 4;
+    pub const ERROR_REPORT: u32 = 5;
+    pub const DESTROY: u32 = 6;
+    pub const COUNT: u32 = 7;
+}
+
 /// Bits of [`Config::filters`]: which in-kernel filters are active.
 pub mod filter {
     pub const NETNS: u32 = 1;
@@ -110,7 +144,10 @@ pub mod stat {
     /// Of those, probes found at the socket's next timer run because the run that sent them
     /// went unseen (reported late, never lost).
     pub const PROBES_LATE: u32 = 5;
-    pub const COUNT: u32 = 6;
+    /// Events a nested-context twin handled because its primary program was already running
+    /// on that CPU (see [`super::hook`]); per hook in the `RESCUED` map, summed here.
+    pub const RESCUED: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 /// One event, written by the kernel into the `EVENTS` ring buffer.
@@ -159,7 +196,11 @@ pub struct RawEvent {
     pub retries1: u8,
     pub retries2: u8,
     pub orphan_retries: u8,
-    pub _pad0: [u8; 2],
+    /// Probe events stand for the probes numbered `probe_first..=probes_out` (earlier
+    /// probes whose own timer run went unseen are reported with the next one); 0: only
+    /// `probes_out`.
+    pub probe_first: u8,
+    pub _pad0: u8,
     /// sk_err (positive errno), or sk_err_soft when sk_err is 0 — see `err_soft`.
     pub sk_err: i32,
     pub sk_err_soft: i32,
@@ -282,9 +323,8 @@ pub struct Config {
     pub skb_tcp_gso_segs: FieldLoc,
     pub dev_nd_net: FieldLoc,
     pub timer_function: FieldLoc,
-    /// Kernel addresses of the timer callbacks (from /proc/kallsyms; 0 = unknown).
-    pub fn_tcp_write_timer: u64,
-    pub fn_tcp_keepalive_timer: u64,
+    /// [`feature`] bits.
+    pub features: u32,
     /// Bit numbers in `sk_flags` (enum sock_flags).
     pub sock_flag_dead: u32,
     pub sock_flag_keepopen: u32,
@@ -294,6 +334,15 @@ pub struct Config {
     /// drains it on a short timer): a wakeup per event costs more than the event itself.
     pub wakeup_bytes: u32,
     pub filter_comm: [u8; TASK_COMM_LEN],
+}
+
+/// Indices of the `TIMER_CALLBACKS` map's value: kernel addresses of TCP's timer callbacks,
+/// learned by the programs from the first TCP socket they see (its timers' `function`), or
+/// written by the loader from /proc/kallsyms when that is readable (0: not known yet).
+pub mod timer_callback {
+    pub const KEEPALIVE: usize = 0;
+    pub const WRITE: usize = 1;
+    pub const COUNT: usize = 2;
 }
 
 /// What the kernel remembers about a socket's owner (`OWNERS` map, keyed by cookie).
@@ -321,10 +370,16 @@ pub struct ListenKey {
 pub struct TimerBracket {
     /// The socket whose timer runs (0: none).
     pub sk: u64,
+    /// When the callback started (CLOCK_BOOTTIME ns): the time of probes found late.
+    pub ts_ns: u64,
     pub timer: u8,
     pub pending: u8,
+    /// icsk_probes_out when the callback started.
     pub probes_out: u8,
-    pub _pad: [u8; 5],
+    /// The first of the probes sent by earlier runs of this timer that went unseen (they are
+    /// reported with this run); 0: none.
+    pub late_from: u8,
+    pub _pad: [u8; 4],
 }
 
 // The ring-buffer record must keep its size and 8-byte alignment on both sides.

@@ -439,7 +439,26 @@ impl KernelFacts {
         u64::from(jiffies) * 1000 / u64::from(self.hz.max(1))
     }
 
-    /// Decodes one ring-buffer record.
+    /// Decodes one ring-buffer record into its events: one, except for a probe record that
+    /// also stands for earlier probes whose own timer runs went unseen (`probe_first`),
+    /// which becomes one event per probe, in order.
+    pub fn decode_into(&self, raw: &RawEvent, out: &mut impl FnMut(Event)) {
+        let Some(event) = self.decode(raw) else {
+            return;
+        };
+        if let Some(last) = event.probe
+            && raw.probe_first != 0
+        {
+            for number in raw.probe_first..last {
+                let mut earlier = event.clone();
+                earlier.probe = Some(number);
+                out(earlier);
+            }
+        }
+        out(event);
+    }
+
+    /// Decodes one ring-buffer record (see [`Self::decode_into`] for probe ranges).
     pub fn decode(&self, raw: &RawEvent) -> Option<Event> {
         let kind = match raw.kind {
             kind::STATE_CHANGE => EventKind::StateChange,
@@ -619,6 +638,21 @@ mod tests {
         let e = facts().decode(&r).unwrap();
         assert_eq!(e.socket, None);
         assert_eq!(e.reason.as_deref(), Some("NO_SOCKET"));
+    }
+
+    #[test]
+    fn a_probe_record_with_unseen_earlier_probes_becomes_one_event_each() {
+        let mut r = raw(kind::KEEPALIVE_PROBE);
+        r.flags = flags::COUNTERS;
+        r.probes_out = 3;
+        r.probe_first = 2;
+        let mut numbers = Vec::new();
+        facts().decode_into(&r, &mut |e| numbers.push(e.probe));
+        assert_eq!(numbers, [Some(2), Some(3)]);
+        r.probe_first = 0;
+        numbers.clear();
+        facts().decode_into(&r, &mut |e| numbers.push(e.probe));
+        assert_eq!(numbers, [Some(3)]);
     }
 
     #[test]

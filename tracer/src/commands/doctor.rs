@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::{
     cli::DoctorArgs,
-    kernel::{DEGRADES_WITHOUT, HookStatus, btf::KernelBtf, hook_availability, host, privileges},
+    kernel::{self, HookState, HookStatus, btf::KernelBtf, hooks, host, privileges},
     sweep::{netns, sysctl::TcpSysctls},
     tcp_model::{self, RTO_MIN_MS},
     timeline::words::duration_ms,
@@ -52,7 +52,12 @@ pub struct Report {
     pub btf: bool,
     /// What tracing lacks to run, if anything.
     pub tracing_blocked_by: Option<String>,
+    /// Whether every program was verified by this kernel (needs the privileges tracing
+    /// needs); otherwise hooks only say whether the tracepoint exists.
+    pub verified: bool,
     pub hooks: Vec<Hook>,
+    /// Kernel struct members this kernel lacks, with what that costs.
+    pub missing: Vec<String>,
     pub namespaces: Vec<Namespace>,
     pub problems: Vec<String>,
 }
@@ -98,25 +103,37 @@ fn netns_names() -> BTreeMap<u32, Vec<String>> {
 }
 
 pub fn examine() -> Report {
-    let btf = KernelBtf::load();
-    let symbols = host::kallsyms(&["tcp_write_timer", "tcp_keepalive_timer"]);
-    let hooks = match &btf {
-        Ok(btf) => hook_availability(btf, symbols.len() == 2),
-        Err(_) => Vec::new(),
+    let tracing_blocked_by = privileges::check_tracing()
+        .and_then(|()| kernel::check_kernel_floor(&host::kernel_release()))
+        .err()
+        .map(|e| e.to_string());
+    let mut problems = Vec::new();
+    let (statuses, missing, verified) = if tracing_blocked_by.is_none() {
+        match kernel::verify() {
+            Ok(v) => (
+                v.hooks,
+                v.missing_members
+                    .iter()
+                    .map(|m| format!("{}: {}", m.member, m.cost))
+                    .collect(),
+                true,
+            ),
+            Err(e) => {
+                problems.push(format!("verifying the kernel programs: {e:#}"));
+                (present_hooks(), Vec::new(), false)
+            }
+        }
+    } else {
+        (present_hooks(), Vec::new(), false)
     };
-    let hooks = hooks
+    let hooks = statuses
         .into_iter()
         .map(|status| Hook {
-            without_it: DEGRADES_WITHOUT
-                .iter()
-                .find(|(tp, _)| *tp == status.tracepoint)
-                .map(|(_, cost)| (*cost).to_owned())
-                .unwrap_or_default(),
+            without_it: hooks::cost_without(&status.tracepoint).to_owned(),
             status,
         })
         .collect();
     let names = netns_names();
-    let mut problems = Vec::new();
     let namespaces = netns::in_each(&netns::discover(), |_| crate::sweep::sysctl::read_current())
         .into_iter()
         .filter_map(|(inode, result)| match result {
@@ -136,11 +153,35 @@ pub fn examine() -> Report {
         kernel_release: host::kernel_release(),
         hz: host::kernel_hz().ok(),
         btf: Path::new(crate::kernel::btf::VMLINUX).exists(),
-        tracing_blocked_by: privileges::check_tracing().err().map(|e| e.to_string()),
+        tracing_blocked_by,
+        verified,
         hooks,
+        missing,
         namespaces,
         problems,
     }
+}
+
+/// Without the privileges to verify: which tracepoints this kernel has (from its BTF).
+fn present_hooks() -> Vec<HookStatus> {
+    let Ok(btf) = KernelBtf::load() else {
+        return Vec::new();
+    };
+    hooks::tracepoints()
+        .into_iter()
+        .map(|tracepoint| {
+            let hook = btf
+                .tracepoint_arity(tracepoint)
+                .and_then(|arity| hooks::choose_variant(tracepoint, arity));
+            match hook {
+                Some(hook) => HookStatus::new(hook),
+                None => HookStatus::unavailable(
+                    hooks::first_hook(tracepoint),
+                    "this kernel has no such tracepoint",
+                ),
+            }
+        })
+        .collect()
 }
 
 pub fn run(args: DoctorArgs) -> Result<()> {
@@ -168,20 +209,47 @@ fn write_text(out: &mut dyn Write, r: &Report) -> Result<()> {
         None => writeln!(out, "tracing: can run here")?,
         Some(why) => writeln!(out, "tracing: cannot run: {why}")?,
     }
-    writeln!(out, "\nkernel hooks:")?;
+    if r.verified {
+        writeln!(
+            out,
+            "\nkernel hooks (every program verified by this kernel):"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "\nkernel hooks (tracepoints present; the programs were not verified: that needs \
+             what tracing needs)"
+        )?;
+    }
     for h in &r.hooks {
-        match &h.status.problem {
-            None => writeln!(
-                out,
-                "  ok       {:<22} {}",
-                h.status.tracepoint, h.status.provides
-            )?,
-            Some(problem) => writeln!(
-                out,
-                "  MISSING  {:<22} {problem}; without it: {}",
-                h.status.tracepoint, h.without_it
-            )?,
-        }
+        let s = &h.status;
+        let (word, detail) = match (s.state, &s.problem, &s.degraded) {
+            (Some(HookState::Failed), problem, _) => (
+                "FAILED",
+                format!(
+                    "{}; without it: {}",
+                    problem.as_deref().unwrap_or(""),
+                    h.without_it
+                ),
+            ),
+            (Some(HookState::Unavailable), problem, _) => (
+                "missing",
+                format!(
+                    "{}; without it: {}",
+                    problem.as_deref().unwrap_or(""),
+                    h.without_it
+                ),
+            ),
+            (Some(HookState::Degraded), _, Some(lost)) => {
+                ("degraded", format!("{}; but no {lost}", s.provides))
+            }
+            (Some(_), _, _) => ("ok", s.provides.clone()),
+            (None, _, _) => ("present", s.provides.clone()),
+        };
+        writeln!(out, "  {word:<9}{:<22} {detail}", s.tracepoint)?;
+    }
+    for missing in &r.missing {
+        writeln!(out, "  member   {missing}")?;
     }
     writeln!(
         out,

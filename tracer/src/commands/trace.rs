@@ -71,10 +71,12 @@ impl Pipeline {
     }
 
     fn raw(&mut self, raw: &mut Vec<RawEvent>, sinks: &mut [&mut dyn Sink]) -> Result<()> {
+        let mut decoded = Vec::with_capacity(raw.len());
         for r in raw.drain(..) {
-            if let Some(event) = self.facts.decode(&r) {
-                self.event(event, sinks)?;
-            }
+            self.facts.decode_into(&r, &mut |e| decoded.push(e));
+        }
+        for event in decoded {
+            self.event(event, sinks)?;
         }
         self.flush(sinks)
     }

@@ -5,16 +5,42 @@
 //! [`tracer_common::Config`]. A member this kernel lacks stays [`FieldLoc::ABSENT`] and the
 //! loader says what that costs; it is never guessed.
 
-use std::{collections::HashMap, path::Path};
+use std::{cell::RefCell, collections::HashMap, path::Path};
 
 use anyhow::{Context, Result, anyhow, bail};
-use btf_rs::{Btf, BtfType, Type};
+use btf_rs::{Backend, Btf, BtfType, Type};
 use tracer_common::FieldLoc;
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 pub struct KernelBtf {
     btf: Btf,
+    /// Name → types, for the few dozen names the loader asks about: the file is mapped, not
+    /// parsed up front (a full parse of vmlinux BTF costs tens of MB and, under emulation,
+    /// minutes), and each uncached lookup scans its type table once.
+    by_name: RefCell<HashMap<String, Vec<Type>>>,
+}
+
+/// Maps the BTF file. sysfs lets vmlinux BTF be mapped only from 6.10 or so; on older
+/// kernels the bytes are read once into an in-memory file, which is mapped instead (one
+/// read, no per-type file access, no up-front parse).
+fn map_btf(path: &Path) -> Result<Btf> {
+    match Btf::from_file_with_backend(path, Backend::Mmap) {
+        Ok(btf) => Ok(btf),
+        Err(direct) => {
+            let bytes = std::fs::read(path)?;
+            let memfd = nix::sys::memfd::memfd_create(
+                c"tracer-btf",
+                nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+            )
+            .context("memfd_create")?;
+            let mut file = std::fs::File::from(memfd);
+            std::io::Write::write_all(&mut file, &bytes)?;
+            let copy = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+            Btf::from_file_with_backend(&copy, Backend::Mmap)
+                .map_err(|e| anyhow!("mapping it failed ({direct}), and so did a copy ({e})"))
+        }
+    }
 }
 
 /// A member found inside a struct: where it starts (in bits) and its resolved type.
@@ -30,21 +56,35 @@ impl KernelBtf {
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let btf = Btf::from_file(path).map_err(|e| {
+        let btf = map_btf(path).map_err(|e| {
             anyhow!(
-                "cannot read kernel BTF at {}: {e} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)",
+                "cannot read kernel BTF at {}: {e:#} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)",
                 path.display()
             )
         })?;
-        Ok(Self { btf })
+        Ok(Self {
+            btf,
+            by_name: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// Every type called `name` (empty when there is none).
+    fn types_named(&self, name: &str) -> Result<Vec<Type>> {
+        if let Some(types) = self.by_name.borrow().get(name) {
+            return Ok(types.clone());
+        }
+        let types = self
+            .btf
+            .resolve_types_by_name(name)
+            .map_err(|e| anyhow!("reading BTF type {name}: {e}"))?;
+        self.by_name
+            .borrow_mut()
+            .insert(name.to_owned(), types.clone());
+        Ok(types)
     }
 
     fn struct_type(&self, name: &str) -> Result<btf_rs::Struct> {
-        for ty in self
-            .btf
-            .resolve_types_by_name(name)
-            .map_err(|e| anyhow!("BTF has no type {name}: {e}"))?
-        {
+        for ty in self.types_named(name)? {
             if let Type::Struct(s) = ty {
                 return Ok(s);
             }
@@ -182,7 +222,7 @@ impl KernelBtf {
     /// Value → name of every member of `enum name` (e.g. `sk_rst_reason`).
     pub fn enum_values(&self, name: &str) -> Result<HashMap<u64, String>> {
         let mut out = HashMap::new();
-        for ty in self.btf.resolve_types_by_name(name)? {
+        for ty in self.types_named(name)? {
             match ty {
                 Type::Enum(e) => {
                     for m in &e.members {
@@ -214,8 +254,7 @@ impl KernelBtf {
     pub fn tracepoint_arity(&self, name: &str) -> Option<usize> {
         let typedef = format!("btf_trace_{name}");
         let ty = self
-            .btf
-            .resolve_types_by_name(&typedef)
+            .types_named(&typedef)
             .ok()?
             .into_iter()
             .find(|t| matches!(t, Type::Typedef(_)))?;

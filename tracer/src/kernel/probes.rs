@@ -1,115 +1,37 @@
-//! Loading, attaching and reading the kernel programs.
+//! Loading, verifying, attaching and reading the kernel programs.
 
-use std::{collections::BTreeMap, net::IpAddr, os::fd::AsRawFd};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+    os::fd::{AsFd, AsRawFd},
+    time::Instant,
+};
 
 use anyhow::{Context, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
-    programs::BtfTracePoint,
+    maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
+    programs::{BtfTracePoint, Program, ProgramError},
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{Interest, unix::AsyncFd};
-use tracer_common::{Config, RawEvent, TASK_COMM_LEN, filter, stat};
+use tracer_common::{
+    Config, DEFAULT_RING_BYTES, RawEvent, TASK_COMM_LEN, filter, stat, timer_callback,
+};
 
 use super::{
     btf::KernelBtf,
+    features::{self, Features},
+    hooks::{self, Hook, HookState, HookStatus},
     host,
     layout::{self, Missing},
 };
 
-/// EVENTS' size in tracer-ebpf.
-const DEFAULT_RING_BYTES: u32 = 4 << 20;
 /// How often the reader drains the ring buffer without being woken (see `wakeup_bytes`).
 pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The kernel programs, built from `tracer-ebpf` by build.rs.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-probes"));
-
-/// One kernel hook: the program, the tracepoint, and what the user loses without it.
-struct Hook {
-    program: &'static str,
-    tracepoint: &'static str,
-    /// Arguments the program reads; the variant with the most that the kernel has wins.
-    reads_args: usize,
-    needs_timer_symbols: bool,
-    provides: &'static str,
-}
-
-/// What each tracepoint's absence costs, by verdict (for `tracer doctor`).
-#[rustfmt::skip]
-pub const DEGRADES_WITHOUT: &[(&str, &str)] = &[
-    ("inet_sock_set_state", "everything: tracing cannot start without it"),
-    ("tcp_retransmit_skb", "peer_unresponsive; retransmit counts in retries_exhausted, connect_timeout and orphan_timeout"),
-    ("tcp_retransmit_synack", "server-side SYN-ACK retransmits (no verdict depends on them)"),
-    ("tcp_send_reset", "local_abort, and resets sent for segments that matched no socket"),
-    ("tcp_receive_reset", "peer_reset's evidence and its lost-state detection"),
-    ("inet_sk_error_report", "error reports in timelines (no verdict depends on them)"),
-    ("tcp_destroy_sock", "dead_socket_held, and releasing finished timelines"),
-    ("timer_expire_entry", "keepalive probe counts in keepalive_exhausted; RTO and TLP classification"),
-    ("timer_expire_exit", "keepalive and zero-window probe events"),
-    ("sock_send_length", "owners of accepted sockets (the listener's process stands in)"),
-    ("sock_recv_length", "owners of accepted sockets (the listener's process stands in)"),
-];
-
-/// Which hooks this kernel would give us, without loading anything (for `tracer doctor`).
-pub fn hook_availability(btf: &KernelBtf, timer_symbols: bool) -> Vec<HookStatus> {
-    let mut tracepoints: Vec<&str> = HOOKS.iter().map(|h| h.tracepoint).collect();
-    tracepoints.dedup();
-    tracepoints
-        .into_iter()
-        .map(|tracepoint| {
-            let arity = btf.tracepoint_arity(tracepoint);
-            let hook = arity
-                .and_then(|a| choose_variant(tracepoint, a))
-                .or_else(|| HOOKS.iter().find(|h| h.tracepoint == tracepoint))
-                .expect("every tracepoint has a hook");
-            let problem = match arity {
-                None => Some("this kernel has no such tracepoint".to_owned()),
-                Some(_) if hook.needs_timer_symbols && !timer_symbols => {
-                    Some("timer callbacks hidden in /proc/kallsyms".to_owned())
-                }
-                Some(_) => None,
-            };
-            HookStatus {
-                tracepoint: tracepoint.into(),
-                program: hook.program.into(),
-                attached: problem.is_none(),
-                provides: hook.provides.into(),
-                problem,
-            }
-        })
-        .collect()
-}
-
-#[rustfmt::skip]
-const HOOKS: &[Hook] = &[
-    Hook { program: "tr_set_state", tracepoint: "inet_sock_set_state", reads_args: 3, needs_timer_symbols: false, provides: "state changes, connection deaths and their errors" },
-    Hook { program: "tr_retransmit", tracepoint: "tcp_retransmit_skb", reads_args: 2, needs_timer_symbols: false, provides: "retransmits" },
-    Hook { program: "tr_retransmit_e", tracepoint: "tcp_retransmit_skb", reads_args: 3, needs_timer_symbols: false, provides: "retransmits and failed retransmit attempts" },
-    Hook { program: "tr_synack", tracepoint: "tcp_retransmit_synack", reads_args: 2, needs_timer_symbols: false, provides: "SYN-ACK retransmits" },
-    Hook { program: "tr_send_reset", tracepoint: "tcp_send_reset", reads_args: 2, needs_timer_symbols: false, provides: "resets sent (no reason codes on this kernel)" },
-    Hook { program: "tr_send_reset_r", tracepoint: "tcp_send_reset", reads_args: 3, needs_timer_symbols: false, provides: "resets sent, with the kernel's reason" },
-    Hook { program: "tr_recv_reset", tracepoint: "tcp_receive_reset", reads_args: 1, needs_timer_symbols: false, provides: "resets received" },
-    Hook { program: "tr_error_report", tracepoint: "inet_sk_error_report", reads_args: 1, needs_timer_symbols: false, provides: "socket error reports" },
-    Hook { program: "tr_destroy", tracepoint: "tcp_destroy_sock", reads_args: 1, needs_timer_symbols: false, provides: "socket release (when the application closes a dead socket)" },
-    Hook { program: "tr_timer_entry", tracepoint: "timer_expire_entry", reads_args: 1, needs_timer_symbols: true, provides: "keepalive probes, zero-window probes, RTO/TLP classification" },
-    Hook { program: "tr_timer_exit", tracepoint: "timer_expire_exit", reads_args: 1, needs_timer_symbols: true, provides: "keepalive probes, zero-window probes" },
-    Hook { program: "tr_send_len", tracepoint: "sock_send_length", reads_args: 1, needs_timer_symbols: false, provides: "owners of accepted sockets" },
-    Hook { program: "tr_recv_len", tracepoint: "sock_recv_length", reads_args: 1, needs_timer_symbols: false, provides: "owners of accepted sockets" },
-];
-
-/// Whether a hook runs on this kernel; recorded in every trace's header.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct HookStatus {
-    pub tracepoint: String,
-    pub program: String,
-    pub attached: bool,
-    pub provides: String,
-    /// Why it is not attached.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub problem: Option<String>,
-}
 
 /// What the user asked to trace; applied in the kernel.
 #[derive(Debug, Clone, Default)]
@@ -131,41 +53,82 @@ pub struct RingStats {
     /// Events lost because the ring buffer was full.
     pub lost: u64,
     pub filtered: u64,
-    /// TCP timer callbacks seen, and those that sent a probe.
+    /// TCP timer callbacks seen, and the probes they sent.
     pub timer_brackets: u64,
     pub probes_seen: u64,
     pub probes_late: u64,
+    /// Hits the kernel skipped for a program already running on that CPU
+    /// (`recursion_misses`), and of those, the ones the nested-context twin handled.
+    /// `skipped - rescued` hits went unhandled: events lost.
+    #[serde(default)]
+    pub skipped: u64,
+    #[serde(default)]
+    pub rescued: u64,
 }
 
-pub struct Probes {
+impl RingStats {
+    /// Hits no program handled: the events they would have produced are lost.
+    pub fn unhandled(&self) -> u64 {
+        self.skipped.saturating_sub(self.rescued)
+    }
+}
+
+/// How a loaded program serves its hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The program that handles its hook's hits (its skips may be rescued by a twin).
+    Primary,
+    /// Handles only hits nested in the primary; its own skips lose nothing.
+    Twin,
+}
+
+/// The kernel as the programs will meet it: BTF, layouts, features, filters; the object
+/// loaded (maps created), no program verified yet.
+struct Prepared {
     ebpf: Ebpf,
-    ring: AsyncFd<RingBuf<MapData>>,
-    stats: PerCpuArray<MapData, u64>,
-    pub hooks: Vec<HookStatus>,
-    pub missing_members: Vec<Missing>,
-    /// `enum sk_rst_reason` value → name, from this kernel's BTF.
-    pub reset_reasons: BTreeMap<u32, String>,
+    btf: aya::Btf,
+    kernel_btf: KernelBtf,
+    missing_members: Vec<Missing>,
+    features: Features,
+    /// Whether /proc/kallsyms named TCP's timer callbacks (else the programs learn them
+    /// from the first TCP socket they see).
+    timer_symbols: bool,
 }
 
-fn choose_variant<'a>(tracepoint: &str, arity: usize) -> Option<&'a Hook> {
-    HOOKS
-        .iter()
-        .filter(|h| h.tracepoint == tracepoint && h.reads_args <= arity)
-        .max_by_key(|h| h.reads_args)
-}
-
-impl Probes {
-    /// Loads and attaches every program this kernel supports. Must run inside a tokio
-    /// runtime (the ring buffer is polled through epoll).
-    pub fn load(options: &ProbeOptions) -> Result<Self> {
+impl Prepared {
+    /// Start-up work runs on every core: the kernel's BTF is parsed twice (aya keeps its own
+    /// copy for loading programs, and its object loader parses another), the layouts are
+    /// resolved from a mapped copy, and /proc/kallsyms is read, all at once.
+    fn new(options: &ProbeOptions) -> Result<Self> {
+        let started = Instant::now();
         super::privileges::check_tracing()?;
+        super::check_kernel_floor(&host::kernel_release())?;
         raise_memlock_limit();
-        let kernel_btf = KernelBtf::load()?;
-        let (mut config, missing_members) = layout::resolve(&kernel_btf)?;
-        let symbols = host::kallsyms(&["tcp_write_timer", "tcp_keepalive_timer"]);
-        config.fn_tcp_write_timer = symbols.get("tcp_write_timer").copied().unwrap_or(0);
-        config.fn_tcp_keepalive_timer = symbols.get("tcp_keepalive_timer").copied().unwrap_or(0);
-        let timer_symbols = config.fn_tcp_write_timer != 0 && config.fn_tcp_keepalive_timer != 0;
+        let (btf, loader, symbols, layouts) = std::thread::scope(|s| {
+            let btf = s.spawn(aya::Btf::from_sys_fs);
+            let loader = s.spawn(EbpfLoader::new);
+            let symbols = s.spawn(|| host::kallsyms(&["tcp_keepalive_timer", "tcp_write_timer"]));
+            let layouts = KernelBtf::load().and_then(|kernel_btf| {
+                let (config, missing) = layout::resolve(&kernel_btf)?;
+                Ok((kernel_btf, config, missing))
+            });
+            log::debug!("layouts resolved at {:?}", started.elapsed());
+            let join = |what| move |_| anyhow!("{what} panicked");
+            Ok::<_, anyhow::Error>((
+                btf.join().map_err(join("parsing BTF"))?,
+                loader.join().map_err(join("the object loader"))?,
+                symbols.join().map_err(join("reading kallsyms"))?,
+                layouts?,
+            ))
+        })?;
+        let btf = btf.context("reading kernel BTF")?;
+        let mut loader = loader;
+        let (kernel_btf, mut config, missing_members) = layouts;
+        log::debug!("BTF parsed at {:?}", started.elapsed());
+        loader.btf(None);
+        let features = features::probe(&mut loader, &btf)?;
+        config.features = features.bits;
+        log::debug!("features {:#x} at {:?}", features.bits, started.elapsed());
         apply_filter_flags(&mut config, options)?;
         let ring_bytes = if options.ring_buffer_bytes != 0 {
             options.ring_buffer_bytes
@@ -173,8 +136,6 @@ impl Probes {
             DEFAULT_RING_BYTES
         };
         config.wakeup_bytes = ring_bytes / 8;
-
-        let mut loader = EbpfLoader::new();
         loader.override_global("CONFIG", &config, true);
         if options.ring_buffer_bytes != 0 {
             loader.map_max_entries("EVENTS", options.ring_buffer_bytes);
@@ -183,74 +144,270 @@ impl Probes {
             .load(PROGRAMS)
             .context("loading the kernel programs")?;
         install_filters(&mut ebpf, options)?;
+        let callbacks = [
+            symbols.get("tcp_keepalive_timer").copied().unwrap_or(0),
+            symbols.get("tcp_write_timer").copied().unwrap_or(0),
+        ];
+        let timer_symbols = callbacks.iter().all(|&a| a != 0);
+        if timer_symbols {
+            let mut map: Array<_, [u64; timer_callback::COUNT]> = ebpf
+                .map_mut("TIMER_CALLBACKS")
+                .context("TIMER_CALLBACKS map missing")?
+                .try_into()?;
+            map.set(0, callbacks, 0)?;
+        }
+        log::debug!("object loaded at {:?}", started.elapsed());
+        Ok(Self {
+            ebpf,
+            btf,
+            kernel_btf,
+            missing_members,
+            features,
+            timer_symbols,
+        })
+    }
 
-        let aya_btf = aya::Btf::from_sys_fs().context("reading kernel BTF")?;
-        let mut hooks = Vec::new();
-        let mut tracepoints: Vec<&str> = HOOKS.iter().map(|h| h.tracepoint).collect();
-        tracepoints.dedup();
-        for tracepoint in tracepoints {
-            let Some(arity) = kernel_btf.tracepoint_arity(tracepoint) else {
-                let hook = HOOKS.iter().find(|h| h.tracepoint == tracepoint).unwrap();
-                hooks.push(HookStatus {
-                    tracepoint: tracepoint.into(),
-                    program: hook.program.into(),
-                    attached: false,
-                    provides: hook.provides.into(),
-                    problem: Some("this kernel has no such tracepoint".into()),
-                });
+    /// Verifies (and, with `attach`, attaches) the program of every hook this kernel has.
+    /// Verification, the long part, runs on every core; attaching goes in table order,
+    /// primary before twin, so that the tracepoint calls them in that order.
+    fn load_hooks(&mut self, attach: bool) -> (Vec<HookStatus>, Vec<(String, Role)>) {
+        let mut statuses = Vec::new();
+        let mut chosen: Vec<&'static Hook> = Vec::new();
+        for tracepoint in hooks::tracepoints() {
+            let Some(arity) = self.kernel_btf.tracepoint_arity(tracepoint) else {
+                statuses.push(HookStatus::unavailable(
+                    hooks::first_hook(tracepoint),
+                    "this kernel has no such tracepoint",
+                ));
                 continue;
             };
-            let Some(hook) = choose_variant(tracepoint, arity) else {
-                continue;
+            match hooks::choose_variant(tracepoint, arity) {
+                Some(hook) => chosen.push(hook),
+                None => statuses.push(HookStatus::unavailable(
+                    hooks::first_hook(tracepoint),
+                    format!(
+                        "this kernel's tracepoint has {arity} arguments, fewer than any \
+                         program reads"
+                    ),
+                )),
+            }
+        }
+        let names: Vec<(&str, &str)> = chosen
+            .iter()
+            .flat_map(|h| {
+                std::iter::once(h.program)
+                    .chain(h.twin)
+                    .map(|p| (p, h.tracepoint))
+            })
+            .collect();
+        let mut verified = self.verify_in_parallel(&names);
+        let mut loaded = Vec::new();
+        for hook in chosen {
+            let started = Instant::now();
+            let mut outcome = |name: &str| -> Result<(), String> {
+                verified
+                    .remove(name)
+                    .unwrap_or(Err(format!("{name} was not verified")))?;
+                if attach {
+                    self.attach(name)?;
+                }
+                Ok(())
             };
-            let mut status = HookStatus {
-                tracepoint: tracepoint.into(),
-                program: hook.program.into(),
-                attached: false,
-                provides: hook.provides.into(),
-                problem: None,
-            };
-            if hook.needs_timer_symbols && !timer_symbols {
-                status.problem = Some(
-                    "tcp_write_timer/tcp_keepalive_timer not in /proc/kallsyms (kptr_restrict?)"
-                        .into(),
-                );
-                hooks.push(status);
+            if let Err(e) = outcome(hook.program) {
+                statuses.push(HookStatus::failed(hook, e));
                 continue;
             }
-            let result = (|| -> Result<()> {
-                let program: &mut BtfTracePoint = ebpf
-                    .program_mut(hook.program)
-                    .ok_or_else(|| anyhow!("program {} missing from the object", hook.program))?
-                    .try_into()?;
-                program.load(tracepoint, &aya_btf)?;
-                program.attach()?;
-                Ok(())
-            })();
-            match result {
-                Ok(()) => status.attached = true,
-                Err(e) => {
-                    log::debug!("{}: {e:#}", hook.program);
-                    // The verifier log can be long; the header keeps its first line.
-                    let text = format!("{e:#}");
-                    let first = text.lines().next().unwrap_or_default();
-                    status.problem = Some(first.chars().take(240).collect());
+            loaded.push((hook.program.to_owned(), Role::Primary));
+            let mut status = HookStatus {
+                attached: attach,
+                state: Some(HookState::Ok),
+                ..HookStatus::new(hook)
+            };
+            if let Some(lost) = hook.without_richer_variant {
+                status.degrade(lost);
+            }
+            if let Some(twin) = hook.twin {
+                match outcome(twin) {
+                    Ok(()) => {
+                        status.twin = Some(twin.to_owned());
+                        loaded.push((twin.to_owned(), Role::Twin));
+                    }
+                    Err(e) => status.degrade(&format!(
+                        "rescue of hits nested in a running program (they are skipped and \
+                         counted: {e})"
+                    )),
                 }
             }
-            hooks.push(status);
+            if hook.tracepoint == "inet_sock_set_state" {
+                for (_, cost) in &self.features.missing {
+                    status.degrade(cost);
+                }
+            }
+            if hook.tracepoint == "timer_expire_entry" && !self.timer_symbols {
+                status.degrade(
+                    "probes of sockets older than tracing until the first TCP state change \
+                     (TCP's timer callbacks are hidden in /proc/kallsyms and are learned from \
+                     the first socket seen)",
+                );
+            }
+            log::debug!(
+                "{}: {:?} in {:?}",
+                hook.program,
+                status.state,
+                started.elapsed()
+            );
+            statuses.push(status);
         }
-        if !hooks
-            .iter()
-            .any(|h| h.attached && h.tracepoint == "inet_sock_set_state")
-        {
-            let why = hooks
-                .iter()
-                .find(|h| h.tracepoint == "inet_sock_set_state")
-                .and_then(|h| h.problem.clone())
-                .unwrap_or_default();
-            anyhow::bail!("cannot attach to sock:inet_sock_set_state, which tracing needs: {why}");
-        }
+        let order = hooks::tracepoints();
+        statuses.sort_by_key(|s| order.iter().position(|t| *t == s.tracepoint));
+        (statuses, loaded)
+    }
 
+    /// Verifies the named programs (program, tracepoint) on every core; the result per
+    /// program is the verifier's refusal, if any.
+    fn verify_in_parallel(
+        &mut self,
+        names: &[(&str, &str)],
+    ) -> HashMap<String, Result<(), String>> {
+        let btf = &self.btf;
+        let mut work: Vec<(String, &str, &mut Program)> = self
+            .ebpf
+            .programs_mut()
+            .filter_map(|(name, program)| {
+                let (_, tracepoint) = names.iter().find(|(n, _)| *n == name)?;
+                Some((name.to_owned(), *tracepoint, program))
+            })
+            .collect();
+        let mut results: HashMap<String, Result<(), String>> = names
+            .iter()
+            .map(|(n, _)| {
+                (
+                    (*n).to_owned(),
+                    Err(format!("program {n} missing from the object")),
+                )
+            })
+            .collect();
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(work.len().max(1));
+        let chunk = work.len().div_ceil(workers).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = work
+                .chunks_mut(chunk)
+                .map(|batch| {
+                    s.spawn(move || {
+                        batch
+                            .iter_mut()
+                            .map(|(name, tracepoint, program)| {
+                                let started = Instant::now();
+                                let result = verify_one(program, tracepoint, btf);
+                                log::debug!("{name} verified in {:?}", started.elapsed());
+                                (name.clone(), result)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for handle in handles {
+                if let Ok(batch) = handle.join() {
+                    results.extend(batch);
+                }
+            }
+        });
+        results
+    }
+
+    fn attach(&mut self, name: &str) -> Result<(), String> {
+        let program: &mut BtfTracePoint = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("program {name} missing from the object"))?
+            .try_into()
+            .map_err(|e: ProgramError| e.to_string())?;
+        program
+            .attach()
+            .map(|_| ())
+            .map_err(|e| format!("attaching: {e}"))
+    }
+}
+
+/// Verifies one program against `tracepoint`; the error is the verifier's reason.
+fn verify_one(program: &mut Program, tracepoint: &str, btf: &aya::Btf) -> Result<(), String> {
+    let program: &mut BtfTracePoint = program
+        .try_into()
+        .map_err(|e: ProgramError| e.to_string())?;
+    program.load(tracepoint, btf).map_err(|e| {
+        log::debug!("{tracepoint}: {e}");
+        refusal(&e)
+    })
+}
+
+/// One line saying why the kernel refused a program.
+fn refusal(error: &ProgramError) -> String {
+    match error {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            match hooks::verifier_reason(&log) {
+                Some(reason) => format!("the verifier refused it: {reason} ({io_error})"),
+                None => format!("the kernel refused it: {io_error}"),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// What `tracer doctor` learns by verifying every program without attaching any.
+pub struct Verification {
+    pub hooks: Vec<HookStatus>,
+    pub missing_members: Vec<Missing>,
+}
+
+/// Verifies every program this kernel would get, attaching none.
+pub fn verify() -> Result<Verification> {
+    let mut prepared = Prepared::new(&ProbeOptions::default())?;
+    let (hooks, _) = prepared.load_hooks(false);
+    Ok(Verification {
+        hooks,
+        missing_members: prepared.missing_members,
+    })
+}
+
+pub struct Probes {
+    ebpf: Ebpf,
+    ring: AsyncFd<RingBuf<MapData>>,
+    stats: PerCpuArray<MapData, u64>,
+    /// Programs attached, for their skip counters.
+    programs: Vec<(String, Role)>,
+    pub hooks: Vec<HookStatus>,
+    pub missing_members: Vec<Missing>,
+    /// `enum sk_rst_reason` value → name, from this kernel's BTF.
+    pub reset_reasons: BTreeMap<u32, String>,
+}
+
+impl Probes {
+    /// Loads and attaches every program this kernel supports. Must run inside a tokio
+    /// runtime (the ring buffer is polled through epoll).
+    pub fn load(options: &ProbeOptions) -> Result<Self> {
+        let mut prepared = Prepared::new(options)?;
+        let (hooks, programs) = prepared.load_hooks(true);
+        if let Some(set_state) = hooks
+            .iter()
+            .find(|h| h.tracepoint == "inet_sock_set_state" && !h.attached)
+        {
+            anyhow::bail!(
+                "cannot attach to sock:inet_sock_set_state, which tracing needs: {}",
+                set_state.problem.as_deref().unwrap_or("unknown reason")
+            );
+        }
+        let Prepared {
+            mut ebpf,
+            kernel_btf,
+            missing_members,
+            ..
+        } = prepared;
         let ring: RingBuf<MapData> = ebpf
             .take_map("EVENTS")
             .context("EVENTS map missing")?
@@ -276,6 +433,7 @@ impl Probes {
             ring: unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
                 .map_err(|e| anyhow!("registering the ring buffer with epoll: {e}"))?,
             stats,
+            programs,
             hooks,
             missing_members,
             reset_reasons,
@@ -285,26 +443,14 @@ impl Probes {
     /// Waits until events are available, then appends every available one to `out`.
     pub async fn read_batch(&mut self, out: &mut Vec<RawEvent>) -> Result<()> {
         let mut guard = self.ring.readable_mut().await?;
-        let ring = guard.get_inner_mut();
-        while let Some(item) = ring.next() {
-            if item.len() >= size_of::<RawEvent>() {
-                // SAFETY: the kernel wrote a RawEvent here; read_unaligned copies it out.
-                out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<RawEvent>()) });
-            }
-        }
+        drain_ring(guard.get_inner_mut(), out);
         guard.clear_ready();
         Ok(())
     }
 
     /// Drains whatever is in the ring buffer without waiting (used at shutdown).
     pub fn drain(&mut self, out: &mut Vec<RawEvent>) {
-        let ring = self.ring.get_mut();
-        while let Some(item) = ring.next() {
-            if item.len() >= size_of::<RawEvent>() {
-                // SAFETY: as in read_batch.
-                out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<RawEvent>()) });
-            }
-        }
+        drain_ring(self.ring.get_mut(), out);
     }
 
     pub fn ring_stats(&self) -> Result<RingStats> {
@@ -316,7 +462,36 @@ impl Probes {
             timer_brackets: sum(stat::TIMER_BRACKETS)?,
             probes_seen: sum(stat::PROBES_SEEN)?,
             probes_late: sum(stat::PROBES_LATE)?,
+            skipped: self
+                .recursion_misses()
+                .iter()
+                .filter(|(_, role, _)| *role == Role::Primary)
+                .map(|(_, _, misses)| misses)
+                .sum(),
+            rescued: sum(stat::RESCUED)?,
         })
+    }
+
+    /// Each attached program's `recursion_misses` (0 where the kernel does not count them:
+    /// before 5.12).
+    fn recursion_misses(&self) -> Vec<(&str, Role, u64)> {
+        self.programs
+            .iter()
+            .filter_map(|(name, role)| {
+                let program = self.ebpf.program(name)?;
+                let fd = program.fd().ok()?.as_fd().as_raw_fd();
+                Some((name.as_str(), *role, fdinfo_field(fd, "recursion_misses")?))
+            })
+            .collect()
+    }
+
+    /// Programs whose hits the kernel skipped, with the counts (for diagnoses).
+    pub fn skips_by_program(&self) -> Vec<(String, u64)> {
+        self.recursion_misses()
+            .into_iter()
+            .filter(|(_, _, misses)| *misses > 0)
+            .map(|(name, _, misses)| (name.to_owned(), misses))
+            .collect()
     }
 
     /// Kernel ids of our loaded programs (for checks that they are gone after drop).
@@ -326,10 +501,27 @@ impl Probes {
             .filter_map(|(_, p)| p.info().ok().map(|i| i.id()))
             .collect()
     }
+}
 
-    pub fn ring_fd(&self) -> i32 {
-        self.ring.get_ref().as_raw_fd()
+fn drain_ring(ring: &mut RingBuf<MapData>, out: &mut Vec<RawEvent>) {
+    while let Some(item) = ring.next() {
+        if item.len() >= size_of::<RawEvent>() {
+            // SAFETY: the kernel wrote a RawEvent here; read_unaligned copies it out.
+            out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<RawEvent>()) });
+        }
     }
+}
+
+/// A numeric field of /proc/self/fdinfo/FD (BPF programs list `run_cnt`,
+/// `recursion_misses`, ...); None when this kernel does not report it.
+fn fdinfo_field(fd: i32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    text.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        (name.trim() == field)
+            .then(|| value.trim().parse().ok())
+            .flatten()
+    })
 }
 
 fn apply_filter_flags(config: &mut Config, options: &ProbeOptions) -> Result<()> {
@@ -405,7 +597,13 @@ fn raise_memlock_limit() {
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: valid resource and pointer.
-    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        // Newer kernels do not need it; older ones then fail to create maps with EPERM.
+        log::debug!(
+            "raising RLIMIT_MEMLOCK: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 #[cfg(test)]
@@ -413,27 +611,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn picks_the_variant_matching_the_kernel() {
-        assert_eq!(
-            choose_variant("tcp_retransmit_skb", 2).unwrap().program,
-            "tr_retransmit"
-        );
-        assert_eq!(
-            choose_variant("tcp_retransmit_skb", 3).unwrap().program,
-            "tr_retransmit_e"
-        );
-        assert_eq!(
-            choose_variant("tcp_send_reset", 3).unwrap().program,
-            "tr_send_reset_r"
-        );
-        assert_eq!(
-            choose_variant("tcp_send_reset", 2).unwrap().program,
-            "tr_send_reset"
-        );
-        assert_eq!(
-            choose_variant("timer_expire_entry", 2).unwrap().program,
-            "tr_timer_entry"
-        );
-        assert!(choose_variant("tcp_retransmit_skb", 1).is_none());
+    fn reads_this_process_fdinfo() {
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        let fd = file.as_raw_fd();
+        // Every fdinfo has `pos` and `flags`.
+        assert_eq!(fdinfo_field(fd, "pos"), Some(0));
+        assert_eq!(fdinfo_field(fd, "no_such_field"), None);
+    }
+
+    #[test]
+    fn unhandled_hits_are_skips_not_rescued() {
+        let stats = RingStats {
+            skipped: 7,
+            rescued: 5,
+            ..RingStats::default()
+        };
+        assert_eq!(stats.unhandled(), 2);
+        assert_eq!(RingStats::default().unhandled(), 0);
     }
 }
