@@ -1,10 +1,12 @@
 //! Harness for the real-kernel tests: network namespaces as hosts, veth links, nftables
-//! rules, per-namespace sysctls and MIB counters, and the `tracer` binary itself.
+//! rules, per-namespace sysctls and MIB counters, cgroup trees, and the `tracer` binary
+//! itself.
 //!
 //! Every namespace is named uniquely (`trc-<pid>-<n>-<tag>`) and deleted when its guard
 //! drops, also when a test panics. Every wait has a deadline: tests poll the trace, they
 //! never sleep a fixed time and hope.
 
+pub mod cgroup;
 pub mod net;
 pub mod scenario;
 pub mod tracer;

@@ -13,12 +13,14 @@
 //! | [`trace_file`] | reading recorded traces, with file:line errors |
 //! | [`output`] | terminal text, JSON Lines, Perfetto, summaries |
 //! | [`sweep`] | sock_diag snapshots across namespaces, owners, per-namespace sysctls |
+//! | [`identity`] | cgroup id → container, pod and systemd unit of a socket's owner |
 //! | [`commands`] | one module per subcommand |
 
 pub mod cli;
 pub mod commands;
 pub mod event;
 pub mod filter;
+pub mod identity;
 pub mod kernel;
 pub mod output;
 pub mod record;
