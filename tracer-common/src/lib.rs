@@ -62,7 +62,8 @@ pub mod timer {
     /// `tcp_write_timer`: RTO, TLP, RACK reorder timeout or zero-window probe; the pending
     /// event is in [`super::RawEvent::timer_pending`].
     pub const WRITE: u8 = 1;
-    /// `tcp_keepalive_timer` (on `sk->sk_timer`).
+    /// `tcp_keepalive_timer` (on `icsk->icsk_keepalive_timer`, or `sk->sk_timer` on kernels
+    /// that have not moved it there).
     pub const KEEPALIVE: u8 = 2;
 }
 
@@ -290,7 +291,9 @@ pub struct Config {
     pub sk_err_soft: FieldLoc,
     pub sk_flags: FieldLoc,
     pub sk_protocol: FieldLoc,
-    pub sk_timer: FieldLoc,
+    /// The keepalive timer: `inet_connection_sock.icsk_keepalive_timer` where the kernel
+    /// has it (6.18- stable backports: Debian's 6.1.19x, 6.12.11x), else `sock.sk_timer`.
+    pub keepalive_timer: FieldLoc,
     // struct inet_connection_sock
     pub icsk_retransmit_timer: FieldLoc,
     pub icsk_rto: FieldLoc,

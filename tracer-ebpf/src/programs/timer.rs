@@ -3,7 +3,8 @@
 //! callback.
 //!
 //! No tracepoint marks a keepalive probe. Between the entry and the exit of
-//! `tcp_keepalive_timer` (on `sk->sk_timer`), `icsk_probes_out` rising is one probe sent;
+//! `tcp_keepalive_timer` (on `icsk_keepalive_timer`, or `sk_timer` on kernels that have not
+//! moved it), `icsk_probes_out` rising is one probe sent;
 //! the same on `tcp_write_timer` with ICSK_TIME_PROBE0 pending is a zero-window probe. The
 //! bracket also tells other programs whether their event happens inside a TCP timer (RTO
 //! and TLP retransmits, timer deaths). Entry runs for every timer in the system, so it does
@@ -45,7 +46,7 @@ pub fn learn_callbacks(tp: TcpSockPtr<Typed>) {
         loc.offset = timer + function;
         tp.0.read(loc)
     };
-    let keepalive = member(config!(sk_timer).offset);
+    let keepalive = member(config!(keepalive_timer).offset);
     let write = member(config!(icsk_retransmit_timer).offset);
     if keepalive != 0 && write != 0 {
         *known = [keepalive, write];
@@ -87,7 +88,7 @@ pub fn tr_timer_entry(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let (timer_kind, member_offset) = if function == callbacks[timer_callback::KEEPALIVE] {
-        (timer::KEEPALIVE, config!(sk_timer).offset)
+        (timer::KEEPALIVE, config!(keepalive_timer).offset)
     } else if function == callbacks[timer_callback::WRITE] {
         (timer::WRITE, config!(icsk_retransmit_timer).offset)
     } else {

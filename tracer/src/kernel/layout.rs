@@ -50,7 +50,8 @@ const MEMBERS: &[(Slot, &str, &str, Need)] = &[
     (|c| &mut c.sk_err_soft, "sock", "sk_err_soft", Need::Optional("soft ICMP errors")),
     (|c| &mut c.sk_flags, "sock", "__sk_common.skc_flags|sk_flags", Need::Optional("orphan and keepalive-on flags")),
     (|c| &mut c.sk_protocol, "sock", "sk_protocol", Need::Essential),
-    (|c| &mut c.sk_timer, "sock", "sk_timer", Need::Optional("keepalive probes")),
+    // Stable kernels moved TCP's keepalive timer out of the sock (sk_timer stays, for MPTCP).
+    (|c| &mut c.keepalive_timer, "inet_connection_sock", "icsk_keepalive_timer|icsk_inet.sk.sk_timer", Need::Optional("keepalive probes")),
     (|c| &mut c.icsk_retransmit_timer, "inet_connection_sock", "icsk_retransmit_timer", Need::Optional("RTO/TLP classification and zero-window probes")),
     (|c| &mut c.icsk_rto, "inet_connection_sock", "icsk_rto", Need::Optional("current RTO")),
     (|c| &mut c.icsk_ca_state, "inet_connection_sock", "icsk_ca_state", Need::Optional("fast-retransmit classification")),
