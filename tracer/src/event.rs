@@ -12,132 +12,41 @@ use std::{
 };
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tracer_common::{RawEvent, class, flags, kind, timer};
+use tracer_common::{self as abi, RawEvent, flags};
 
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    StateChange,
-    Retransmit,
-    RetransmitFailed,
-    ResetSent,
-    ResetReceived,
-    KeepaliveProbe,
-    ZeroWindowProbe,
-    ErrorReport,
-    Destroy,
-    /// Not from a hook: the socket sweep found this socket already open.
-    Sweep,
-}
+pub use tracer_common::{CaState, EventKind, Family, RetransmitClass, TimerKind};
 
-impl EventKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::StateChange => "state_change",
-            Self::Retransmit => "retransmit",
-            Self::RetransmitFailed => "retransmit_failed",
-            Self::ResetSent => "reset_sent",
-            Self::ResetReceived => "reset_received",
-            Self::KeepaliveProbe => "keepalive_probe",
-            Self::ZeroWindowProbe => "zero_window_probe",
-            Self::ErrorReport => "error_report",
-            Self::Destroy => "destroy",
-            Self::Sweep => "sweep",
-        }
-    }
-}
-
-/// Why the kernel retransmitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RetransmitClass {
-    Syn,
-    SynAck,
-    Rto,
-    Tlp,
-    Fast,
-    LossRecovery,
-    RackTimeout,
-    Unknown,
-}
-
-impl RetransmitClass {
-    fn from_raw(code: u8) -> Self {
-        match code {
-            class::SYN => Self::Syn,
-            class::SYN_ACK => Self::SynAck,
-            class::RTO => Self::Rto,
-            class::TLP => Self::Tlp,
-            class::FAST => Self::Fast,
-            class::LOSS_RECOVERY => Self::LossRecovery,
-            class::RACK_TIMEOUT => Self::RackTimeout,
-            _ => Self::Unknown,
-        }
-    }
-}
-
-/// The kernel timer that was running when the event fired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimerKind {
-    /// tcp_write_timer: retransmission timeout, loss probe, zero-window probe.
-    Write,
-    Keepalive,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Family {
-    Ipv4,
-    Ipv6,
-}
-
-/// A TCP state (include/net/tcp_states.h), serialised by name.
+/// A TCP state as the kernel reported it: one of [`tracer_common::TcpState`] (named as the
+/// kernel names them), or a code this build does not know (`UNKNOWN_n`). Serialised by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TcpState(pub u8);
 
 impl TcpState {
-    pub const ESTABLISHED: Self = Self(1);
-    pub const SYN_SENT: Self = Self(2);
-    pub const SYN_RECV: Self = Self(3);
-    pub const FIN_WAIT1: Self = Self(4);
-    pub const FIN_WAIT2: Self = Self(5);
-    pub const TIME_WAIT: Self = Self(6);
-    pub const CLOSE: Self = Self(7);
-    pub const CLOSE_WAIT: Self = Self(8);
-    pub const LAST_ACK: Self = Self(9);
-    pub const LISTEN: Self = Self(10);
-    pub const CLOSING: Self = Self(11);
-    pub const NEW_SYN_RECV: Self = Self(12);
+    pub const ESTABLISHED: Self = Self::of(abi::TcpState::Established);
+    pub const SYN_SENT: Self = Self::of(abi::TcpState::SynSent);
+    pub const SYN_RECV: Self = Self::of(abi::TcpState::SynRecv);
+    pub const FIN_WAIT1: Self = Self::of(abi::TcpState::FinWait1);
+    pub const FIN_WAIT2: Self = Self::of(abi::TcpState::FinWait2);
+    pub const TIME_WAIT: Self = Self::of(abi::TcpState::TimeWait);
+    pub const CLOSE: Self = Self::of(abi::TcpState::Close);
+    pub const CLOSE_WAIT: Self = Self::of(abi::TcpState::CloseWait);
+    pub const LAST_ACK: Self = Self::of(abi::TcpState::LastAck);
+    pub const LISTEN: Self = Self::of(abi::TcpState::Listen);
+    pub const CLOSING: Self = Self::of(abi::TcpState::Closing);
+    pub const NEW_SYN_RECV: Self = Self::of(abi::TcpState::NewSynRecv);
 
-    const NAMES: [&'static str; 14] = [
-        "UNKNOWN_0",
-        "ESTABLISHED",
-        "SYN_SENT",
-        "SYN_RECV",
-        "FIN_WAIT1",
-        "FIN_WAIT2",
-        "TIME_WAIT",
-        "CLOSE",
-        "CLOSE_WAIT",
-        "LAST_ACK",
-        "LISTEN",
-        "CLOSING",
-        "NEW_SYN_RECV",
-        "BOUND_INACTIVE",
-    ];
+    pub const fn of(state: abi::TcpState) -> Self {
+        Self(state as u8)
+    }
 
-    pub fn name(self) -> String {
-        Self::NAMES
-            .get(self.0 as usize)
-            .map(|s| (*s).to_owned())
-            .unwrap_or_else(|| format!("UNKNOWN_{}", self.0))
+    /// The state, when this build knows its code.
+    pub const fn known(self) -> Option<abi::TcpState> {
+        abi::TcpState::from_code(self.0)
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        if let Some(i) = Self::NAMES.iter().position(|n| *n == name) {
-            return Some(Self(i as u8));
+        if let Some(known) = abi::TcpState::from_name(name) {
+            return Some(Self::of(known));
         }
         name.strip_prefix("UNKNOWN_")?.parse().ok().map(Self)
     }
@@ -153,13 +62,19 @@ impl TcpState {
 
 impl fmt::Display for TcpState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name())
+        match self.known() {
+            Some(state) => f.pad(state.name()),
+            None => f.pad(&format!("UNKNOWN_{}", self.0)),
+        }
     }
 }
 
 impl Serialize for TcpState {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.name())
+        match self.known() {
+            Some(state) => s.serialize_str(state.name()),
+            None => s.collect_str(self),
+        }
     }
 }
 
@@ -178,32 +93,6 @@ impl<'de> Deserialize<'de> for TcpState {
             }
         }
         d.deserialize_str(Name)
-    }
-}
-
-/// icsk_ca_state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CaState {
-    #[default]
-    Open,
-    Disorder,
-    Cwr,
-    Recovery,
-    Loss,
-    Unknown,
-}
-
-impl CaState {
-    fn from_raw(v: u8) -> Self {
-        match v {
-            0 => Self::Open,
-            1 => Self::Disorder,
-            2 => Self::Cwr,
-            3 => Self::Recovery,
-            4 => Self::Loss,
-            _ => Self::Unknown,
-        }
     }
 }
 
@@ -441,27 +330,22 @@ impl KernelFacts {
 
     /// Decodes one ring-buffer record.
     pub fn decode(&self, raw: &RawEvent) -> Option<Event> {
-        let kind = match raw.kind {
-            kind::STATE_CHANGE => EventKind::StateChange,
-            kind::RETRANSMIT => EventKind::Retransmit,
-            kind::RETRANSMIT_FAILED => EventKind::RetransmitFailed,
-            kind::RESET_SENT => EventKind::ResetSent,
-            kind::RESET_RECEIVED => EventKind::ResetReceived,
-            kind::KEEPALIVE_PROBE => EventKind::KeepaliveProbe,
-            kind::ZERO_WINDOW_PROBE => EventKind::ZeroWindowProbe,
-            kind::ERROR_REPORT => EventKind::ErrorReport,
-            kind::DESTROY => EventKind::Destroy,
-            _ => return None,
+        let kind = match EventKind::from_code(raw.kind) {
+            Some(EventKind::Sweep) | None => return None,
+            Some(kind) => kind,
         };
-        let (family, laddr, raddr) = match raw.family {
-            10 => (
-                Family::Ipv6,
+        let family = u8::try_from(raw.family)
+            .ok()
+            .and_then(Family::from_code)
+            .unwrap_or(Family::Ipv4);
+        let (laddr, raddr) = match family {
+            Family::Ipv6 => (
                 IpAddr::V6(Ipv6Addr::from(raw.saddr)),
                 IpAddr::V6(Ipv6Addr::from(raw.daddr)),
             ),
-            _ => {
+            Family::Ipv4 => {
                 let v4 = |b: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]));
-                (Family::Ipv4, v4(&raw.saddr), v4(&raw.daddr))
+                (v4(&raw.saddr), v4(&raw.daddr))
             }
         };
         let socket = match (raw.cookie, kind) {
@@ -496,7 +380,7 @@ impl KernelFacts {
             rto_us: self.jiffies_to_ms(raw.rto_jiffies) * 1000,
             total_retrans: raw.total_retrans,
             packets_out: raw.packets_out,
-            ca_state: CaState::from_raw(raw.ca_state),
+            ca_state: CaState::from_code(raw.ca_state).unwrap_or(CaState::Unknown),
             keepalive: raw.flags & flags::KEEPALIVE_ON != 0,
             keepalive_idle_ms: self.jiffies_to_ms(raw.keepalive_time_jiffies),
             keepalive_intvl_ms: self.jiffies_to_ms(raw.keepalive_intvl_jiffies),
@@ -528,13 +412,10 @@ impl KernelFacts {
             state,
             old_state: (kind == EventKind::StateChange).then_some(TcpState(raw.old_state)),
             process,
-            class: is_retransmit.then(|| RetransmitClass::from_raw(raw.class)),
+            class: is_retransmit
+                .then(|| RetransmitClass::from_code(raw.class).unwrap_or(RetransmitClass::Unknown)),
             segs: is_retransmit.then_some(raw.segs),
-            timer: match raw.timer {
-                timer::WRITE => Some(TimerKind::Write),
-                timer::KEEPALIVE => Some(TimerKind::Keepalive),
-                _ => None,
-            },
+            timer: TimerKind::from_code(raw.timer),
             reason: (kind == EventKind::ResetSent && raw.reason != u32::MAX).then(|| {
                 self.reset_reasons
                     .get(&raw.reason)
@@ -560,6 +441,8 @@ fn comm_string(comm: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use tracer_common::{class, kind};
+
     use super::*;
 
     fn raw(kind: u8) -> RawEvent {
@@ -568,13 +451,13 @@ mod tests {
         r.kind = kind;
         r.ts_ns = 5_000_000_000;
         r.cookie = 42;
-        r.family = 2;
+        r.family = Family::Ipv4 as u16;
         r.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
         r.daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
         r.sport = 40000;
         r.dport = 80;
         r.netns = 4026531993;
-        r.state = 1;
+        r.state = TcpState::ESTABLISHED.0;
         r.retries2 = 15;
         r.flags = flags::COUNTERS;
         r.reason = u32::MAX;
@@ -615,7 +498,7 @@ mod tests {
         r.cookie = 0;
         r.flags = 0;
         r.reason = 1;
-        r.state = 7;
+        r.state = TcpState::CLOSE.0;
         let e = facts().decode(&r).unwrap();
         assert_eq!(e.socket, None);
         assert_eq!(e.reason.as_deref(), Some("NO_SOCKET"));
@@ -624,10 +507,10 @@ mod tests {
     #[test]
     fn json_round_trip_is_lossless() {
         let mut r = raw(kind::STATE_CHANGE);
-        r.old_state = 1;
-        r.state = 7;
+        r.old_state = TcpState::ESTABLISHED.0;
+        r.state = TcpState::CLOSE.0;
         r.sk_err = 110;
-        r.family = 10;
+        r.family = Family::Ipv6 as u16;
         r.saddr = Ipv6Addr::LOCALHOST.octets();
         let e = facts().decode(&r).unwrap();
         assert_eq!(e.errno(), Some("ETIMEDOUT"));

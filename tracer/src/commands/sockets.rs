@@ -72,7 +72,7 @@ fn write_table(out: &mut dyn Write, sockets: &[SweptSocket]) -> Result<()> {
         writeln!(
             out,
             "{:<12} {:<18} {:<47} {:<11} {:>9} {:<14} {:<16} {}",
-            s.state.name(),
+            s.state,
             process_label(s.process.as_ref()),
             format!(
                 "{} → {}",

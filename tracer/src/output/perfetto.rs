@@ -147,7 +147,7 @@ fn socket_events(t: &Timeline, track: &Track, end_ns: u64) -> Vec<Value> {
         (
             from,
             Rank::State,
-            track.span(&state.name(), "state", from, to, json!({})),
+            track.span(&state.to_string(), "state", from, to, json!({})),
         )
     };
     for (index, e) in t.kept_events().enumerate() {

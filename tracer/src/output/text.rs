@@ -71,7 +71,7 @@ pub fn describe(e: &Event) -> (&'static str, String) {
         EventKind::StateChange => {
             let mut d = format!(
                 "{} → {}",
-                e.old_state.map(|s| s.name()).unwrap_or_default(),
+                e.old_state.map(|s| s.to_string()).unwrap_or_default(),
                 e.state
             );
             if let Some(err) = e.errno() {

@@ -92,11 +92,7 @@ impl SweptSocket {
         });
         SweptSocket {
             netns,
-            family: if d.family == 10 {
-                Family::Ipv6
-            } else {
-                Family::Ipv4
-            },
+            family: Family::from_code(d.family).unwrap_or(Family::Ipv4),
             laddr: d.laddr,
             lport: d.lport,
             raddr: d.raddr,

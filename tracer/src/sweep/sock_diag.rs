@@ -9,10 +9,12 @@ use netlink_packet_core::{
 };
 use netlink_packet_sock_diag::{
     SockDiagMessage,
-    constants::{AF_INET, AF_INET6, IPPROTO_TCP},
+    constants::IPPROTO_TCP,
     inet::{ExtensionFlags, InetRequest, SocketId, StateFlags, Timer, nlas::Nla},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
+
+use crate::event::Family;
 
 /// The timer armed on a socket, as sock_diag reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -66,8 +68,8 @@ fn cookie(bytes: [u8; 8]) -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
-/// Every TCP socket of `family` (AF_INET or AF_INET6) in this thread's namespace.
-pub fn dump(family: u8) -> Result<Vec<DiagSocket>> {
+/// Every TCP socket of `family` in this thread's namespace.
+pub fn dump(family: Family) -> Result<Vec<DiagSocket>> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG).context("opening a sock_diag socket")?;
     socket.bind_auto().context("binding the sock_diag socket")?;
     socket.connect(&SocketAddr::new(0, 0))?;
@@ -76,14 +78,13 @@ pub fn dump(family: u8) -> Result<Vec<DiagSocket>> {
     let mut request = NetlinkMessage::new(
         header,
         SockDiagMessage::InetRequest(InetRequest {
-            family,
+            family: family as u8,
             protocol: IPPROTO_TCP,
             extensions: ExtensionFlags::INFO,
             states: StateFlags::all(),
-            socket_id: if family == AF_INET6 {
-                SocketId::new_v6()
-            } else {
-                SocketId::new_v4()
+            socket_id: match family {
+                Family::Ipv4 => SocketId::new_v4(),
+                Family::Ipv6 => SocketId::new_v6(),
             },
         })
         .into(),
@@ -163,7 +164,7 @@ pub fn dump(family: u8) -> Result<Vec<DiagSocket>> {
 
 /// Both families.
 pub fn dump_all() -> Result<Vec<DiagSocket>> {
-    let mut all = dump(AF_INET)?;
-    all.extend(dump(AF_INET6)?);
+    let mut all = dump(Family::Ipv4)?;
+    all.extend(dump(Family::Ipv6)?);
     Ok(all)
 }

@@ -89,7 +89,7 @@ impl Mark {
                 };
                 format!(
                     "{} → {}{timer}",
-                    self.old_state.map(|s| s.name()).unwrap_or_default(),
+                    self.old_state.map(|s| s.to_string()).unwrap_or_default(),
                     self.state
                 )
             }
