@@ -418,6 +418,7 @@ pub struct Config {
     pub sk_err: FieldLoc,
     pub sk_err_soft: FieldLoc,
     pub sk_flags: FieldLoc,
+    /// Read by no program: the loader leaves it absent.
     pub sk_protocol: FieldLoc,
     pub sk_timer: FieldLoc,
     // struct inet_connection_sock

@@ -28,7 +28,7 @@ use crate::{
         text::{Text, clock_time, process_label, use_color},
     },
     record::{End, Header, Record},
-    timeline::{Engine, Retain, Thresholds, Timeline, Verdict, VerdictKind, words::duration_ms},
+    timeline::{Engine, Retain, Timeline, Verdict, VerdictKind, words::duration_ms},
     trace_file::TraceReader,
 };
 
@@ -51,30 +51,11 @@ pub struct Replay {
     pub truncated: Option<String>,
 }
 
-/// The thresholds the trace was recorded with, unless the user overrides them.
-fn thresholds(header: &Header, args: &ReportArgs) -> Thresholds {
-    let recorded = header.thresholds;
-    let dead_socket_after_ms = args
-        .thresholds
-        .dead_socket_after
-        .map(|d| d.as_millis() as u64)
-        .or(recorded.map(|t| t.dead_socket_after_ms))
-        .unwrap_or(crate::cli::ThresholdArgs::DEFAULT_DEAD_SOCKET_AFTER.as_millis() as u64);
-    Thresholds {
-        warn_after_rtos: args
-            .thresholds
-            .warn_after_rtos
-            .or(recorded.and_then(|t| t.warn_after_rtos)),
-        dead_socket_after_ns: dead_socket_after_ms * 1_000_000,
-        ..Thresholds::default()
-    }
-}
-
 /// Reads the whole trace through the engine. One thread: decoding and the engine together
 /// are faster on one core than split across two (allocations would cross threads).
 pub fn replay(args: &ReportArgs) -> Result<Replay> {
     let (mut reader, header) = TraceReader::open(&args.input)?;
-    let mut engine = Engine::new(thresholds(&header, args));
+    let mut engine = Engine::new(args.thresholds.thresholds(header.thresholds));
     engine.retain(if args.all {
         Retain::All
     } else {

@@ -12,28 +12,20 @@ use tokio::{
 use tracer_common::RawEvent;
 
 use crate::{
-    cli::{SessionArgs, ThresholdArgs},
+    cli::SessionArgs,
     event::{Event, KernelFacts, Process, SocketId, TcpState},
     filter::{self, EventFilter},
     kernel::{DRAIN_INTERVAL, Probes, RingStats, host},
     output::{Sink, Status},
     record::{End, FORMAT, Header, Lost, RecordedThresholds, VERSION},
     sweep,
-    timeline::{Engine, EngineStats, Thresholds, Verdict},
+    timeline::{Engine, EngineStats, Verdict},
 };
 
 /// Idle time after which a swept connection without keepalive is flagged half_open_risk.
 const SWEEP_IDLE_THRESHOLD: Duration = Duration::from_secs(600);
 const TICK: Duration = Duration::from_millis(250);
 const STATUS_EVERY_TICKS: u64 = 4;
-
-pub fn engine_thresholds(args: &ThresholdArgs) -> Thresholds {
-    Thresholds {
-        warn_after_rtos: args.warn_after_rtos,
-        dead_socket_after_ns: args.dead_socket_after().as_nanos() as u64,
-        ..Thresholds::default()
-    }
-}
 
 /// Counts for the exit summary.
 #[derive(Debug, Default, Clone, Copy)]
@@ -134,6 +126,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let options = filter::probe_options(&session.filters, session.kernel.ring_buffer)?;
+    let thresholds = session.thresholds.thresholds(None);
     let mut probes = Probes::load(&options)?;
     let facts = KernelFacts {
         hz: host::kernel_hz()?,
@@ -155,10 +148,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
             .map(|m| format!("{}: {}", m.member, m.cost))
             .collect(),
         command: std::env::args().collect(),
-        thresholds: Some(RecordedThresholds {
-            warn_after_rtos: session.thresholds.warn_after_rtos,
-            dead_socket_after_ms: session.thresholds.dead_socket_after().as_millis() as u64,
-        }),
+        thresholds: Some(RecordedThresholds::of(&thresholds)),
     };
     report_degradations(&probes);
     for sink in sinks.iter_mut() {
@@ -167,7 +157,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
     let mut pipeline = Pipeline {
         facts,
         owners: BTreeMap::new(),
-        engine: Engine::new(engine_thresholds(&session.thresholds)),
+        engine: Engine::new(thresholds),
         verdicts: Vec::new(),
         totals: Totals::default(),
     };

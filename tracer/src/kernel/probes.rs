@@ -10,7 +10,7 @@ use aya::{
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{Interest, unix::AsyncFd};
-use tracer_common::{Config, RawEvent, TASK_COMM_LEN, filter, stat};
+use tracer_common::{Config, EVENTS_RING_BYTES, RawEvent, TASK_COMM_LEN, filter, stat};
 
 use super::{
     btf::KernelBtf,
@@ -18,8 +18,6 @@ use super::{
     layout::{self, Missing},
 };
 
-/// EVENTS' size in tracer-ebpf.
-const DEFAULT_RING_BYTES: u32 = 4 << 20;
 /// How often the reader drains the ring buffer without being woken (see `wakeup_bytes`).
 pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -170,7 +168,7 @@ impl Probes {
         let ring_bytes = if options.ring_buffer_bytes != 0 {
             options.ring_buffer_bytes
         } else {
-            DEFAULT_RING_BYTES
+            EVENTS_RING_BYTES
         };
         config.wakeup_bytes = ring_bytes / 8;
 

@@ -26,11 +26,16 @@ pub struct Thresholds {
     pub max_timelines: usize,
 }
 
+impl Thresholds {
+    /// `dead_socket_after_ns` unless the user or a recorded trace says otherwise.
+    pub const DEFAULT_DEAD_SOCKET_AFTER_NS: u64 = 30_000_000_000;
+}
+
 impl Default for Thresholds {
     fn default() -> Self {
         Self {
             warn_after_rtos: None,
-            dead_socket_after_ns: 30_000_000_000,
+            dead_socket_after_ns: Self::DEFAULT_DEAD_SOCKET_AFTER_NS,
             reorder_window_ns: 100_000_000,
             max_events_per_timeline: 256,
             max_timelines: 65_536,
