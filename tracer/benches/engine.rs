@@ -4,19 +4,23 @@
 use std::{net::IpAddr, time::Instant};
 
 use tracer::{
-    event::{Event, EventKind, Family, RetransmitClass, SocketCounters, SocketId, TcpState},
+    event::{
+        Connection, Event, EventKind, Family, RetransmitClass, SocketCounters, SocketId, TcpState,
+    },
     timeline::{Engine, Retain, Thresholds},
 };
 
 fn event(ts_ns: u64, socket: u64, kind: EventKind, state: TcpState) -> Event {
     Event {
         socket: Some(SocketId(socket)),
-        family: Family::Ipv4,
-        laddr: IpAddr::from([10, 0, 0, 1]),
-        lport: 40_000,
-        raddr: IpAddr::from([10, 0, 0, 2]),
-        rport: 80,
-        netns: 4026531840,
+        conn: Connection {
+            family: Family::Ipv4,
+            laddr: IpAddr::from([10, 0, 0, 1]),
+            lport: 40_000,
+            raddr: IpAddr::from([10, 0, 0, 2]),
+            rport: 80,
+            netns: 4026531840,
+        },
         sock: Some(SocketCounters {
             rto_us: 200_000,
             retries1: 3,

@@ -8,7 +8,7 @@ use std::{
     collections::BTreeMap,
     fmt,
     hash::{DefaultHasher, Hash, Hasher},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -108,13 +108,105 @@ pub enum OwnerSource {
     Sweep,
 }
 
+/// Who owns a socket, and how that was learned: the `process` object of events, verdicts
+/// and swept sockets. Shown as `comm/pid`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Process {
+pub struct Owner {
     pub pid: u32,
     pub comm: String,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub cgroup_id: u64,
-    pub owner: OwnerSource,
+    #[serde(rename = "owner")]
+    pub source: OwnerSource,
+}
+
+impl Owner {
+    /// `comm/pid`, or `-` when the owner is unknown.
+    pub fn label(owner: Option<&Owner>) -> String {
+        owner.map_or_else(|| "-".to_owned(), Owner::to_string)
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&format!("{}/{}", self.comm, self.pid))
+    }
+}
+
+/// One end of a connection: `10.0.0.1:80`, `[fd00::1]:80`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&SocketAddr::new(self.addr, self.port).to_string())
+    }
+}
+
+/// Where a connection runs: its two ends and its network namespace. Flattened into every
+/// record that names a connection (events, verdicts, report timelines, swept sockets) as
+/// `family`, `laddr`, `lport`, `raddr`, `rport`, `netns`; shown as `laddr:lport → raddr:rport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Connection {
+    pub family: Family,
+    pub laddr: IpAddr,
+    pub lport: u16,
+    pub raddr: IpAddr,
+    pub rport: u16,
+    /// Network namespace inode.
+    pub netns: u32,
+}
+
+impl Connection {
+    /// Nothing known yet: IPv4, unspecified addresses, port and namespace 0.
+    pub const UNKNOWN: Connection = Connection {
+        family: Family::Ipv4,
+        laddr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        lport: 0,
+        raddr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        rport: 0,
+        netns: 0,
+    };
+
+    pub fn local(&self) -> Endpoint {
+        Endpoint {
+            addr: self.laddr,
+            port: self.lport,
+        }
+    }
+
+    pub fn remote(&self) -> Endpoint {
+        Endpoint {
+            addr: self.raddr,
+            port: self.rport,
+        }
+    }
+
+    /// Keeps the most complete picture: ports and addresses get filled in after connect()
+    /// starts, and are cleared again while a socket closes.
+    pub fn learn(&mut self, newer: &Connection) {
+        if newer.lport != 0 {
+            self.lport = newer.lport;
+        }
+        if newer.rport != 0 {
+            self.rport = newer.rport;
+        }
+        if !newer.laddr.is_unspecified() {
+            self.laddr = newer.laddr;
+        }
+        if !newer.raddr.is_unspecified() {
+            self.raddr = newer.raddr;
+        }
+    }
+}
+
+impl fmt::Display for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&format!("{} → {}", self.local(), self.remote()))
+    }
 }
 
 fn is_zero_u64(v: &u64) -> bool {
@@ -205,7 +297,9 @@ impl fmt::Display for SocketId {
     }
 }
 
+/// One thing the kernel did to one socket: the `event` record (docs/trace-format.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "EventRecord")]
 pub struct Event {
     /// CLOCK_BOOTTIME in ns (monotonic, comparable across events of one trace).
     pub ts_ns: u64,
@@ -213,18 +307,15 @@ pub struct Event {
     /// Absent only for a reset sent in answer to a segment that matched no socket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket: Option<SocketId>,
-    pub family: Family,
-    pub laddr: IpAddr,
-    pub lport: u16,
-    pub raddr: IpAddr,
-    pub rport: u16,
-    pub netns: u32,
+    /// For a socketless reset: the reset's own source and destination.
+    #[serde(flatten)]
+    pub conn: Connection,
     /// State at the event (for a state change: the new state).
     pub state: TcpState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_state: Option<TcpState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<Owner>,
     /// Retransmits: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<RetransmitClass>,
@@ -250,6 +341,75 @@ pub struct Event {
     pub flags: Vec<String>,
 }
 
+/// How an `event` record is read: [`Event`] with its connection's fields inline. serde's
+/// `flatten` buffers every field a record has beyond the struct's own, which made reading a
+/// trace (the cost of `tracer report`) more than twice as slow. Events are the bulk of every
+/// trace, so they are read through this mirror; `json_round_trip_is_lossless` fails when the
+/// two drift apart. Other records use `flatten` both ways.
+#[derive(Deserialize)]
+struct EventRecord {
+    ts_ns: u64,
+    kind: EventKind,
+    #[serde(default)]
+    socket: Option<SocketId>,
+    family: Family,
+    laddr: IpAddr,
+    lport: u16,
+    raddr: IpAddr,
+    rport: u16,
+    netns: u32,
+    state: TcpState,
+    #[serde(default)]
+    old_state: Option<TcpState>,
+    #[serde(default)]
+    process: Option<Owner>,
+    #[serde(default)]
+    class: Option<RetransmitClass>,
+    #[serde(default)]
+    segs: Option<u32>,
+    #[serde(default)]
+    timer: Option<TimerKind>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    err: Option<i32>,
+    #[serde(default)]
+    probe: Option<u8>,
+    #[serde(default)]
+    sock: Option<SocketCounters>,
+    #[serde(default)]
+    flags: Vec<String>,
+}
+
+impl From<EventRecord> for Event {
+    fn from(r: EventRecord) -> Event {
+        Event {
+            ts_ns: r.ts_ns,
+            kind: r.kind,
+            socket: r.socket,
+            conn: Connection {
+                family: r.family,
+                laddr: r.laddr,
+                lport: r.lport,
+                raddr: r.raddr,
+                rport: r.rport,
+                netns: r.netns,
+            },
+            state: r.state,
+            old_state: r.old_state,
+            process: r.process,
+            class: r.class,
+            segs: r.segs,
+            timer: r.timer,
+            reason: r.reason,
+            err: r.err,
+            probe: r.probe,
+            sock: r.sock,
+            flags: r.flags,
+        }
+    }
+}
+
 impl Event {
     /// An event of `kind` with no socket, addresses or details yet: the base that builders
     /// (the sweep, tests, benches) complete with struct-update syntax.
@@ -258,12 +418,7 @@ impl Event {
             ts_ns,
             kind,
             socket: None,
-            family: Family::Ipv4,
-            laddr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            lport: 0,
-            raddr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            rport: 0,
-            netns: 0,
+            conn: Connection::UNKNOWN,
             state,
             old_state: None,
             process: None,
@@ -278,24 +433,8 @@ impl Event {
         }
     }
 
-    /// `laddr:lport → raddr:rport`, IPv6 in brackets.
-    pub fn endpoints(&self) -> String {
-        format!(
-            "{} → {}",
-            endpoint(self.laddr, self.lport),
-            endpoint(self.raddr, self.rport)
-        )
-    }
-
     pub fn errno(&self) -> Option<&str> {
         self.sock.as_ref().and_then(|c| c.error.as_deref())
-    }
-}
-
-pub fn endpoint(addr: IpAddr, port: u16) -> String {
-    match addr {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
     }
 }
 
@@ -360,11 +499,11 @@ impl KernelFacts {
             }
             (cookie, _) => Some(SocketId(cookie)),
         };
-        let process = (raw.owner_tgid != 0).then(|| Process {
+        let process = (raw.owner_tgid != 0).then(|| Owner {
             pid: raw.owner_tgid,
             comm: comm_string(&raw.owner_comm),
             cgroup_id: raw.cgroup_id,
-            owner: if raw.flags & flags::OWNER_FROM_LISTENER != 0 {
+            source: if raw.flags & flags::OWNER_FROM_LISTENER != 0 {
                 OwnerSource::Listener
             } else {
                 OwnerSource::Owner
@@ -403,12 +542,14 @@ impl KernelFacts {
             ts_ns: raw.ts_ns,
             kind,
             socket,
-            family,
-            laddr,
-            lport: raw.sport,
-            raddr,
-            rport: raw.dport,
-            netns: raw.netns,
+            conn: Connection {
+                family,
+                laddr,
+                lport: raw.sport,
+                raddr,
+                rport: raw.dport,
+                netns: raw.netns,
+            },
             state,
             old_state: (kind == EventKind::StateChange).then_some(TcpState(raw.old_state)),
             process,
@@ -485,7 +626,7 @@ mod tests {
         assert_eq!(e.kind, EventKind::Retransmit);
         assert_eq!(e.class, Some(RetransmitClass::Rto));
         assert_eq!(e.segs, Some(3));
-        assert_eq!(e.endpoints(), "10.0.0.1:40000 → 10.0.0.2:80");
+        assert_eq!(e.conn.to_string(), "10.0.0.1:40000 → 10.0.0.2:80");
         let c = e.sock.as_ref().unwrap();
         assert_eq!(c.rto_us, 400_000);
         assert_eq!(c.retransmits, 2);
@@ -518,6 +659,45 @@ mod tests {
         assert!(json.contains(r#""state":"CLOSE""#), "{json}");
         let back: Event = serde_json::from_str(&json).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn an_event_with_every_field_reads_back_the_same() {
+        let e = Event {
+            socket: Some(SocketId(7)),
+            conn: Connection {
+                family: Family::Ipv6,
+                laddr: "fd00::1".parse().unwrap(),
+                lport: 1,
+                raddr: "fd00::2".parse().unwrap(),
+                rport: 2,
+                netns: 3,
+            },
+            old_state: Some(TcpState::SYN_SENT),
+            process: Some(Owner {
+                pid: 4,
+                comm: "app".into(),
+                cgroup_id: 5,
+                source: OwnerSource::Listener,
+            }),
+            class: Some(RetransmitClass::Tlp),
+            segs: Some(6),
+            timer: Some(TimerKind::Write),
+            reason: Some("TCP_STATE".into()),
+            err: Some(-16),
+            probe: Some(8),
+            sock: Some(SocketCounters {
+                retransmits: 1,
+                ca_state: CaState::Loss,
+                error: Some("ETIMEDOUT".into()),
+                ..SocketCounters::default()
+            }),
+            flags: vec!["half_open_risk".into()],
+            ..Event::new(9, EventKind::Sweep, TcpState(200))
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.contains(r#""state":"UNKNOWN_200""#), "{json}");
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::{
 use serde_json::Value;
 use tracer::{
     event::{
-        Event, EventKind, Family, KernelFacts, OwnerSource, Process, RetransmitClass,
+        Connection, Event, EventKind, Family, KernelFacts, Owner, OwnerSource, RetransmitClass,
         SocketCounters, SocketId, TcpState, TimerKind,
     },
     record::{End, FORMAT, Header, Record, RecordedThresholds, VERSION, WallClock},
@@ -92,7 +92,7 @@ struct Sock {
     lport: u16,
     raddr: IpAddr,
     rport: u16,
-    process: Process,
+    process: Owner,
     consecutive: u8,
     keepalive: bool,
     events: Vec<Event>,
@@ -106,11 +106,11 @@ impl Sock {
             lport: 40_000 + id as u16,
             raddr: IpAddr::from([10, 0, 0, 2]),
             rport: 443,
-            process: Process {
+            process: Owner {
                 pid,
                 comm: comm.into(),
                 cgroup_id: 0,
-                owner: OwnerSource::Owner,
+                source: OwnerSource::Owner,
             },
             consecutive: 0,
             keepalive: false,
@@ -127,12 +127,14 @@ impl Sock {
         self.now += 1_000;
         self.events.push(Event {
             socket: Some(SocketId(self.id)),
-            family: Family::Ipv4,
-            laddr: IpAddr::from([10, 0, 0, 1]),
-            lport: self.lport,
-            raddr: self.raddr,
-            rport: self.rport,
-            netns: 4026531840,
+            conn: Connection {
+                family: Family::Ipv4,
+                laddr: IpAddr::from([10, 0, 0, 1]),
+                lport: self.lport,
+                raddr: self.raddr,
+                rport: self.rport,
+                netns: 4026531840,
+            },
             process: Some(self.process.clone()),
             sock: Some(SocketCounters {
                 retransmits: self.consecutive,

@@ -11,7 +11,6 @@ use std::{
     collections::BTreeMap,
     fs::File,
     io::{BufWriter, IsTerminal, Write},
-    net::IpAddr,
 };
 
 use anyhow::{Context, Result};
@@ -20,12 +19,12 @@ use serde_json::json;
 
 use crate::{
     cli::{ColorChoice, ReportArgs, ReportFormat},
-    event::{Event, Family, Process, SocketId, TcpState, endpoint},
+    event::{Connection, Event, Owner, SocketId, TcpState},
     output::{
         Sink, Summary,
         perfetto::write_chrome_trace,
         summary::Extra,
-        text::{Text, clock_time, process_label, use_color},
+        text::{Text, clock_time, use_color},
     },
     record::{End, Header, Record},
     timeline::{Engine, Retain, Timeline, Verdict, VerdictKind, words::duration_ms},
@@ -172,10 +171,7 @@ fn perfetto_origin(replay: &Replay) -> u64 {
 pub struct VerdictSeen {
     pub socket: SocketId,
     pub kind: VerdictKind,
-    pub laddr: IpAddr,
-    pub lport: u16,
-    pub raddr: IpAddr,
-    pub rport: u16,
+    pub conn: Connection,
 }
 
 impl VerdictSeen {
@@ -183,21 +179,12 @@ impl VerdictSeen {
         VerdictSeen {
             socket: v.socket,
             kind: v.verdict,
-            laddr: v.laddr,
-            lport: v.lport,
-            raddr: v.raddr,
-            rport: v.rport,
+            conn: v.conn,
         }
     }
 
     fn label(&self) -> String {
-        format!(
-            "{} {} {} → {}",
-            self.kind,
-            socket_label(self.socket),
-            endpoint(self.laddr, self.lport),
-            endpoint(self.raddr, self.rport)
-        )
+        format!("{} {} {}", self.kind, socket_label(self.socket), self.conn)
     }
 }
 
@@ -339,11 +326,10 @@ fn write_text(out: &mut dyn Write, replay: &Replay, all: bool, color: bool) -> R
         }
         writeln!(
             out,
-            "\n{} → {}   {}   netns {}   {}",
-            endpoint(t.laddr, t.lport),
-            endpoint(t.raddr, t.rport),
-            process_label(t.process.as_ref()),
-            t.netns,
+            "\n{}   {}   netns {}   {}",
+            t.conn,
+            Owner::label(t.process.as_ref()),
+            t.conn.netns,
             socket_label(t.socket)
         )?;
         let mut verdicts = t.verdicts.iter().peekable();
@@ -367,13 +353,9 @@ fn write_text(out: &mut dyn Write, replay: &Replay, all: bool, color: bool) -> R
 #[derive(Serialize)]
 struct TimelineJson<'a> {
     socket: SocketId,
-    family: Family,
-    laddr: IpAddr,
-    lport: u16,
-    raddr: IpAddr,
-    rport: u16,
-    netns: u32,
-    process: &'a Option<Process>,
+    #[serde(flatten)]
+    conn: Connection,
+    process: &'a Option<Owner>,
     first_ns: u64,
     last_ns: u64,
     state: TcpState,
@@ -420,12 +402,7 @@ fn write_json(out: &mut dyn Write, replay: &Replay) -> Result<()> {
         }
         let view = TimelineJson {
             socket: t.socket,
-            family: t.family,
-            laddr: t.laddr,
-            lport: t.lport,
-            raddr: t.raddr,
-            rport: t.rport,
-            netns: t.netns,
+            conn: t.conn,
             process: &t.process,
             first_ns: t.first_ns,
             last_ns: t.last_ns,

@@ -13,7 +13,7 @@ use tracer_common::RawEvent;
 
 use crate::{
     cli::SessionArgs,
-    event::{Event, KernelFacts, Process, SocketId, TcpState},
+    event::{Event, KernelFacts, Owner, SocketId, TcpState},
     filter::{self, EventFilter},
     kernel::{DRAIN_INTERVAL, Probes, RingStats, host},
     output::{Sink, Status},
@@ -41,7 +41,7 @@ struct Pipeline {
     facts: KernelFacts,
     /// Owners found by the sweep, for sockets the kernel programs never saw in their
     /// owner's context (opened before tracing started).
-    owners: BTreeMap<SocketId, Process>,
+    owners: BTreeMap<SocketId, Owner>,
     engine: Engine,
     verdicts: Vec<Verdict>,
     totals: Totals,

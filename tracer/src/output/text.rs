@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use super::{Sink, Status};
 use crate::{
     cli::ColorChoice,
-    event::{Event, EventKind, Process, RetransmitClass, TimerKind},
+    event::{Event, EventKind, Owner, RetransmitClass, TimerKind},
     record::{End, Header, Lost},
     timeline::{Verdict, VerdictKind, words::duration_ms},
 };
@@ -55,13 +55,6 @@ pub fn clock_time(wall_ns: i64) -> String {
         "{:02}:{:02}:{:02}.{millis:03}",
         tm.tm_hour, tm.tm_min, tm.tm_sec
     )
-}
-
-pub fn process_label(p: Option<&Process>) -> String {
-    match p {
-        Some(p) => format!("{}/{}", p.comm, p.pid),
-        None => "-".to_owned(),
-    }
 }
 
 /// The event's name and details, as a person reads them.
@@ -265,8 +258,8 @@ impl<W: Write> Text<W> {
         format!(
             "{}  {:<18} {:<46} {:<11} {}",
             self.time(e.ts_ns),
-            process_label(e.process.as_ref()),
-            e.endpoints(),
+            Owner::label(e.process.as_ref()),
+            e.conn,
             name,
             details
         )
@@ -296,17 +289,12 @@ impl<W: Write> Text<W> {
     /// Two lines: what and whose, then the explanation, indented under it.
     pub fn verdict_lines(&self, v: &Verdict) -> String {
         let style = self.styles.verdict(v.verdict);
-        let endpoints = format!(
-            "{} → {}",
-            crate::event::endpoint(v.laddr, v.lport),
-            crate::event::endpoint(v.raddr, v.rport)
-        );
         format!(
             "{}  {style}VERDICT {}{style:#}  {}  {}\n{:14}{}",
             self.time(v.ts_ns),
             v.verdict,
-            process_label(v.process.as_ref()),
-            endpoints,
+            Owner::label(v.process.as_ref()),
+            v.conn,
             "",
             v.explanation
         )
@@ -406,16 +394,16 @@ mod tests {
 
     use super::*;
     use crate::{
-        event::{Family, OwnerSource, SocketCounters, SocketId, TcpState},
+        event::{Connection, Family, OwnerSource, SocketCounters, SocketId, TcpState},
         timeline::{VerdictFacts, VerdictKind},
     };
 
-    fn process() -> Process {
-        Process {
+    fn process() -> Owner {
+        Owner {
             pid: 4242,
             comm: "curl".into(),
             cgroup_id: 0,
-            owner: OwnerSource::Owner,
+            source: OwnerSource::Owner,
         }
     }
 
@@ -431,12 +419,14 @@ mod tests {
     fn event(kind: EventKind) -> Event {
         Event {
             socket: Some(SocketId(0x1f3)),
-            family: Family::Ipv4,
-            laddr: "10.0.0.1".parse().unwrap(),
-            lport: 40212,
-            raddr: "10.0.0.2".parse().unwrap(),
-            rport: 443,
-            netns: 4026531993,
+            conn: Connection {
+                family: Family::Ipv4,
+                laddr: "10.0.0.1".parse().unwrap(),
+                lport: 40212,
+                raddr: "10.0.0.2".parse().unwrap(),
+                rport: 443,
+                netns: 4026531993,
+            },
             process: Some(process()),
             sock: Some(counters()),
             ..Event::new(5_000_000_000, kind, TcpState::ESTABLISHED)
@@ -448,13 +438,15 @@ mod tests {
             ts_ns: 5_000_000_000,
             verdict: kind,
             socket: SocketId(1),
-            family: Family::Ipv4,
-            laddr: "10.0.0.1".parse().unwrap(),
-            lport: 40000,
-            raddr: "10.0.0.2".parse().unwrap(),
-            rport: 80,
-            netns: 1,
-            process: Some(Process {
+            conn: Connection {
+                family: Family::Ipv4,
+                laddr: "10.0.0.1".parse().unwrap(),
+                lport: 40000,
+                raddr: "10.0.0.2".parse().unwrap(),
+                rport: 80,
+                netns: 1,
+            },
+            process: Some(Owner {
                 pid: 7,
                 ..process()
             }),
@@ -491,9 +483,9 @@ mod tests {
              RTO #3, RTO 1.6 s"
         );
         e.process = None;
-        e.laddr = "fd00::1".parse::<IpAddr>().unwrap();
-        e.raddr = "fd00::2".parse::<IpAddr>().unwrap();
-        e.family = Family::Ipv6;
+        e.conn.laddr = "fd00::1".parse::<IpAddr>().unwrap();
+        e.conn.raddr = "fd00::2".parse::<IpAddr>().unwrap();
+        e.conn.family = Family::Ipv6;
         let line = text.event_line(&e);
         assert!(
             without_time(&line).starts_with("-                  [fd00::1]:40212 → [fd00::2]:443 "),

@@ -440,7 +440,7 @@ impl Analysis {
             explanation: format!(
                 "peer {} is not acknowledging: {} in a row over {}, RTO now {}; the kernel \
                  will give up in about {} ({budget}) unless it answers",
-                crate::event::endpoint(e.raddr, e.rport),
+                e.conn.remote().to_string(),
                 count(sock.retransmits, "retransmission timeout"),
                 duration_ms(self.rto.span_ms()),
                 duration_ms(sock.rto_us / 1000),
@@ -474,7 +474,7 @@ impl Analysis {
         {
             return;
         }
-        let peer = crate::event::endpoint(e.raddr, e.rport);
+        let peer = e.conn.remote().to_string();
         let mut evidence = Vec::new();
         if let Some(close) = &self.close {
             evidence.push(close.mark.evidence(""));
@@ -533,7 +533,7 @@ impl Analysis {
         let Some(kind) = death_rule(connecting, Cause::of(&error), context) else {
             return;
         };
-        let peer = crate::event::endpoint(e.raddr, e.rport);
+        let peer = e.conn.remote().to_string();
         let decision = match kind {
             VerdictKind::ConnectionRefused => self.refused(e, &peer, mark, &error),
             VerdictKind::ConnectTimeout => self.connect_timeout(e, &peer, mark, &error),
@@ -566,7 +566,7 @@ impl Analysis {
         let how = if error == "ECONNREFUSED" && self.reset_received.is_some() {
             format!(
                 "the peer answered our SYN with a reset (nothing listens on port {})",
-                e.rport
+                e.conn.rport
             )
         } else {
             format!("the network answered our SYN with {error}")

@@ -1,7 +1,7 @@
 //! The timeline engine: one timeline per socket, events in time order, verdict rules
 //! (see `analysis.rs`) applied as they arrive, bounded memory.
 
-use std::{collections::VecDeque, net::IpAddr};
+use std::collections::VecDeque;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
@@ -10,7 +10,7 @@ use super::{
     analysis::{Analysis, Decision},
     reorder::Reorder,
 };
-use crate::event::{Event, EventKind, Family, OwnerSource, Process, SocketId, TcpState};
+use crate::event::{Connection, Event, EventKind, Owner, OwnerSource, SocketId, TcpState};
 
 /// Configurable thresholds; the defaults follow the kernel's own judgement.
 #[derive(Debug, Clone)]
@@ -71,13 +71,9 @@ pub struct EngineStats {
 #[derive(Debug, Clone)]
 pub struct Timeline {
     pub socket: SocketId,
-    pub family: Family,
-    pub laddr: IpAddr,
-    pub lport: u16,
-    pub raddr: IpAddr,
-    pub rport: u16,
-    pub netns: u32,
-    pub process: Option<Process>,
+    /// The most complete picture of the connection seen so far.
+    pub conn: Connection,
+    pub process: Option<Owner>,
     pub first_ns: u64,
     pub last_ns: u64,
     /// The latest TCP state seen.
@@ -102,12 +98,7 @@ impl Timeline {
     fn new(e: &Event, socket: SocketId) -> Timeline {
         Timeline {
             socket,
-            family: e.family,
-            laddr: e.laddr,
-            lport: e.lport,
-            raddr: e.raddr,
-            rport: e.rport,
-            netns: e.netns,
+            conn: e.conn,
             process: e.process.clone(),
             first_ns: e.ts_ns,
             last_ns: e.ts_ns,
@@ -122,28 +113,15 @@ impl Timeline {
         }
     }
 
-    /// Keeps the most complete picture: ports and addresses get filled in after connect()
-    /// starts, and are cleared again while a socket closes.
     fn learn(&mut self, e: &Event) {
-        if e.lport != 0 {
-            self.lport = e.lport;
-        }
-        if e.rport != 0 {
-            self.rport = e.rport;
-        }
-        if !e.laddr.is_unspecified() {
-            self.laddr = e.laddr;
-        }
-        if !e.raddr.is_unspecified() {
-            self.raddr = e.raddr;
-        }
+        self.conn.learn(&e.conn);
         // The owner seen in its own context beats one inferred from a listener or a sweep.
         if let Some(p) = &e.process {
             let better = match &self.process {
                 None => true,
                 Some(known) => {
                     known != p
-                        && (p.owner == OwnerSource::Owner || known.owner != OwnerSource::Owner)
+                        && (p.source == OwnerSource::Owner || known.source != OwnerSource::Owner)
                 }
             };
             if better {
@@ -198,12 +176,7 @@ impl Timeline {
             ts_ns: d.ts_ns,
             verdict: d.kind,
             socket: self.socket,
-            family: self.family,
-            laddr: self.laddr,
-            lport: self.lport,
-            raddr: self.raddr,
-            rport: self.rport,
-            netns: self.netns,
+            conn: self.conn,
             process: self.process.clone(),
             explanation: d.explanation,
             facts: d.facts,
@@ -407,11 +380,11 @@ impl Engine {
             let Some(timeline) = self.timelines.get_mut(&socket) else {
                 continue;
             };
-            let peer = crate::event::endpoint(timeline.raddr, timeline.rport);
-            let holder = timeline.process.as_ref().map_or_else(
-                || "the owning process".to_owned(),
-                |p| format!("{}/{}", p.comm, p.pid),
-            );
+            let peer = timeline.conn.remote().to_string();
+            let holder = timeline
+                .process
+                .as_ref()
+                .map_or_else(|| "the owning process".to_owned(), Owner::to_string);
             if let Some(d) = timeline.analysis.held(due, &peer, &holder) {
                 let v = timeline.verdict(d);
                 timeline.verdicts.push(v.clone());

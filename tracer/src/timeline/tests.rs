@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use super::{Engine, Retain, Thresholds, Verdict, VerdictKind};
 use crate::{
     event::{
-        Event, EventKind, Family, KernelFacts, OwnerSource, Process, RetransmitClass,
+        Connection, Event, EventKind, Family, KernelFacts, Owner, OwnerSource, RetransmitClass,
         SocketCounters, SocketId, TcpState, TimerKind,
     },
     record::{End, FORMAT, Header, Record, RecordedThresholds, VERSION},
@@ -61,17 +61,19 @@ impl Sock {
         self.now += 1_000;
         Event {
             socket: Some(SocketId(self.id)),
-            family: Family::Ipv4,
-            laddr: IpAddr::from([10, 0, 0, 1]),
-            lport: self.lport,
-            raddr: IpAddr::from([10, 0, 0, 2]),
-            rport: 80,
-            netns: 4026531840,
-            process: Some(Process {
+            conn: Connection {
+                family: Family::Ipv4,
+                laddr: IpAddr::from([10, 0, 0, 1]),
+                lport: self.lport,
+                raddr: IpAddr::from([10, 0, 0, 2]),
+                rport: 80,
+                netns: 4026531840,
+            },
+            process: Some(Owner {
                 pid: 4242,
                 comm: "app".into(),
                 cgroup_id: 0,
-                owner: OwnerSource::Owner,
+                source: OwnerSource::Owner,
             }),
             sock: Some(SocketCounters {
                 retransmits: self.consecutive,
@@ -107,7 +109,7 @@ impl Sock {
     pub fn connect(mut self) -> Self {
         let mut e = self.event(EventKind::StateChange, TcpState::SYN_SENT);
         e.old_state = Some(TcpState::CLOSE);
-        e.lport = 0;
+        e.conn.lport = 0;
         self.push(e)
     }
 
@@ -635,7 +637,10 @@ fn connect_timeout_and_refused() {
     let v = verdicts_of(&refused);
     assert_eq!(kinds(&v), [ConnectionRefused]);
     assert!(v[0].explanation.contains("reset"), "{}", v[0].explanation);
-    assert_eq!(v[0].lport, 40_002, "the port learned after the first event");
+    assert_eq!(
+        v[0].conn.lport, 40_002,
+        "the port learned after the first event"
+    );
 }
 
 #[test]
@@ -989,8 +994,8 @@ fn verdicts_carry_identity_and_owner() {
         .destroy();
     let v = verdicts_of(&s);
     assert_eq!(v[0].socket, SocketId(7));
-    assert_eq!(v[0].lport, 40_007);
-    assert_eq!(v[0].rport, 80);
+    assert_eq!(v[0].conn.lport, 40_007);
+    assert_eq!(v[0].conn.rport, 80);
     assert_eq!(v[0].process.as_ref().unwrap().comm, "app");
     let json = serde_json::to_string(&v[0]).unwrap();
     assert!(json.contains(r#""verdict":"peer_reset""#), "{json}");
@@ -1003,11 +1008,11 @@ fn an_owner_seen_in_its_own_context_is_not_replaced_by_a_guess() {
         .after_ms(5)
         .reset_received(S::ESTABLISHED);
     let n = s.events.len();
-    s.events[n - 1].process = Some(Process {
+    s.events[n - 1].process = Some(Owner {
         pid: 1,
         comm: "listener".into(),
         cgroup_id: 0,
-        owner: OwnerSource::Listener,
+        source: OwnerSource::Listener,
     });
     let s = s.close_with(S::ESTABLISHED, "ECONNRESET", None);
     let v = verdicts_of(&s);

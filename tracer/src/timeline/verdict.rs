@@ -1,11 +1,11 @@
 //! Verdicts: what the timeline engine concludes about a socket. Names are stable (they are
 //! part of the trace format and of users' alerting rules): add, never rename.
 
-use std::{fmt, net::IpAddr};
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{EventKind, Family, Process, SocketId};
+use crate::event::{Connection, EventKind, Owner, SocketId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -124,14 +124,11 @@ pub struct Verdict {
     pub ts_ns: u64,
     pub verdict: VerdictKind,
     pub socket: SocketId,
-    pub family: Family,
-    pub laddr: IpAddr,
-    pub lport: u16,
-    pub raddr: IpAddr,
-    pub rport: u16,
-    pub netns: u32,
+    /// The socket's most complete tuple, as in events.
+    #[serde(flatten)]
+    pub conn: Connection,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<Owner>,
     /// One line, with the numbers.
     pub explanation: String,
     #[serde(default)]
