@@ -5,10 +5,11 @@
 //! it serialises flat, omits what does not apply, and reads back losslessly.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     fmt,
     hash::{DefaultHasher, Hash, Hasher},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::OnceLock,
 };
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -270,11 +271,11 @@ pub struct SocketCounters {
     /// The application has closed the socket (SOCK_DEAD).
     #[serde(default, skip_serializing_if = "is_default")]
     pub orphan: bool,
-    /// sk_err / sk_err_soft as errno names ("ETIMEDOUT"); absent when 0.
+    /// sk_err / sk_err_soft; absent when 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<Errno>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub soft_error: Option<String>,
+    pub soft_error: Option<Errno>,
 }
 
 /// A socket's identity: the kernel's socket cookie, or (top bit set) a hash of netns and
@@ -324,9 +325,9 @@ pub struct Event {
     pub segs: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timer: Option<TimerKind>,
-    /// Resets sent: the kernel's reason (`enum sk_rst_reason` name).
+    /// Resets sent: the kernel's reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<ResetReason>,
     /// Failed retransmits: the error; error reports: the reported errno.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub err: Option<i32>,
@@ -370,7 +371,7 @@ struct EventRecord {
     #[serde(default)]
     timer: Option<TimerKind>,
     #[serde(default)]
-    reason: Option<String>,
+    reason: Option<ResetReason>,
     #[serde(default)]
     err: Option<i32>,
     #[serde(default)]
@@ -433,24 +434,142 @@ impl Event {
         }
     }
 
-    pub fn errno(&self) -> Option<&str> {
-        self.sock.as_ref().and_then(|c| c.error.as_deref())
+    /// The socket error (sk_err) at the event.
+    pub fn errno(&self) -> Option<Errno> {
+        self.sock.as_ref().and_then(|c| c.error)
     }
 }
 
-/// Name of a positive errno ("ETIMEDOUT"), as the kernel's sk_err carries it.
-pub fn errno_name(code: i32) -> String {
-    let name = format!("{:?}", nix::errno::Errno::from_raw(code));
-    if name.starts_with('E') {
-        name
-    } else {
-        format!("E{code}")
+/// A socket error: a positive errno as the kernel's `sk_err` carries it, named as the
+/// application sees it (`ETIMEDOUT`; `E135` for a number without a name). Serialised by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    pub const EPIPE: Errno = Errno(libc::EPIPE);
+    pub const ECONNABORTED: Errno = Errno(libc::ECONNABORTED);
+    pub const ECONNRESET: Errno = Errno(libc::ECONNRESET);
+    pub const ETIMEDOUT: Errno = Errno(libc::ETIMEDOUT);
+    pub const ECONNREFUSED: Errno = Errno(libc::ECONNREFUSED);
+    pub const EHOSTUNREACH: Errno = Errno(libc::EHOSTUNREACH);
+
+    /// The errno a name produced by `Display` stands for.
+    pub fn from_name(name: &str) -> Option<Errno> {
+        static BY_NAME: OnceLock<HashMap<String, i32>> = OnceLock::new();
+        let by_name = BY_NAME.get_or_init(|| {
+            (1..=255)
+                .map(|code| (Errno(code).to_string(), code))
+                .collect()
+        });
+        by_name
+            .get(name)
+            .copied()
+            .or_else(|| name.strip_prefix('E')?.parse().ok())
+            .map(Errno)
     }
 }
 
-/// The errno value of a name produced by [`errno_name`].
-pub fn errno_value(name: &str) -> Option<i32> {
-    (1..200).find(|&c| errno_name(c) == name)
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match nix::errno::Errno::from_raw(self.0) {
+            nix::errno::Errno::UnknownErrno => write!(f, "E{}", self.0),
+            known => write!(f, "{known:?}"),
+        }
+    }
+}
+
+impl Serialize for Errno {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Errno {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Errno;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an errno name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Errno, E> {
+                Errno::from_name(name).ok_or_else(|| E::custom(format!("unknown errno {name:?}")))
+            }
+        }
+        d.deserialize_str(Name)
+    }
+}
+
+/// Declares [`ResetReason`]: the `enum sk_rst_reason` names this tracer gives a meaning to,
+/// each written once.
+macro_rules! reset_reasons {
+    ($($(#[$meta:meta])* $variant:ident => $name:literal,)+) => {
+        /// Why the kernel sent a reset: a name from `enum sk_rst_reason` (the running
+        /// kernel's BTF names them). Serialised by name.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum ResetReason {
+            $($(#[$meta])* $variant,)+
+            /// Any other name the kernel gave, or `REASON_n` for a value it did not name.
+            Other(String),
+        }
+
+        impl ResetReason {
+            pub fn name(&self) -> &str {
+                match self {
+                    $(ResetReason::$variant => $name,)+
+                    ResetReason::Other(name) => name,
+                }
+            }
+
+            pub fn from_name(name: &str) -> ResetReason {
+                match name {
+                    $($name => ResetReason::$variant,)+
+                    other => ResetReason::Other(other.to_owned()),
+                }
+            }
+        }
+    };
+}
+
+reset_reasons! {
+    NotSpecified => "NOT_SPECIFIED",
+    /// A segment that matched no socket.
+    NoSocket => "NO_SOCKET",
+    TcpAbortOnData => "TCP_ABORT_ON_DATA",
+    TcpAbortOnClose => "TCP_ABORT_ON_CLOSE",
+    TcpAbortOnLinger => "TCP_ABORT_ON_LINGER",
+    TcpAbortOnMemory => "TCP_ABORT_ON_MEMORY",
+    TcpState => "TCP_STATE",
+    TcpDisconnectWithData => "TCP_DISCONNECT_WITH_DATA",
+    TcpKeepaliveTimeout => "TCP_KEEPALIVE_TIMEOUT",
+}
+
+impl fmt::Display for ResetReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl Serialize for ResetReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for ResetReason {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = ResetReason;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a reset reason name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<ResetReason, E> {
+                Ok(ResetReason::from_name(name))
+            }
+        }
+        d.deserialize_str(Name)
+    }
 }
 
 /// What decoding needs to know about the kernel that produced the events.
@@ -534,8 +653,8 @@ impl KernelFacts {
             retrans_elapsed_ms: (raw.retrans_elapsed_ms != 0)
                 .then_some(u64::from(raw.retrans_elapsed_ms)),
             orphan: raw.flags & flags::ORPHAN != 0,
-            error: (raw.sk_err > 0).then(|| errno_name(raw.sk_err)),
-            soft_error: (raw.sk_err_soft > 0).then(|| errno_name(raw.sk_err_soft)),
+            error: (raw.sk_err > 0).then_some(Errno(raw.sk_err)),
+            soft_error: (raw.sk_err_soft > 0).then_some(Errno(raw.sk_err_soft)),
         });
         let is_retransmit = matches!(kind, EventKind::Retransmit | EventKind::RetransmitFailed);
         Some(Event {
@@ -558,10 +677,10 @@ impl KernelFacts {
             segs: is_retransmit.then_some(raw.segs),
             timer: TimerKind::from_code(raw.timer),
             reason: (kind == EventKind::ResetSent && raw.reason != u32::MAX).then(|| {
-                self.reset_reasons
-                    .get(&raw.reason)
-                    .cloned()
-                    .unwrap_or_else(|| format!("REASON_{}", raw.reason))
+                match self.reset_reasons.get(&raw.reason) {
+                    Some(name) => ResetReason::from_name(name),
+                    None => ResetReason::Other(format!("REASON_{}", raw.reason)),
+                }
             }),
             err: match kind {
                 EventKind::RetransmitFailed | EventKind::ErrorReport => Some(raw.err),
@@ -642,7 +761,7 @@ mod tests {
         r.state = TcpState::CLOSE.0;
         let e = facts().decode(&r).unwrap();
         assert_eq!(e.socket, None);
-        assert_eq!(e.reason.as_deref(), Some("NO_SOCKET"));
+        assert_eq!(e.reason, Some(ResetReason::NoSocket));
     }
 
     #[test]
@@ -654,7 +773,7 @@ mod tests {
         r.family = Family::Ipv6 as u16;
         r.saddr = Ipv6Addr::LOCALHOST.octets();
         let e = facts().decode(&r).unwrap();
-        assert_eq!(e.errno(), Some("ETIMEDOUT"));
+        assert_eq!(e.errno(), Some(Errno::ETIMEDOUT));
         let json = serde_json::to_string(&e).unwrap();
         assert!(json.contains(r#""state":"CLOSE""#), "{json}");
         let back: Event = serde_json::from_str(&json).unwrap();
@@ -683,13 +802,14 @@ mod tests {
             class: Some(RetransmitClass::Tlp),
             segs: Some(6),
             timer: Some(TimerKind::Write),
-            reason: Some("TCP_STATE".into()),
+            reason: Some(ResetReason::Other("TCP_SYN_ACK".into())),
             err: Some(-16),
             probe: Some(8),
             sock: Some(SocketCounters {
                 retransmits: 1,
                 ca_state: CaState::Loss,
-                error: Some("ETIMEDOUT".into()),
+                error: Some(Errno::ETIMEDOUT),
+                soft_error: Some(Errno(250)),
                 ..SocketCounters::default()
             }),
             flags: vec!["half_open_risk".into()],
@@ -702,8 +822,24 @@ mod tests {
 
     #[test]
     fn errno_names_round_trip() {
-        assert_eq!(errno_name(110), "ETIMEDOUT");
-        assert_eq!(errno_name(104), "ECONNRESET");
-        assert_eq!(errno_value("ECONNREFUSED"), Some(111));
+        assert_eq!(Errno(110).to_string(), "ETIMEDOUT");
+        assert_eq!(Errno(104).to_string(), "ECONNRESET");
+        assert_eq!(Errno(250).to_string(), "E250");
+        for name in ["ECONNREFUSED", "E2BIG", "E250"] {
+            assert_eq!(Errno::from_name(name).unwrap().to_string(), name);
+        }
+        assert_eq!(Errno::from_name("EBOGUS"), None);
+    }
+
+    #[test]
+    fn reset_reasons_keep_names_they_do_not_know() {
+        assert_eq!(
+            ResetReason::from_name("TCP_KEEPALIVE_TIMEOUT"),
+            ResetReason::TcpKeepaliveTimeout
+        );
+        let other = ResetReason::from_name("TCP_RFC7323_PAWS");
+        assert_eq!(other.name(), "TCP_RFC7323_PAWS");
+        let json = serde_json::to_string(&other).unwrap();
+        assert_eq!(serde_json::from_str::<ResetReason>(&json).unwrap(), other);
     }
 }

@@ -14,6 +14,8 @@
 //! | [`output`] | terminal text, JSON Lines, Perfetto, summaries |
 //! | [`sweep`] | sock_diag snapshots across namespaces, owners, per-namespace sysctls |
 //! | [`commands`] | one module per subcommand |
+//! | [`testing`] | synthetic sockets and traces for tests and benches |
+//! | [`words`] | how numbers read for people (durations, counts, retransmit classes) |
 
 pub mod cli;
 pub mod commands;
@@ -24,5 +26,7 @@ pub mod output;
 pub mod record;
 pub mod sweep;
 pub mod tcp_model;
+pub mod testing;
 pub mod timeline;
 pub mod trace_file;
+pub mod words;

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::{
     cli::{ColorChoice, ReportArgs, ReportFormat},
-    event::{Connection, Event, Owner, SocketId, TcpState},
+    event::{Connection, Errno, Event, Owner, SocketId, TcpState},
     output::{
         Sink, Summary,
         perfetto::write_chrome_trace,
@@ -27,8 +27,9 @@ use crate::{
         text::{Text, clock_time, use_color},
     },
     record::{End, Header, Record},
-    timeline::{Engine, Retain, Timeline, Verdict, VerdictKind, words::duration_ms},
+    timeline::{Engine, Retain, Timeline, Verdict, VerdictKind},
     trace_file::TraceReader,
+    words::duration_ms,
 };
 
 /// Everything a report prints, rebuilt from the trace.
@@ -359,7 +360,7 @@ struct TimelineJson<'a> {
     first_ns: u64,
     last_ns: u64,
     state: TcpState,
-    error: Option<&'a str>,
+    error: Option<Errno>,
     retransmits: u32,
     truncated_events: u64,
     verdicts: Vec<VerdictKind>,

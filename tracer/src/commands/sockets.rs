@@ -9,7 +9,7 @@ use crate::{
     event::Owner,
     filter::resolve_netns,
     sweep::{self, SweptSocket},
-    timeline::words::duration_ms,
+    words::duration_ms,
 };
 
 pub fn run(args: SocketsArgs) -> Result<()> {

@@ -12,7 +12,8 @@ use super::Sink;
 use crate::{
     event::{Connection, Event, EventKind, Owner, SocketId},
     record::{End, Header, Lost},
-    timeline::{EngineStats, Verdict, VerdictKind, words::duration_ms},
+    timeline::{EngineStats, Verdict, VerdictKind},
+    words::duration_ms,
 };
 
 /// Bound on sockets tallied for "most retransmits".
@@ -198,51 +199,26 @@ impl Sink for Summary {
 mod tests {
     use super::*;
     use crate::{
-        event::{Family, OwnerSource, RetransmitClass, TcpState},
-        timeline::VerdictFacts,
+        event::{RetransmitClass, TcpState},
+        testing::Sock,
     };
 
     fn retransmit(ts_ns: u64, socket: u64, rport: u16, segs: u32) -> Event {
-        Event {
-            socket: Some(SocketId(socket)),
-            conn: Connection {
-                laddr: "10.0.0.1".parse().unwrap(),
-                lport: 40000,
-                raddr: "10.0.0.2".parse().unwrap(),
-                rport,
-                netns: 1,
-                ..Connection::UNKNOWN
-            },
-            process: Some(Owner {
-                pid: 7,
-                comm: "curl".into(),
-                cgroup_id: 0,
-                source: OwnerSource::Owner,
-            }),
-            class: Some(RetransmitClass::Rto),
-            segs: Some(segs),
-            ..Event::new(ts_ns, EventKind::Retransmit, TcpState::ESTABLISHED)
-        }
+        let mut e = Sock::new(socket)
+            .owner("curl", 7)
+            .ports(40000, rport)
+            .event(EventKind::Retransmit, TcpState::ESTABLISHED);
+        e.ts_ns = ts_ns;
+        e.class = Some(RetransmitClass::Rto);
+        e.segs = Some(segs);
+        e
     }
 
     fn verdict(ts_ns: u64, socket: u64, kind: VerdictKind) -> Verdict {
-        Verdict {
-            ts_ns,
-            verdict: kind,
-            socket: SocketId(socket),
-            conn: Connection {
-                family: Family::Ipv4,
-                laddr: "10.0.0.1".parse().unwrap(),
-                lport: 40000,
-                raddr: "10.0.0.2".parse().unwrap(),
-                rport: 443,
-                netns: 1,
-            },
-            process: None,
-            explanation: String::new(),
-            facts: VerdictFacts::default(),
-            evidence: vec![],
-        }
+        Sock::new(socket)
+            .without_owner()
+            .ports(40000, 443)
+            .verdict(ts_ns, kind)
     }
 
     #[test]

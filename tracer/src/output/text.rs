@@ -15,9 +15,10 @@ use anyhow::{Context, Result};
 use super::{Sink, Status};
 use crate::{
     cli::ColorChoice,
-    event::{Event, EventKind, Owner, RetransmitClass, TimerKind},
+    event::{Errno, Event, EventKind, Owner, ResetReason, RetransmitClass, TimerKind},
     record::{End, Header, Lost},
-    timeline::{Verdict, VerdictKind, words::duration_ms},
+    timeline::{Verdict, VerdictKind},
+    words::{self, duration_ms},
 };
 
 /// Whether to colour: `--color`, then NO_COLOR (https://no-color.org), then "is it a
@@ -78,18 +79,11 @@ pub fn describe(e: &Event) -> (&'static str, String) {
             ("state", d)
         }
         EventKind::Retransmit => {
-            let consecutive = sock.map_or(0, |s| s.retransmits);
-            let class = match e.class {
-                Some(RetransmitClass::Rto) => format!("RTO #{consecutive}"),
-                Some(RetransmitClass::Syn) => format!("SYN #{consecutive}"),
-                Some(RetransmitClass::SynAck) => "SYN-ACK".into(),
-                Some(RetransmitClass::Tlp) => "tail loss probe".into(),
-                Some(RetransmitClass::Fast) => "fast".into(),
-                Some(RetransmitClass::LossRecovery) => "loss recovery".into(),
-                Some(RetransmitClass::RackTimeout) => "RACK timeout".into(),
-                Some(RetransmitClass::Unknown) | None => "other".into(),
-            };
-            let mut d = class;
+            let mut d = words::retransmit_class(e.class).to_owned();
+            if let Some(RetransmitClass::Rto | RetransmitClass::Syn) = e.class {
+                // Timeouts count: the kernel's icsk_retransmits.
+                d += &format!(" #{}", sock.map_or(0, |s| s.retransmits));
+            }
             if let Some(s) = sock.filter(|s| s.rto_us > 0) {
                 d += &format!(", RTO {}", duration_ms(s.rto_us / 1000));
             }
@@ -102,13 +96,16 @@ pub fn describe(e: &Event) -> (&'static str, String) {
             // The kernel's return value: a negative errno (EBUSY: the segment is still in a
             // device queue; ENOMEM; EHOSTUNREACH from routing).
             let reason = match e.err {
-                Some(err) if err != 0 => crate::event::errno_name(err.saturating_abs()),
+                Some(err) if err != 0 => Errno(err.saturating_abs()).to_string(),
                 _ => "unknown error".into(),
             };
             ("retrans err", format!("not sent: {reason}"))
         }
         EventKind::ResetSent => {
-            let reason = e.reason.as_deref().unwrap_or("reason unknown");
+            let reason = e
+                .reason
+                .as_ref()
+                .map_or("reason unknown", ResetReason::name);
             if e.socket.is_none() {
                 (
                     "reset sent",
@@ -135,7 +132,7 @@ pub fn describe(e: &Event) -> (&'static str, String) {
             "error",
             match e.err.unwrap_or(0) {
                 0 => "reported, no error".into(),
-                n => crate::event::errno_name(n),
+                n => Errno(n).to_string(),
             },
         ),
         EventKind::Destroy => ("released", String::new()),
@@ -394,65 +391,25 @@ mod tests {
 
     use super::*;
     use crate::{
-        event::{Connection, Family, OwnerSource, SocketCounters, SocketId, TcpState},
-        timeline::{VerdictFacts, VerdictKind},
+        event::{Family, TcpState},
+        testing::Sock,
+        timeline::VerdictKind,
     };
 
-    fn process() -> Owner {
-        Owner {
-            pid: 4242,
-            comm: "curl".into(),
-            cgroup_id: 0,
-            source: OwnerSource::Owner,
-        }
-    }
-
-    fn counters() -> SocketCounters {
-        SocketCounters {
-            retries1: 3,
-            retries2: 15,
-            syn_retries: 6,
-            ..SocketCounters::default()
-        }
-    }
-
     fn event(kind: EventKind) -> Event {
-        Event {
-            socket: Some(SocketId(0x1f3)),
-            conn: Connection {
-                family: Family::Ipv4,
-                laddr: "10.0.0.1".parse().unwrap(),
-                lport: 40212,
-                raddr: "10.0.0.2".parse().unwrap(),
-                rport: 443,
-                netns: 4026531993,
-            },
-            process: Some(process()),
-            sock: Some(counters()),
-            ..Event::new(5_000_000_000, kind, TcpState::ESTABLISHED)
-        }
+        Sock::new(0x1f3)
+            .owner("curl", 4242)
+            .ports(40212, 443)
+            .event(kind, TcpState::ESTABLISHED)
     }
 
     fn verdict(kind: VerdictKind) -> Verdict {
         Verdict {
-            ts_ns: 5_000_000_000,
-            verdict: kind,
-            socket: SocketId(1),
-            conn: Connection {
-                family: Family::Ipv4,
-                laddr: "10.0.0.1".parse().unwrap(),
-                lport: 40000,
-                raddr: "10.0.0.2".parse().unwrap(),
-                rport: 80,
-                netns: 1,
-            },
-            process: Some(Owner {
-                pid: 7,
-                ..process()
-            }),
             explanation: "peer 10.0.0.2:80 stopped acknowledging".into(),
-            facts: VerdictFacts::default(),
-            evidence: vec![],
+            ..Sock::new(1)
+                .owner("curl", 7)
+                .ports(40000, 80)
+                .verdict(5_000_000_000, kind)
         }
     }
 
@@ -536,13 +493,13 @@ mod tests {
     #[test]
     fn resets_say_direction_reason_and_state() {
         let mut sent = event(EventKind::ResetSent);
-        sent.reason = Some("TCP_ABORT_ON_LINGER".into());
+        sent.reason = Some(ResetReason::from_name("TCP_ABORT_ON_LINGER"));
         assert_eq!(
             details(&sent),
             "reset sent: TCP_ABORT_ON_LINGER, in ESTABLISHED"
         );
         sent.socket = None;
-        sent.reason = Some("NO_SOCKET".into());
+        sent.reason = Some(ResetReason::from_name("NO_SOCKET"));
         assert_eq!(
             details(&sent),
             "reset sent: NO_SOCKET (no socket for the segment)"
@@ -559,7 +516,7 @@ mod tests {
         assert_eq!(details(&e), "state: SYN_SENT → ESTABLISHED");
         e.old_state = Some(TcpState::ESTABLISHED);
         e.state = TcpState::CLOSE;
-        e.sock.as_mut().unwrap().error = Some("ETIMEDOUT".into());
+        e.sock.as_mut().unwrap().error = Some(Errno::ETIMEDOUT);
         e.timer = Some(TimerKind::Keepalive);
         assert_eq!(
             details(&e),

@@ -1,16 +1,13 @@
 //! The timeline engine: one timeline per socket, events in time order, verdict rules
-//! (see `analysis.rs`) applied as they arrive, bounded memory.
+//! (`rules.rs`, over each socket's `state.rs`) applied as they arrive and their findings
+//! rendered (`explain.rs`), bounded memory.
 
 use std::collections::VecDeque;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
-use super::{
-    Verdict, VerdictKind,
-    analysis::{Analysis, Decision},
-    reorder::Reorder,
-};
-use crate::event::{Connection, Event, EventKind, Owner, OwnerSource, SocketId, TcpState};
+use super::{Verdict, explain, reorder::Reorder, rules::Finding, state::SocketState};
+use crate::event::{Connection, Errno, Event, EventKind, Owner, OwnerSource, SocketId, TcpState};
 
 /// Configurable thresholds; the defaults follow the kernel's own judgement.
 #[derive(Debug, Clone)]
@@ -91,7 +88,7 @@ pub struct Timeline {
     /// When the socket was released (tcp_destroy_sock): for a socket its application
     /// holds, its close().
     pub released_ns: Option<u64>,
-    pub(crate) analysis: Analysis,
+    pub(crate) story: SocketState,
 }
 
 impl Timeline {
@@ -109,7 +106,7 @@ impl Timeline {
             verdicts: Vec::new(),
             died_ns: None,
             released_ns: None,
-            analysis: Analysis::default(),
+            story: SocketState::default(),
         }
     }
 
@@ -154,15 +151,12 @@ impl Timeline {
     }
 
     /// The socket error the kernel ended the connection with, if it did.
-    pub fn death_error(&self) -> Option<&str> {
-        self.analysis
-            .close
-            .as_ref()
-            .and_then(|c| c.error.as_deref())
+    pub fn death_error(&self) -> Option<Errno> {
+        self.story.close.as_ref().and_then(|c| c.error)
     }
 
     pub fn retransmits(&self) -> u32 {
-        self.analysis.retransmits
+        self.story.retransmits
     }
 
     /// How long the application kept the socket after the kernel had ended the
@@ -171,17 +165,8 @@ impl Timeline {
         Some(self.released_ns?.saturating_sub(self.died_ns?))
     }
 
-    fn verdict(&self, d: Decision) -> Verdict {
-        Verdict {
-            ts_ns: d.ts_ns,
-            verdict: d.kind,
-            socket: self.socket,
-            conn: self.conn,
-            process: self.process.clone(),
-            explanation: d.explanation,
-            facts: d.facts,
-            evidence: d.evidence,
-        }
+    fn verdict(&self, finding: Finding) -> Verdict {
+        explain::verdict(finding, self.socket, self.conn, self.process.clone())
     }
 }
 
@@ -218,7 +203,7 @@ pub struct Engine {
     retain: Retain,
     finished: Vec<Timeline>,
     stats: EngineStats,
-    decisions: Vec<Decision>,
+    findings: Vec<Finding>,
 }
 
 impl Engine {
@@ -234,12 +219,8 @@ impl Engine {
             retain: Retain::Nothing,
             finished: Vec::new(),
             stats: EngineStats::default(),
-            decisions: Vec::new(),
+            findings: Vec::new(),
         }
-    }
-
-    pub fn thresholds(&self) -> &Thresholds {
-        &self.thresholds
     }
 
     /// Which finished timelines to keep for [`Engine::take_finished`] (reports). Live
@@ -319,10 +300,10 @@ impl Engine {
         };
         timeline.learn(&e);
         timeline
-            .analysis
-            .apply(&e, self.thresholds.warn_after_rtos, &mut self.decisions);
-        for d in self.decisions.drain(..) {
-            let v = timeline.verdict(d);
+            .story
+            .apply(&e, self.thresholds.warn_after_rtos, &mut self.findings);
+        for f in self.findings.drain(..) {
+            let v = timeline.verdict(f);
             timeline.verdicts.push(v.clone());
             out.push(v);
         }
@@ -332,14 +313,14 @@ impl Engine {
             && e.errno().is_some()
         {
             timeline.died_ns = Some(e.ts_ns);
-            if timeline.analysis.held_since_ns == Some(e.ts_ns) {
+            if timeline.story.held_since_ns == Some(e.ts_ns) {
                 // Deaths come in time order, so this is nearly always the back.
                 let due = (e.ts_ns + self.thresholds.dead_socket_after_ns, socket);
                 let at = self.held_queue.partition_point(|&queued| queued <= due);
                 self.held_queue.insert(at, due);
             }
         }
-        let finished = timeline.analysis.destroyed_ns.is_some();
+        let finished = timeline.story.destroyed_ns.is_some();
         if finished {
             timeline.released_ns = Some(e.ts_ns);
         }
@@ -380,13 +361,8 @@ impl Engine {
             let Some(timeline) = self.timelines.get_mut(&socket) else {
                 continue;
             };
-            let peer = timeline.conn.remote().to_string();
-            let holder = timeline
-                .process
-                .as_ref()
-                .map_or_else(|| "the owning process".to_owned(), Owner::to_string);
-            if let Some(d) = timeline.analysis.held(due, &peer, &holder) {
-                let v = timeline.verdict(d);
+            if let Some(f) = timeline.story.held(due, timeline.conn.remote()) {
+                let v = timeline.verdict(f);
                 timeline.verdicts.push(v.clone());
                 out.push(v);
             }
@@ -411,12 +387,5 @@ impl Engine {
                 }
             }
         }
-    }
-}
-
-impl VerdictKind {
-    /// Verdicts that end a connection (all but the early warning).
-    pub fn is_death(self) -> bool {
-        self != VerdictKind::PeerUnresponsive && self != VerdictKind::DeadSocketHeld
     }
 }
