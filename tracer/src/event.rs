@@ -285,11 +285,8 @@ pub struct SocketCounters {
 pub struct SocketId(pub u64);
 
 impl SocketId {
+    /// Set in the ids made from a tuple (the kernel's cookies never have it).
     pub const TUPLE_KEYED: u64 = 1 << 63;
-
-    pub fn is_cookie(self) -> bool {
-        self.0 & Self::TUPLE_KEYED == 0
-    }
 }
 
 impl fmt::Display for SocketId {

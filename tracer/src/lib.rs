@@ -12,6 +12,7 @@
 //! | [`record`] | the JSON Lines trace records |
 //! | [`trace_file`] | reading recorded traces, with file:line errors |
 //! | [`output`] | terminal text, JSON Lines, Perfetto, summaries |
+//! | [`session`] | a tracing session (`live`, `record`): load, sweep, follow the ring buffer, feed the engine and the sinks, stop cleanly |
 //! | [`sweep`] | sock_diag snapshots across namespaces, owners, per-namespace sysctls |
 //! | [`commands`] | one module per subcommand |
 //! | [`testing`] | synthetic sockets and traces for tests and benches |
@@ -24,6 +25,7 @@ pub mod filter;
 pub mod kernel;
 pub mod output;
 pub mod record;
+pub mod session;
 pub mod sweep;
 pub mod tcp_model;
 pub mod testing;

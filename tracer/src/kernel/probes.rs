@@ -1,6 +1,6 @@
 //! Loading, attaching and reading the kernel programs.
 
-use std::{collections::BTreeMap, net::IpAddr, os::fd::AsRawFd};
+use std::{collections::BTreeMap, net::IpAddr};
 
 use anyhow::{Context, Result, anyhow};
 use aya::{
@@ -157,7 +157,11 @@ impl Probes {
     /// runtime (the ring buffer is polled through epoll).
     pub fn load(options: &ProbeOptions) -> Result<Self> {
         super::privileges::check_tracing()?;
-        raise_memlock_limit();
+        if let Err(e) = raise_memlock_limit() {
+            log::warn!(
+                "cannot lift RLIMIT_MEMLOCK ({e}): kernels before 5.11 may refuse to create the maps"
+            );
+        }
         let kernel_btf = KernelBtf::load()?;
         let (mut config, missing_members) = layout::resolve(&kernel_btf)?;
         let symbols = host::kallsyms(&["tcp_write_timer", "tcp_keepalive_timer"]);
@@ -324,10 +328,6 @@ impl Probes {
             .filter_map(|(_, p)| p.info().ok().map(|i| i.id()))
             .collect()
     }
-
-    pub fn ring_fd(&self) -> i32 {
-        self.ring.get_ref().as_raw_fd()
-    }
 }
 
 fn apply_filter_flags(config: &mut Config, options: &ProbeOptions) -> Result<()> {
@@ -397,13 +397,16 @@ fn install_filters(ebpf: &mut Ebpf, options: &ProbeOptions) -> Result<()> {
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
-fn raise_memlock_limit() {
+fn raise_memlock_limit() -> std::io::Result<()> {
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: valid resource and pointer.
-    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

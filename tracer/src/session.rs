@@ -1,6 +1,6 @@
-//! `tracer live` and `tracer record`: load the probes, sweep what is already open, follow
-//! the ring buffer, feed the timeline engine, hand events and verdicts to the sinks, stop
-//! cleanly.
+//! A tracing session, as `tracer live` and `tracer record` run it: load the probes, sweep
+//! what is already open, follow the ring buffer, feed the timeline engine, hand events and
+//! verdicts to the sinks, stop cleanly.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -55,9 +55,7 @@ impl Pipeline {
             event.process = Some(owner.clone());
         }
         self.totals.events += 1;
-        for sink in sinks.iter_mut() {
-            sink.event(&event)?;
-        }
+        sinks.event(&event)?;
         self.engine.push(event, &mut self.verdicts);
         Ok(())
     }
@@ -75,14 +73,9 @@ impl Pipeline {
     fn flush(&mut self, sinks: &mut [&mut dyn Sink]) -> Result<()> {
         for v in self.verdicts.drain(..) {
             self.totals.verdicts += 1;
-            for sink in sinks.iter_mut() {
-                sink.verdict(&v)?;
-            }
+            sinks.verdict(&v)?;
         }
-        for sink in sinks.iter_mut() {
-            sink.flush()?;
-        }
-        Ok(())
+        sinks.flush()
     }
 }
 
@@ -151,9 +144,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
         thresholds: Some(RecordedThresholds::of(&thresholds)),
     };
     report_degradations(&probes);
-    for sink in sinks.iter_mut() {
-        sink.header(&header)?;
-    }
+    sinks.header(&header)?;
     let mut pipeline = Pipeline {
         facts,
         owners: BTreeMap::new(),
@@ -196,9 +187,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
                         lost: t.ring.lost,
                     };
                     events_at_last_status = t.events;
-                    for sink in sinks.iter_mut() {
-                        sink.status(&status)?;
-                    }
+                    sinks.status(&status)?;
                 }
             }
             _ = sigint.recv() => { reason = "signal"; break; }
@@ -227,9 +216,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
         lost: totals.ring.lost,
         reason: reason.into(),
     };
-    for sink in sinks.iter_mut() {
-        sink.end(&end)?;
-    }
+    sinks.end(&end)?;
     Ok(totals)
 }
 
@@ -242,10 +229,8 @@ fn report_lost(probes: &Probes, totals: &mut Totals, sinks: &mut [&mut dyn Sink]
             lost: now.lost - totals.ring.lost,
             total: now.lost,
         };
-        for sink in sinks.iter_mut() {
-            sink.lost(&lost)?;
-            sink.flush()?;
-        }
+        sinks.lost(&lost)?;
+        sinks.flush()?;
     }
     totals.ring = now;
     Ok(())
