@@ -81,19 +81,7 @@ impl Serialize for TcpState {
 
 impl<'de> Deserialize<'de> for TcpState {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // A visitor, so that reading a trace borrows the name instead of allocating it.
-        struct Name;
-        impl serde::de::Visitor<'_> for Name {
-            type Value = TcpState;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a TCP state name")
-            }
-            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<TcpState, E> {
-                TcpState::from_name(name)
-                    .ok_or_else(|| E::custom(format!("unknown TCP state {name:?}")))
-            }
-        }
-        d.deserialize_str(Name)
+        by_name(d, "TCP state", TcpState::from_name)
     }
 }
 
@@ -483,17 +471,7 @@ impl Serialize for Errno {
 
 impl<'de> Deserialize<'de> for Errno {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Name;
-        impl serde::de::Visitor<'_> for Name {
-            type Value = Errno;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an errno name")
-            }
-            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Errno, E> {
-                Errno::from_name(name).ok_or_else(|| E::custom(format!("unknown errno {name:?}")))
-            }
-        }
-        d.deserialize_str(Name)
+        by_name(d, "errno", Errno::from_name)
     }
 }
 
@@ -555,18 +533,28 @@ impl Serialize for ResetReason {
 
 impl<'de> Deserialize<'de> for ResetReason {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Name;
-        impl serde::de::Visitor<'_> for Name {
-            type Value = ResetReason;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a reset reason name")
-            }
-            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<ResetReason, E> {
-                Ok(ResetReason::from_name(name))
-            }
-        }
-        d.deserialize_str(Name)
+        by_name(d, "reset reason", |name| Some(ResetReason::from_name(name)))
     }
+}
+
+/// Reads a value written as its name (a TCP state, an errno, a reset reason). A visitor, so
+/// that reading a trace borrows the name instead of allocating it.
+fn by_name<'de, D: Deserializer<'de>, T>(
+    d: D,
+    what: &'static str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, D::Error> {
+    struct Name<F>(&'static str, F);
+    impl<T, F: FnOnce(&str) -> Option<T>> serde::de::Visitor<'_> for Name<F> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a {} name", self.0)
+        }
+        fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<T, E> {
+            (self.1)(name).ok_or_else(|| E::custom(format!("unknown {} {name:?}", self.0)))
+        }
+    }
+    d.deserialize_str(Name(what, parse))
 }
 
 /// What decoding needs to know about the kernel that produced the events.

@@ -227,22 +227,30 @@ impl Sock {
     }
 
     /// Keepalive probe `n`, after `n` s without an ACK.
-    pub fn probe(mut self, n: u8) -> Self {
-        self.probes_out = n;
-        let mut e = self.event(EventKind::KeepaliveProbe, TcpState::ESTABLISHED);
-        e.probe = Some(n);
-        e.timer = Some(TimerKind::Keepalive);
-        if let Some(s) = &mut e.sock {
-            s.idle_rx_ms = Some(1_000 * u64::from(n));
-        }
-        self.push(e)
+    pub fn probe(self, n: u8) -> Self {
+        self.probe_event(EventKind::KeepaliveProbe, n, TimerKind::Keepalive, |s| {
+            s.idle_rx_ms = Some(1_000 * u64::from(n))
+        })
     }
 
-    pub fn zero_window_probe(mut self, n: u8) -> Self {
+    pub fn zero_window_probe(self, n: u8) -> Self {
+        self.probe_event(EventKind::ZeroWindowProbe, n, TimerKind::Write, |_| {})
+    }
+
+    fn probe_event(
+        mut self,
+        kind: EventKind,
+        n: u8,
+        timer: TimerKind,
+        counters: impl FnOnce(&mut SocketCounters),
+    ) -> Self {
         self.probes_out = n;
-        let mut e = self.event(EventKind::ZeroWindowProbe, TcpState::ESTABLISHED);
+        let mut e = self.event(kind, TcpState::ESTABLISHED);
         e.probe = Some(n);
-        e.timer = Some(TimerKind::Write);
+        e.timer = Some(timer);
+        if let Some(s) = &mut e.sock {
+            counters(s);
+        }
         self.push(e)
     }
 
@@ -292,6 +300,123 @@ impl Sock {
         }
         self.now += ms * MS;
         self
+    }
+
+    // Stories: how each kind of death looks in the kernel's events (6.18), up to the death
+    // itself; what the application does after it is the caller's.
+
+    /// Six unanswered RTOs from 200 ms, then tcp_retries2's give-up in the write timer.
+    pub fn retries_exhausted(self) -> Self {
+        self.established().rtos(6).after_ms(12_800).close_with(
+            TcpState::ESTABLISHED,
+            Errno::ETIMEDOUT,
+            Some(TimerKind::Write),
+        )
+    }
+
+    /// Three keepalive probes a second apart, then the kernel's give-up: a
+    /// TCP_KEEPALIVE_TIMEOUT reset and CLOSE with ETIMEDOUT in the keepalive timer.
+    pub fn keepalive_exhausted(self) -> Self {
+        self.established()
+            .after_ms(1_000)
+            .probe(1)
+            .after_ms(1_000)
+            .probe(2)
+            .after_ms(1_000)
+            .probe(3)
+            .after_ms(1_000)
+            .reset_sent(
+                TcpState::ESTABLISHED,
+                ResetReason::TcpKeepaliveTimeout,
+                Some(TimerKind::Keepalive),
+            )
+            .close_with(
+                TcpState::ESTABLISHED,
+                Errno::ETIMEDOUT,
+                Some(TimerKind::Keepalive),
+            )
+    }
+
+    /// Two unanswered RTOs, then an ACK: the streak is over.
+    pub fn recovered(self) -> Self {
+        self.established().rtos(2).after_ms(10).progress()
+    }
+
+    /// SYN_SENT (port not chosen yet), the peer's reset, CLOSE with ECONNREFUSED, two error
+    /// reports (111 then 0).
+    pub fn connection_refused(self) -> Self {
+        self.connect()
+            .after_ms(1)
+            .reset_received(TcpState::SYN_SENT)
+            .close_with(TcpState::SYN_SENT, Errno::ECONNREFUSED, None)
+            .error_report(111)
+            .error_report(0)
+    }
+
+    /// Two SYN retransmits, then tcp_syn_retries' give-up 7 s after the connect.
+    pub fn connect_timeout(self) -> Self {
+        self.connect()
+            .after_ms(1_000)
+            .retransmit(RetransmitClass::Syn, 1, 1_000)
+            .after_ms(2_000)
+            .retransmit(RetransmitClass::Syn, 2, 2_000)
+            .after_ms(4_000)
+            .close_with(TcpState::SYN_SENT, Errno::ETIMEDOUT, Some(TimerKind::Write))
+    }
+
+    /// The peer's reset on an established connection.
+    pub fn peer_reset(self) -> Self {
+        self.established()
+            .after_ms(50)
+            .reset_received(TcpState::ESTABLISHED)
+            .close_with(TcpState::ESTABLISHED, Errno::ECONNRESET, None)
+    }
+
+    /// The peer's reset answering two unanswered RTOs: it lost the connection's state.
+    pub fn peer_lost_state(self) -> Self {
+        self.established()
+            .rtos(2)
+            .after_ms(300)
+            .reset_received(TcpState::ESTABLISHED)
+            .close_with(TcpState::ESTABLISHED, Errno::ECONNRESET, None)
+    }
+
+    /// This host's close with a reset, as 6.18 reports it: CLOSE first (no error), then the
+    /// reset with `reason`.
+    pub fn aborted(self, reason: ResetReason) -> Self {
+        self.established()
+            .after_ms(5)
+            .state(TcpState::ESTABLISHED, TcpState::CLOSE)
+            .reset_sent(TcpState::CLOSE, reason, None)
+    }
+
+    /// Closed by its application with data unacknowledged (FIN_WAIT1, SOCK_DEAD), then two
+    /// unanswered RTOs and tcp_orphan_retries' give-up.
+    pub fn orphan_timeout(self) -> Self {
+        self.established()
+            .after_ms(10)
+            .state(TcpState::ESTABLISHED, TcpState::FIN_WAIT1)
+            .orphaned()
+            .rtos(2)
+            .after_ms(800)
+            .close_with(
+                TcpState::FIN_WAIT1,
+                Errno::ETIMEDOUT,
+                Some(TimerKind::Write),
+            )
+    }
+
+    /// Three unanswered zero-window probes, then the give-up in the write timer.
+    pub fn zero_window_exhausted(mut self) -> Self {
+        self = self.established();
+        for n in 1..=3 {
+            self = self.after_ms(200 << n).zero_window_probe(n);
+        }
+        self.after_ms(3_200).close_with(
+            TcpState::ESTABLISHED,
+            Errno::ETIMEDOUT,
+            Some(TimerKind::Write),
+        )
     }
 
     /// A verdict about this socket, without explanation, facts or evidence (for output

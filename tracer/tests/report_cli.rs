@@ -14,7 +14,7 @@ use std::{
 
 use serde_json::Value;
 use tracer::{
-    event::{Errno, Event, ResetReason, TcpState as S, TimerKind},
+    event::Event,
     record::Header,
     testing::{self, MS, Sock, recorded_trace, socketless_reset},
     timeline::Verdict,
@@ -100,38 +100,15 @@ fn sock(id: u64, comm: &str, pid: u32, start_ms: u64) -> Sock {
 /// | none | - | a reset for a segment that matched no socket | none |
 fn synthetic_events() -> Vec<Event> {
     let dead_peer = sock(0x101, "curl", 4242, 10)
-        .established()
-        .rtos(6)
-        .after_ms(12_800)
-        .close_with(S::ESTABLISHED, Errno::ETIMEDOUT, Some(TimerKind::Write))
+        .retries_exhausted()
         .after_ms(5)
         .destroy();
-    let reset = sock(0x102, "curl", 4242, 20)
-        .established()
-        .after_ms(50)
-        .reset_received(S::ESTABLISHED)
-        .close_with(S::ESTABLISHED, Errno::ECONNRESET, None)
-        .destroy();
+    let reset = sock(0x102, "curl", 4242, 20).peer_reset().destroy();
     let orderly = sock(0x103, "nginx", 77, 30)
         .established()
         .after_ms(100)
         .fin_close();
-    let keepalive = sock(0x104, "nginx", 77, 40)
-        .established()
-        .after_ms(1_000)
-        .probe(1)
-        .after_ms(1_000)
-        .probe(2)
-        .after_ms(1_000)
-        .probe(3)
-        .after_ms(1_000)
-        .reset_sent(
-            S::ESTABLISHED,
-            ResetReason::TcpKeepaliveTimeout,
-            Some(TimerKind::Keepalive),
-        )
-        .close_with(S::ESTABLISHED, Errno::ETIMEDOUT, Some(TimerKind::Keepalive))
-        .destroy();
+    let keepalive = sock(0x104, "nginx", 77, 40).keepalive_exhausted().destroy();
     let stray = socketless_reset(STARTED_NS + 50 * MS + 1_000);
     let mut events: Vec<Event> = [dead_peer, reset, orderly, keepalive]
         .into_iter()

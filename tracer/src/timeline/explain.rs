@@ -73,9 +73,7 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
             syn_retries,
             error,
         } => {
-            let limit = syn_retries
-                .map(|n| format!(" (tcp_syn_retries={n})"))
-                .unwrap_or_default();
+            let limit = setting("tcp_syn_retries", *syn_retries);
             let icmp = if *error == Errno::ETIMEDOUT {
                 String::new()
             } else {
@@ -139,9 +137,7 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
             error,
             ..
         } => {
-            let retries = orphan_retries
-                .map(|n| format!(" (tcp_orphan_retries={n})"))
-                .unwrap_or_default();
+            let retries = setting("tcp_orphan_retries", *orphan_retries);
             format!(
                 "a socket to {peer} that the application had already closed died retransmitting \
                  in {state}: {} over {}{retries}, the kernel gave up with {error}; data still \
@@ -198,7 +194,8 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
 
 /// The verdict record's `facts`: the numbers behind the explanation.
 pub fn record_facts(facts: &Facts) -> VerdictFacts {
-    match facts {
+    let none = VerdictFacts::default();
+    let numbers = match *facts {
         Facts::PeerUnresponsive(w) => VerdictFacts {
             retransmits: Some(w.retransmits),
             consecutive_rtos: Some(u32::from(w.consecutive_rtos)),
@@ -206,104 +203,96 @@ pub fn record_facts(facts: &Facts) -> VerdictFacts {
             last_rto_ms: Some(w.rto_ms),
             predicted_give_up_ns: Some(w.give_up_ms * 1_000_000),
             give_up_budget: Some(budget_text(&w.budget)),
-            ..VerdictFacts::default()
+            ..none
         },
-        Facts::ConnectionRefused { error, .. } => VerdictFacts {
-            error: Some(*error),
-            ..VerdictFacts::default()
-        },
+        Facts::ConnectionRefused { .. } => none,
         Facts::ConnectTimeout {
             syn_retransmits,
             waited_ms,
-            error,
             ..
         } => VerdictFacts {
-            retransmits: Some(*syn_retransmits),
-            duration_ms: Some(*waited_ms),
-            error: Some(*error),
-            ..VerdictFacts::default()
+            retransmits: Some(syn_retransmits),
+            duration_ms: Some(waited_ms),
+            ..none
         },
         Facts::PeerReset {
-            error,
-            unanswered_rtos,
-            ..
-        } => {
-            let lost_state = *unanswered_rtos > 0;
-            VerdictFacts {
-                error: Some(*error),
-                peer_lost_state: Some(lost_state),
-                consecutive_rtos: lost_state.then_some(u32::from(*unanswered_rtos)),
-                ..VerdictFacts::default()
-            }
-        }
-        Facts::LocalAbort { reason, .. } => VerdictFacts {
+            unanswered_rtos: n, ..
+        } => VerdictFacts {
+            peer_lost_state: Some(n > 0),
+            consecutive_rtos: (n > 0).then_some(u32::from(n)),
+            ..none
+        },
+        Facts::LocalAbort { ref reason, .. } => VerdictFacts {
             reset_reason: reason.clone(),
-            ..VerdictFacts::default()
+            ..none
         },
         Facts::KeepaliveExhausted {
             probes,
             interval_ms,
             idle_before_ms,
             duration_ms,
-            error,
-            reset_reason,
+            ref reset_reason,
+            ..
         } => VerdictFacts {
-            probes: Some(*probes),
-            probe_interval_ms: Some(*interval_ms),
-            idle_before_probes_ms: *idle_before_ms,
-            duration_ms: Some(*duration_ms),
-            error: Some(*error),
+            probes: Some(probes),
+            probe_interval_ms: Some(interval_ms),
+            idle_before_probes_ms: idle_before_ms,
+            duration_ms: Some(duration_ms),
             reset_reason: reset_reason.clone(),
-            ..VerdictFacts::default()
+            ..none
         },
         Facts::OrphanTimeout {
             retransmits,
             duration_ms,
             last_rto_ms,
-            error,
             ..
         } => VerdictFacts {
-            retransmits: Some(*retransmits),
-            duration_ms: Some(*duration_ms),
-            last_rto_ms: *last_rto_ms,
-            error: Some(*error),
-            ..VerdictFacts::default()
+            retransmits: Some(retransmits),
+            duration_ms: Some(duration_ms),
+            last_rto_ms,
+            ..none
         },
         Facts::RetriesExhausted {
-            stall,
+            stall: Stall::ZeroWindowProbes { count, duration_ms },
             budget,
-            error,
-        } => {
-            let stalled = match *stall {
-                Stall::ZeroWindowProbes { count, duration_ms } => VerdictFacts {
-                    retransmits: Some(0),
-                    probes: Some(count),
-                    duration_ms: Some(duration_ms),
-                    ..VerdictFacts::default()
-                },
+            ..
+        } => VerdictFacts {
+            retransmits: Some(0),
+            probes: Some(count),
+            duration_ms: Some(duration_ms),
+            give_up_budget: Some(budget_text(&budget)),
+            ..none
+        },
+        Facts::RetriesExhausted {
+            stall:
                 Stall::Retransmits {
                     count,
                     duration_ms,
                     last_rto_ms,
-                } => VerdictFacts {
-                    retransmits: Some(count),
-                    duration_ms: Some(duration_ms),
-                    last_rto_ms: Some(last_rto_ms),
-                    ..VerdictFacts::default()
                 },
-            };
-            VerdictFacts {
-                error: Some(*error),
-                give_up_budget: Some(budget_text(budget)),
-                ..stalled
-            }
-        }
-        Facts::DeadSocketHeld { held_ms, error } => VerdictFacts {
-            held_ms: Some(*held_ms),
-            error: Some(*error),
-            ..VerdictFacts::default()
+            budget,
+            ..
+        } => VerdictFacts {
+            retransmits: Some(count),
+            duration_ms: Some(duration_ms),
+            last_rto_ms: Some(last_rto_ms),
+            give_up_budget: Some(budget_text(&budget)),
+            ..none
         },
+        Facts::DeadSocketHeld { held_ms, .. } => VerdictFacts {
+            held_ms: Some(held_ms),
+            ..none
+        },
+    };
+    VerdictFacts {
+        error: facts.error(),
+        ..numbers
     }
+}
+
+/// ` (tcp_syn_retries=6)`, when the kernel reported the setting.
+fn setting(name: &str, value: Option<u8>) -> String {
+    value.map(|n| format!(" ({name}={n})")).unwrap_or_default()
 }
 
 /// `TCP_USER_TIMEOUT 5.0 s`, `tcp_retries2=15, 924.6 s`, ...

@@ -134,6 +134,21 @@ impl Facts {
             Facts::DeadSocketHeld { .. } => VerdictKind::DeadSocketHeld,
         }
     }
+
+    /// The socket error the application sees, for the verdicts that end a connection with
+    /// one.
+    pub fn error(&self) -> Option<Errno> {
+        match *self {
+            Facts::ConnectionRefused { error, .. }
+            | Facts::ConnectTimeout { error, .. }
+            | Facts::PeerReset { error, .. }
+            | Facts::KeepaliveExhausted { error, .. }
+            | Facts::OrphanTimeout { error, .. }
+            | Facts::RetriesExhausted { error, .. }
+            | Facts::DeadSocketHeld { error, .. } => Some(error),
+            Facts::PeerUnresponsive(_) | Facts::LocalAbort { .. } => None,
+        }
+    }
 }
 
 /// peer_unresponsive: the streak so far and the predicted give-up.

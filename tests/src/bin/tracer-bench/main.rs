@@ -22,12 +22,14 @@ fn main() {
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
     let _ = Netns::new("bench-warmup");
     let mut run = report::Run {
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-            .to_owned(),
-        cpus: thread::available_parallelism().map_or(0, |n| n.get()),
-        tracer: tracer_bin().display().to_string(),
+        setting: report::Setting {
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            cpus: thread::available_parallelism().map_or(0, |n| n.get()),
+            tracer: tracer_bin().display().to_string(),
+        },
         ..report::Run::default()
     };
     if wants("retransmit") {

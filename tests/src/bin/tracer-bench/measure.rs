@@ -28,7 +28,7 @@ use tracer_tests::{
 };
 
 /// Where the traces and the report go.
-pub fn out_dir() -> PathBuf {
+pub(crate) fn out_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -36,9 +36,9 @@ pub fn out_dir() -> PathBuf {
 
 /// CPU time and peak memory of a finished process.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Usage {
-    pub cpu: Duration,
-    pub max_rss_kib: i64,
+pub(crate) struct Usage {
+    pub(crate) cpu: Duration,
+    pub(crate) max_rss_kib: i64,
 }
 
 /// A `tracer` (or `bpftrace`) process under measurement.
@@ -180,10 +180,10 @@ fn start_bpftrace(output: &Path) -> Option<Measured> {
 
 /// A recorded trace, typed: its events, its verdicts' kinds, and what its end record says
 /// was lost.
-pub struct Trace {
-    pub events: Vec<Event>,
-    pub verdicts: Vec<VerdictKind>,
-    pub lost: u64,
+pub(crate) struct Trace {
+    pub(crate) events: Vec<Event>,
+    pub(crate) verdicts: Vec<VerdictKind>,
+    pub(crate) lost: u64,
 }
 
 impl Trace {
@@ -216,10 +216,10 @@ impl Trace {
 }
 
 /// Kernel cost of one program over a measurement: calls and ns per call (bpf_stats).
-pub struct Cost {
-    pub program: String,
-    pub calls: u64,
-    pub ns_per_call: f64,
+pub(crate) struct Cost {
+    pub(crate) program: String,
+    pub(crate) calls: u64,
+    pub(crate) ns_per_call: f64,
 }
 
 /// Per-program run time and run count (bpf_stats) of the given programs.
@@ -295,14 +295,14 @@ fn bulk(hosts: &Hosts, chunk: usize, secs: f64) -> f64 {
 }
 
 /// Clean bulk transfers with and without an unfiltered tracer, alternating.
-pub struct Throughput {
-    pub chunk: usize,
+pub(crate) struct Throughput {
+    pub(crate) chunk: usize,
     /// Bytes/s of each round.
-    pub without: Vec<f64>,
-    pub with: Vec<f64>,
+    pub(crate) without: Vec<f64>,
+    pub(crate) with: Vec<f64>,
 }
 
-pub fn throughput() -> Vec<Throughput> {
+pub(crate) fn throughput() -> Vec<Throughput> {
     let hosts = Hosts::new("bench-tput");
     [64 * 1024, 1024]
         .into_iter()
@@ -326,31 +326,40 @@ pub fn throughput() -> Vec<Throughput> {
 }
 
 /// Bytes each of the 4 retransmit-storm transfers sends.
-pub const STORM_BYTES: usize = 192 << 20;
+pub(crate) const STORM_BYTES: usize = 192 << 20;
+
+/// What a tracing tool cost over a storm: start-up, then CPU and memory.
+pub(crate) struct ToolCost {
+    pub(crate) ready_after: Duration,
+    pub(crate) usage: Usage,
+}
 
 /// bpftrace beside the tracer.
-pub struct Bpftrace {
-    pub retransmit_lines: u64,
-    pub usage: Usage,
-    pub ready_after: Duration,
+pub(crate) struct Bpftrace {
+    pub(crate) retransmit_lines: u64,
+    pub(crate) cost: ToolCost,
 }
 
-pub struct RetransmitStorm {
-    pub storm: Duration,
+/// What the trace shows of the retransmits the kernel counted.
+pub(crate) struct Retransmits {
     /// The client namespace's RetransSegs delta.
-    pub kernel_segments: u64,
-    pub traced_segments: u64,
-    pub events: u64,
-    pub lost: u64,
-    pub usage: Usage,
-    pub ready_after: Duration,
-    pub bpftrace: Option<Bpftrace>,
-    pub costs: Vec<Cost>,
-    /// The recorded trace (the source of the report speed test).
-    pub trace: PathBuf,
+    pub(crate) kernel_segments: u64,
+    pub(crate) traced_segments: u64,
+    pub(crate) events: u64,
+    pub(crate) lost: u64,
 }
 
-pub fn retransmit_storm() -> RetransmitStorm {
+pub(crate) struct RetransmitStorm {
+    pub(crate) storm: Duration,
+    pub(crate) seen: Retransmits,
+    pub(crate) tracer: ToolCost,
+    pub(crate) bpftrace: Option<Bpftrace>,
+    pub(crate) costs: Vec<Cost>,
+    /// The recorded trace (the source of the report speed test).
+    pub(crate) trace: PathBuf,
+}
+
+pub(crate) fn retransmit_storm() -> RetransmitStorm {
     let hosts = Hosts::new("bench-rtx");
     let path = out_dir().join("retransmit-storm.jsonl");
     let recorder = start_recorder(&path, &hosts.netns_args());
@@ -400,8 +409,7 @@ pub fn retransmit_storm() -> RetransmitStorm {
             .unwrap_or(0);
         Bpftrace {
             retransmit_lines,
-            usage,
-            ready_after,
+            cost: ToolCost { ready_after, usage },
         }
     });
     let ready_after = recorder.ready_after;
@@ -410,33 +418,34 @@ pub fn retransmit_storm() -> RetransmitStorm {
     let netns = hosts.client.inode;
     RetransmitStorm {
         storm,
-        kernel_segments: after.delta(&before, "Tcp.RetransSegs") as u64,
-        traced_segments: retransmitted_segments(&trace.events, netns),
-        events: trace.count(netns, EventKind::Retransmit),
-        lost: trace.lost,
-        usage,
-        ready_after,
+        seen: Retransmits {
+            kernel_segments: after.delta(&before, "Tcp.RetransSegs") as u64,
+            traced_segments: retransmitted_segments(&trace.events, netns),
+            events: trace.count(netns, EventKind::Retransmit),
+            lost: trace.lost,
+        },
+        tracer: ToolCost { ready_after, usage },
         bpftrace,
         costs,
         trace: path,
     }
 }
 
-pub struct KeepaliveStorm {
-    pub connections: usize,
-    pub secs: u64,
+pub(crate) struct KeepaliveStorm {
+    pub(crate) connections: usize,
+    pub(crate) secs: u64,
     /// Σ icsk_probes_out from sock_diag after freezing: the probes the kernel sent.
-    pub probes_out: u64,
-    pub traced: u64,
-    pub lost: u64,
+    pub(crate) probes_out: u64,
+    pub(crate) traced: u64,
+    pub(crate) lost: u64,
     /// The client namespace's TCPKeepAlive delta.
-    pub kernel_keepalive: u64,
-    pub backlog_drops: u64,
-    pub usage: Usage,
-    pub costs: Vec<Cost>,
+    pub(crate) kernel_keepalive: u64,
+    pub(crate) backlog_drops: u64,
+    pub(crate) usage: Usage,
+    pub(crate) costs: Vec<Cost>,
 }
 
-pub fn keepalive_storm(connections: usize) -> KeepaliveStorm {
+pub(crate) fn keepalive_storm(connections: usize) -> KeepaliveStorm {
     let hosts = Hosts::new("bench-ka");
     raise_fd_limit(connections as u64 * 2 + 256);
     let (clients, servers) = connections_between(&hosts, connections, "ka-storm");
@@ -528,7 +537,7 @@ fn backlog_drops() -> u64 {
 /// cheaply. Delayed-ACK timers (tcp_delack_timer) are such timers: 200 connections each
 /// get one small segment every 100 ms that the receiver acknowledges only when its
 /// delayed-ACK timer fires. Returns the programs' costs over 10 s.
-pub fn timer_filter() -> Vec<Cost> {
+pub(crate) fn timer_filter() -> Vec<Cost> {
     let hosts = Hosts::new("bench-timers");
     // No tail loss probes: they would run on the write timer, which is ours.
     hosts.client.sysctl("net.ipv4.tcp_early_retrans", "0");
@@ -591,20 +600,20 @@ fn resets(hosts: &Hosts, threads: usize, per_thread: usize) -> Duration {
 }
 
 /// One reset storm: connects to a closed port through a ring buffer of `ring` bytes.
-pub struct ResetStorm {
-    pub ring: &'static str,
-    pub connects: usize,
-    pub threads: usize,
-    pub events: u64,
-    pub took: Duration,
-    pub lost: u64,
+pub(crate) struct ResetStorm {
+    pub(crate) ring: &'static str,
+    pub(crate) connects: usize,
+    pub(crate) threads: usize,
+    pub(crate) events: u64,
+    pub(crate) took: Duration,
+    pub(crate) lost: u64,
     /// The server namespace's OutRsts delta.
-    pub out_rsts: u64,
-    pub reset_sent: u64,
-    pub refused: usize,
+    pub(crate) out_rsts: u64,
+    pub(crate) reset_sent: u64,
+    pub(crate) refused: usize,
 }
 
-pub fn reset_storms() -> Vec<ResetStorm> {
+pub(crate) fn reset_storms() -> Vec<ResetStorm> {
     [
         ("4M", 1, 5000),
         ("4M", 2, 5000),
@@ -682,20 +691,20 @@ fn big_trace(source: &Path, target: usize) -> (PathBuf, usize) {
 }
 
 /// `tracer report` of one big trace in one format.
-pub struct ReportRun {
-    pub format: &'static str,
-    pub wall: Duration,
-    pub usage: Usage,
+pub(crate) struct ReportRun {
+    pub(crate) format: &'static str,
+    pub(crate) wall: Duration,
+    pub(crate) usage: Usage,
 }
 
-pub struct ReportSpeed {
-    pub events: usize,
-    pub bytes: u64,
-    pub runs: Vec<ReportRun>,
+pub(crate) struct ReportSpeed {
+    pub(crate) events: usize,
+    pub(crate) bytes: u64,
+    pub(crate) runs: Vec<ReportRun>,
 }
 
 /// `tracer report` on the retransmit storm's trace repeated to a million events.
-pub fn report_speed(source: &Path) -> ReportSpeed {
+pub(crate) fn report_speed(source: &Path) -> ReportSpeed {
     let (path, events) = big_trace(source, 1_000_000);
     let runs = ["text", "json"]
         .into_iter()

@@ -7,24 +7,30 @@ use super::measure::{
     Cost, KeepaliveStorm, ReportSpeed, ResetStorm, RetransmitStorm, STORM_BYTES, Throughput,
 };
 
-/// Everything one run measured; parts not asked for stay empty.
+/// Where a run measured.
 #[derive(Default)]
-pub struct Run {
-    pub kernel: String,
-    pub cpus: usize,
-    pub tracer: String,
-    pub retransmit: Option<RetransmitStorm>,
-    pub keepalive: Option<KeepaliveStorm>,
-    pub timers: Option<Vec<Cost>>,
-    pub resets: Option<Vec<ResetStorm>>,
-    pub throughput: Option<Vec<Throughput>>,
-    pub report: Option<ReportSpeed>,
+pub(crate) struct Setting {
+    pub(crate) kernel: String,
+    pub(crate) cpus: usize,
+    pub(crate) tracer: String,
 }
 
-pub fn render(run: &Run) -> String {
+/// Everything one run measured; parts not asked for stay empty.
+#[derive(Default)]
+pub(crate) struct Run {
+    pub(crate) setting: Setting,
+    pub(crate) retransmit: Option<RetransmitStorm>,
+    pub(crate) keepalive: Option<KeepaliveStorm>,
+    pub(crate) timers: Option<Vec<Cost>>,
+    pub(crate) resets: Option<Vec<ResetStorm>>,
+    pub(crate) throughput: Option<Vec<Throughput>>,
+    pub(crate) report: Option<ReportSpeed>,
+}
+
+pub(crate) fn render(run: &Run) -> String {
     let mut out = format!(
         "# Benchmark run\n\nkernel {}, {} CPUs, tracer {}\n",
-        run.kernel, run.cpus, run.tracer
+        run.setting.kernel, run.setting.cpus, run.setting.tracer
     );
     if let Some(r) = &run.retransmit {
         retransmit(&mut out, r);
@@ -66,7 +72,8 @@ fn secs(d: std::time::Duration) -> String {
 }
 
 fn retransmit(out: &mut String, r: &RetransmitStorm) {
-    let kernel = r.kernel_segments.max(1) as f64;
+    let seen = &r.seen;
+    let kernel = seen.kernel_segments.max(1) as f64;
     let bpftrace = |f: &dyn Fn(&super::measure::Bpftrace) -> String| {
         r.bpftrace.as_ref().map_or("n/a".to_owned(), f)
     };
@@ -84,20 +91,20 @@ fn retransmit(out: &mut String, r: &RetransmitStorm) {
          Kernel cost per program during the storm (bpf_stats):\n\n{}",
         STORM_BYTES >> 20,
         r.storm.as_secs_f64(),
-        r.kernel_segments,
-        r.events,
-        r.traced_segments,
-        r.lost,
-        r.events,
+        seen.kernel_segments,
+        seen.events,
+        seen.traced_segments,
+        seen.lost,
+        seen.events,
         bpftrace(&|b| b.retransmit_lines.to_string()),
-        r.traced_segments as f64 / kernel,
+        seen.traced_segments as f64 / kernel,
         bpftrace(&|b| format!("{:.3}", b.retransmit_lines as f64 / kernel)),
-        secs(r.usage.cpu),
-        bpftrace(&|b| secs(b.usage.cpu)),
-        r.usage.max_rss_kib / 1024,
-        bpftrace(&|b| format!("{} MiB", b.usage.max_rss_kib / 1024)),
-        secs(r.ready_after),
-        bpftrace(&|b| secs(b.ready_after)),
+        secs(r.tracer.usage.cpu),
+        bpftrace(&|b| secs(b.cost.usage.cpu)),
+        r.tracer.usage.max_rss_kib / 1024,
+        bpftrace(&|b| format!("{} MiB", b.cost.usage.max_rss_kib / 1024)),
+        secs(r.tracer.ready_after),
+        bpftrace(&|b| secs(b.cost.ready_after)),
         cost_table(&r.costs)
     );
 }

@@ -5,15 +5,7 @@ use crate::event::{Errno, RetransmitClass::Syn, TcpState as S, TimerKind};
 
 #[test]
 fn connect_timeout_and_refused() {
-    let timeout = Sock::new(1)
-        .connect()
-        .after_ms(1_000)
-        .retransmit(Syn, 1, 1_000)
-        .after_ms(2_000)
-        .retransmit(Syn, 2, 2_000)
-        .after_ms(4_000)
-        .close_with(S::SYN_SENT, Errno::ETIMEDOUT, Some(TimerKind::Write))
-        .destroy();
+    let timeout = Sock::new(1).connect_timeout().destroy();
     assert_eq!(kinds(&verdicts_of(&timeout)), [VerdictKind::ConnectTimeout]);
     assert_eq!(
         facts(&timeout),
@@ -25,16 +17,7 @@ fn connect_timeout_and_refused() {
         }]
     );
 
-    // As on 6.18: SYN_SENT (port not chosen yet), reset, CLOSE with ECONNREFUSED, two error
-    // reports (111 then 0), destroy.
-    let refused = Sock::new(2)
-        .connect()
-        .after_ms(1)
-        .reset_received(S::SYN_SENT)
-        .close_with(S::SYN_SENT, Errno::ECONNREFUSED, None)
-        .error_report(111)
-        .error_report(0)
-        .destroy();
+    let refused = Sock::new(2).connection_refused().destroy();
     let v = verdicts_of(&refused);
     assert_eq!(kinds(&v), [VerdictKind::ConnectionRefused]);
     assert_eq!(
@@ -50,30 +33,35 @@ fn connect_timeout_and_refused() {
     );
 }
 
+/// tcp_v4_err(): a hard ICMP error in SYN_SENT kills the connect outside any timer.
+pub(super) fn unreachable_at_once(id: u64) -> Sock {
+    Sock::new(id)
+        .connect()
+        .after_ms(3_000)
+        .close_with(S::SYN_SENT, Errno::EHOSTUNREACH, None)
+}
+
+/// tcp_write_err() after the SYN retries, reporting the soft error instead of ETIMEDOUT.
+pub(super) fn unreachable_after_a_retry(id: u64) -> Sock {
+    Sock::new(id)
+        .connect()
+        .after_ms(1_000)
+        .retransmit(Syn, 1, 1_000)
+        .after_ms(2_000)
+        .close_with(S::SYN_SENT, Errno::EHOSTUNREACH, Some(TimerKind::Write))
+}
+
 #[test]
 fn icmp_errors_end_a_connect_at_once_or_in_the_timer() {
-    // tcp_v4_err(): a hard ICMP error in SYN_SENT kills the connect outside any timer.
-    let unreachable =
-        Sock::new(1)
-            .connect()
-            .after_ms(3_000)
-            .close_with(S::SYN_SENT, Errno::EHOSTUNREACH, None);
     assert_eq!(
-        facts(&unreachable),
+        facts(&unreachable_at_once(1)),
         [Facts::ConnectionRefused {
             error: Errno::EHOSTUNREACH,
             reset_received: false,
         }]
     );
-    // tcp_write_err() after the SYN retries, reporting the soft error instead of ETIMEDOUT.
-    let timed_out = Sock::new(2)
-        .connect()
-        .after_ms(1_000)
-        .retransmit(Syn, 1, 1_000)
-        .after_ms(2_000)
-        .close_with(S::SYN_SENT, Errno::EHOSTUNREACH, Some(TimerKind::Write));
     assert_eq!(
-        kinds(&verdicts_of(&timed_out)),
+        kinds(&verdicts_of(&unreachable_after_a_retry(2))),
         [VerdictKind::ConnectTimeout]
     );
 }

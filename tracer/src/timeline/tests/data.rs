@@ -16,13 +16,7 @@ fn warning(s: &Sock) -> Warning {
 
 #[test]
 fn retries_exhausted_after_the_warning() {
-    let s = Sock::new(1)
-        .established()
-        .rtos(6)
-        .after_ms(12_800)
-        .close_with(S::ESTABLISHED, Errno::ETIMEDOUT, Some(TimerKind::Write))
-        .after_ms(5)
-        .destroy();
+    let s = Sock::new(1).retries_exhausted().after_ms(5).destroy();
     assert_eq!(
         kinds(&verdicts_of(&s)),
         [VerdictKind::PeerUnresponsive, VerdictKind::RetriesExhausted]
@@ -146,26 +140,14 @@ fn an_icmp_error_can_replace_etimedout() {
 
 #[test]
 fn a_retransmit_burst_that_recovers_gives_no_verdict() {
-    let s = Sock::new(1)
-        .established()
-        .rtos(2)
-        .after_ms(10)
-        .progress()
-        .after_ms(10)
-        .fin_close();
+    let s = Sock::new(1).recovered().after_ms(10).fin_close();
     assert!(verdicts_of(&s).is_empty());
 }
 
 #[test]
 fn a_new_streak_after_recovery_counts_from_scratch() {
     // Two RTOs, recovery, then a streak of three: the warning counts three, not five.
-    let s = Sock::new(1)
-        .established()
-        .rtos(2)
-        .after_ms(10)
-        .progress()
-        .after_ms(5_000)
-        .rtos(3);
+    let s = Sock::new(1).recovered().after_ms(5_000).rtos(3);
     let w = warning(&s);
     assert_eq!((w.retransmits, w.span_ms), (3, 1_200));
 }
@@ -230,14 +212,7 @@ fn no_warning_for_an_orphan_or_a_connect() {
 
 #[test]
 fn zero_window_probes_until_the_kernel_gives_up() {
-    let mut s = Sock::new(1).established();
-    for n in 1..=3 {
-        s = s.after_ms(200 << n).zero_window_probe(n);
-    }
-    let s = s
-        .after_ms(3_200)
-        .close_with(S::ESTABLISHED, Errno::ETIMEDOUT, Some(TimerKind::Write))
-        .destroy();
+    let s = Sock::new(1).zero_window_exhausted().destroy();
     assert_eq!(
         facts(&s),
         [Facts::RetriesExhausted {
@@ -259,15 +234,7 @@ fn zero_window_probes_until_the_kernel_gives_up() {
 
 #[test]
 fn orphan_timeout_not_retries_exhausted() {
-    let s = Sock::new(1)
-        .established()
-        .after_ms(10)
-        .state(S::ESTABLISHED, S::FIN_WAIT1)
-        .orphaned()
-        .rtos(2)
-        .after_ms(800)
-        .close_with(S::FIN_WAIT1, Errno::ETIMEDOUT, Some(TimerKind::Write))
-        .destroy();
+    let s = Sock::new(1).orphan_timeout().destroy();
     // No warning (nobody to warn) and no dead_socket_held (nobody holds it).
     let v = run(s.events.clone(), end_of(&s) + 60_000 * MS);
     assert_eq!(kinds(&v), [VerdictKind::OrphanTimeout]);

@@ -87,12 +87,7 @@ fn stragglers_and_socketless_resets_are_counted() {
 #[test]
 fn events_of_one_socket_out_of_order_within_the_window() {
     // CLOSE arrives before the reset that caused it.
-    let s = Sock::new(1)
-        .established()
-        .after_ms(50)
-        .reset_received(TcpState::ESTABLISHED)
-        .close_with(TcpState::ESTABLISHED, Errno::ECONNRESET, None)
-        .destroy();
+    let s = Sock::new(1).peer_reset().destroy();
     let mut events = s.events.clone();
     let n = events.len();
     events.swap(n - 3, n - 2);
@@ -101,12 +96,7 @@ fn events_of_one_socket_out_of_order_within_the_window() {
 
 #[test]
 fn verdicts_carry_identity_and_owner() {
-    let s = Sock::new(7)
-        .established()
-        .after_ms(5)
-        .reset_received(TcpState::ESTABLISHED)
-        .close_with(TcpState::ESTABLISHED, Errno::ECONNRESET, None)
-        .destroy();
+    let s = Sock::new(7).peer_reset().destroy();
     let v = verdicts_of(&s);
     assert_eq!(v[0].socket, SocketId(7));
     assert_eq!(v[0].conn.lport, 40_007);

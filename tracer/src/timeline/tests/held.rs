@@ -7,18 +7,9 @@ use crate::{
     timeline::Retain,
 };
 
-fn reset_and_kept() -> Sock {
-    Sock::new(1)
-        .established()
-        .after_ms(10)
-        .reset_received(S::ESTABLISHED)
-        .close_with(S::ESTABLISHED, Errno::ECONNRESET, None)
-        .error_report(104)
-}
-
 #[test]
 fn dead_socket_held_until_the_application_closes() {
-    let s = reset_and_kept();
+    let s = Sock::new(1).peer_reset().error_report(104);
     let died = s.events[s.events.len() - 2].ts_ns;
     // Not yet: 29 s later.
     let v = run(s.events.clone(), died + 29_000 * MS);
@@ -59,11 +50,7 @@ fn dead_socket_held_until_the_application_closes() {
 
 #[test]
 fn ticks_decide_dead_socket_held_live() {
-    let s = Sock::new(1)
-        .established()
-        .after_ms(10)
-        .reset_received(S::ESTABLISHED)
-        .close_with(S::ESTABLISHED, Errno::ECONNRESET, None);
+    let s = Sock::new(1).peer_reset();
     let mut engine = Engine::new(Thresholds::default());
     let mut out = Vec::new();
     for e in s.events.clone() {
@@ -87,6 +74,16 @@ fn ticks_decide_dead_socket_held_live() {
 }
 
 #[test]
+fn close_without_an_error_and_an_empty_error_report_give_nothing() {
+    let s = Sock::new(1)
+        .established()
+        .after_ms(100)
+        .state(S::ESTABLISHED, S::CLOSE)
+        .error_report(0);
+    assert!(run(s.events.clone(), s.now + 60_000 * MS).is_empty());
+}
+
+#[test]
 fn orderly_close_and_crashed_peer_process_give_nothing() {
     let ours = Sock::new(1).established().after_ms(100).fin_close();
     // The peer process crashed: its kernel sent FIN; we read 0 and close.
@@ -101,14 +98,4 @@ fn orderly_close_and_crashed_peer_process_give_nothing() {
         .destroy();
     assert!(verdicts_of(&ours).is_empty());
     assert!(verdicts_of(&theirs).is_empty());
-}
-
-#[test]
-fn close_without_an_error_and_an_empty_error_report_give_nothing() {
-    let s = Sock::new(1)
-        .established()
-        .after_ms(100)
-        .state(S::ESTABLISHED, S::CLOSE)
-        .error_report(0);
-    assert!(run(s.events.clone(), s.now + 60_000 * MS).is_empty());
 }

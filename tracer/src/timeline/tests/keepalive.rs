@@ -3,30 +3,13 @@
 use super::*;
 use crate::event::{Errno, EventKind, ResetReason, TcpState as S, TimerKind};
 
-/// Three probes a second apart, then the kernel's give-up: a TCP_KEEPALIVE_TIMEOUT reset,
-/// CLOSE with ETIMEDOUT, the error reported.
-pub(super) fn keepalive_give_up(id: u64) -> Sock {
-    Sock::new(id)
-        .established()
-        .after_ms(1_000)
-        .probe(1)
-        .after_ms(1_000)
-        .probe(2)
-        .after_ms(1_000)
-        .probe(3)
-        .after_ms(1_000)
-        .reset_sent(
-            S::ESTABLISHED,
-            ResetReason::TcpKeepaliveTimeout,
-            Some(TimerKind::Keepalive),
-        )
-        .close_with(S::ESTABLISHED, Errno::ETIMEDOUT, Some(TimerKind::Keepalive))
-        .error_report(110)
-}
-
 #[test]
 fn keepalive_exhausted_counts_probes_and_interval() {
-    let s = keepalive_give_up(1).after_ms(3).destroy();
+    let s = Sock::new(1)
+        .keepalive_exhausted()
+        .error_report(110)
+        .after_ms(3)
+        .destroy();
     assert_eq!(
         kinds(&verdicts_of(&s)),
         [VerdictKind::KeepaliveExhausted],
@@ -59,7 +42,7 @@ fn keepalive_exhausted_counts_probes_and_interval() {
 #[test]
 fn keepalive_without_the_timer_mark_is_known_by_its_reset() {
     // Probes, then the TCP_KEEPALIVE_TIMEOUT reset: enough even if the CLOSE carries no timer.
-    let mut s = keepalive_give_up(1);
+    let mut s = Sock::new(1).keepalive_exhausted();
     for e in &mut s.events {
         e.timer = None;
     }

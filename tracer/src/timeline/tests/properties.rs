@@ -5,77 +5,31 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::{keepalive::keepalive_give_up, *};
+use super::*;
 use crate::{
-    event::{Errno, ResetReason, RetransmitClass::Syn, TcpState as S, TimerKind},
+    event::ResetReason,
     testing::{header, recorded_trace},
 };
 
 /// Several sockets, one of each kind of story (deaths, near misses, a held socket).
 pub(super) fn scenario_sockets() -> Vec<Sock> {
-    let mut zero_window = Sock::new(9).established();
-    for n in 1..=3 {
-        zero_window = zero_window.after_ms(200 << n).zero_window_probe(n);
-    }
     vec![
-        Sock::new(1)
-            .established()
-            .rtos(6)
-            .after_ms(12_800)
-            .close_with(S::ESTABLISHED, Errno::ETIMEDOUT, Some(TimerKind::Write))
+        Sock::new(1).retries_exhausted().destroy(),
+        Sock::new(2)
+            .keepalive_exhausted()
+            .error_report(110)
             .destroy(),
-        keepalive_give_up(2).destroy(),
-        Sock::new(3)
-            .connect()
-            .after_ms(1)
-            .reset_received(S::SYN_SENT)
-            .close_with(S::SYN_SENT, Errno::ECONNREFUSED, None)
-            .error_report(111)
-            .error_report(0)
-            .destroy(),
+        Sock::new(3).connection_refused().destroy(),
         // Never closed by its application: dead_socket_held.
-        Sock::new(4)
-            .established()
-            .rtos(2)
-            .after_ms(300)
-            .reset_received(S::ESTABLISHED)
-            .close_with(S::ESTABLISHED, Errno::ECONNRESET, None)
-            .error_report(104),
+        Sock::new(4).peer_lost_state().error_report(104),
         Sock::new(5)
-            .established()
-            .after_ms(5)
-            .state(S::ESTABLISHED, S::CLOSE)
-            .reset_sent(S::CLOSE, ResetReason::TcpState, None)
+            .aborted(ResetReason::TcpState)
             .error_report(0)
             .destroy(),
-        Sock::new(6)
-            .established()
-            .rtos(2)
-            .after_ms(10)
-            .progress()
-            .fin_close(),
-        Sock::new(7)
-            .established()
-            .after_ms(10)
-            .state(S::ESTABLISHED, S::FIN_WAIT1)
-            .orphaned()
-            .rtos(2)
-            .after_ms(800)
-            .close_with(S::FIN_WAIT1, Errno::ETIMEDOUT, Some(TimerKind::Write))
-            .destroy(),
-        Sock::new(8)
-            .connect()
-            .after_ms(1_000)
-            .retransmit(Syn, 1, 1_000)
-            .after_ms(2_000)
-            .retransmit(Syn, 2, 2_000)
-            .after_ms(4_000)
-            .close_with(S::SYN_SENT, Errno::ETIMEDOUT, Some(TimerKind::Write))
-            .destroy(),
-        zero_window
-            .after_ms(3_200)
-            .close_with(S::ESTABLISHED, Errno::ETIMEDOUT, Some(TimerKind::Write))
-            .destroy(),
+        Sock::new(6).recovered().fin_close(),
+        Sock::new(7).orphan_timeout().destroy(),
+        Sock::new(8).connect_timeout().destroy(),
+        Sock::new(9).zero_window_exhausted().destroy(),
     ]
 }
 

@@ -6,13 +6,7 @@ use crate::event::{Errno, ResetReason, TcpState as S, TimerKind};
 
 #[test]
 fn peer_reset_and_lost_state() {
-    let plain = Sock::new(1)
-        .established()
-        .after_ms(50)
-        .reset_received(S::ESTABLISHED)
-        .close_with(S::ESTABLISHED, Errno::ECONNRESET, None)
-        .error_report(104)
-        .destroy();
+    let plain = Sock::new(1).peer_reset().error_report(104).destroy();
     assert_eq!(
         facts(&plain),
         [Facts::PeerReset {
@@ -23,13 +17,7 @@ fn peer_reset_and_lost_state() {
     );
     assert_eq!(verdicts_of(&plain)[0].facts.peer_lost_state, Some(false));
 
-    let rebooted = Sock::new(2)
-        .established()
-        .rtos(2)
-        .after_ms(300)
-        .reset_received(S::ESTABLISHED)
-        .close_with(S::ESTABLISHED, Errno::ECONNRESET, None)
-        .destroy();
+    let rebooted = Sock::new(2).peer_lost_state().destroy();
     assert_eq!(
         facts(&rebooted),
         [Facts::PeerReset {
@@ -63,48 +51,6 @@ fn peer_reset_and_lost_state() {
 }
 
 #[test]
-fn local_abort_with_reason_but_not_for_reply_resets() {
-    // 6.18: CLOSE first (no error), then the reset with reason TCP_STATE.
-    let linger = Sock::new(1)
-        .established()
-        .after_ms(5)
-        .state(S::ESTABLISHED, S::CLOSE)
-        .reset_sent(S::CLOSE, ResetReason::TcpState, None)
-        .error_report(0)
-        .destroy();
-    assert_eq!(
-        facts(&linger),
-        [Facts::LocalAbort {
-            state: S::ESTABLISHED,
-            reason: Some(ResetReason::TcpState),
-        }]
-    );
-    assert_eq!(kinds(&verdicts_of(&linger)), [VerdictKind::LocalAbort]);
-
-    let older = Sock::new(2)
-        .established()
-        .after_ms(5)
-        .state(S::ESTABLISHED, S::CLOSE)
-        .reset_sent(S::CLOSE, ResetReason::TcpAbortOnLinger, None)
-        .destroy();
-    assert_eq!(
-        facts(&older),
-        [Facts::LocalAbort {
-            state: S::ESTABLISHED,
-            reason: Some(ResetReason::TcpAbortOnLinger),
-        }]
-    );
-
-    // A time-wait socket answering a stray segment ends nothing.
-    let stray = Sock::new(3).established().fin_close().reset_sent(
-        S::TIME_WAIT,
-        ResetReason::from_name("TCP_TIMEWAIT_SOCKET"),
-        None,
-    );
-    assert!(verdicts_of(&stray).is_empty());
-}
-
-#[test]
 fn one_death_per_socket() {
     // tcp_abort() (ss -K): reset sent in ESTABLISHED, then CLOSE with ECONNABORTED while
     // the application still holds the socket.
@@ -126,4 +72,40 @@ fn one_death_per_socket() {
         .close_with(S::ESTABLISHED, Errno::ETIMEDOUT, Some(TimerKind::Write))
         .destroy();
     assert_eq!(kinds(&verdicts_of(&both)), [VerdictKind::LocalAbort]);
+}
+
+#[test]
+fn local_abort_with_reason_but_not_for_reply_resets() {
+    // 6.18: CLOSE first (no error), then the reset with reason TCP_STATE.
+    let linger = Sock::new(1)
+        .aborted(ResetReason::TcpState)
+        .error_report(0)
+        .destroy();
+    assert_eq!(
+        facts(&linger),
+        [Facts::LocalAbort {
+            state: S::ESTABLISHED,
+            reason: Some(ResetReason::TcpState),
+        }]
+    );
+    assert_eq!(kinds(&verdicts_of(&linger)), [VerdictKind::LocalAbort]);
+
+    let older = Sock::new(2)
+        .aborted(ResetReason::TcpAbortOnLinger)
+        .destroy();
+    assert_eq!(
+        facts(&older),
+        [Facts::LocalAbort {
+            state: S::ESTABLISHED,
+            reason: Some(ResetReason::TcpAbortOnLinger),
+        }]
+    );
+
+    // A time-wait socket answering a stray segment ends nothing.
+    let stray = Sock::new(3).established().fin_close().reset_sent(
+        S::TIME_WAIT,
+        ResetReason::from_name("TCP_TIMEWAIT_SOCKET"),
+        None,
+    );
+    assert!(verdicts_of(&stray).is_empty());
 }

@@ -2,8 +2,12 @@
 //! and the evidence of one verdict, pinned word for word. The rule tests check the facts;
 //! these check the sentences built from them.
 
-use super::{properties::scenario_sockets, *};
-use crate::event::{Errno, ResetReason, RetransmitClass::Syn, TcpState as S, TimerKind};
+use super::{
+    connect::{unreachable_after_a_retry, unreachable_at_once},
+    properties::scenario_sockets,
+    *,
+};
+use crate::event::{Errno, ResetReason, TcpState as S, TimerKind};
 
 fn explanations(s: &Sock) -> Vec<String> {
     run(s.events.clone(), s.now + 200_000 * MS)
@@ -52,17 +56,8 @@ fn every_verdict_explains_itself_with_its_numbers() {
 
 #[test]
 fn icmp_errors_user_timeouts_and_reset_reasons_are_named() {
-    let unreachable =
-        Sock::new(1)
-            .connect()
-            .after_ms(3_000)
-            .close_with(S::SYN_SENT, Errno::EHOSTUNREACH, None);
-    let syn_then_icmp = Sock::new(2)
-        .connect()
-        .after_ms(1_000)
-        .retransmit(Syn, 1, 1_000)
-        .after_ms(2_000)
-        .close_with(S::SYN_SENT, Errno::EHOSTUNREACH, Some(TimerKind::Write));
+    let unreachable = unreachable_at_once(1);
+    let syn_then_icmp = unreachable_after_a_retry(2);
     let data_then_icmp = Sock::new(3)
         .user_timeout(5_000)
         .established()
@@ -71,10 +66,7 @@ fn icmp_errors_user_timeouts_and_reset_reasons_are_named() {
         .close_with(S::ESTABLISHED, Errno::EHOSTUNREACH, Some(TimerKind::Write))
         .destroy();
     let linger = Sock::new(4)
-        .established()
-        .after_ms(5)
-        .state(S::ESTABLISHED, S::CLOSE)
-        .reset_sent(S::CLOSE, ResetReason::TcpAbortOnLinger, None)
+        .aborted(ResetReason::TcpAbortOnLinger)
         .destroy();
     let said: Vec<String> = [unreachable, syn_then_icmp, data_then_icmp, linger]
         .iter()
