@@ -44,7 +44,7 @@ fn memory_is_bounded() {
     assert_eq!(chatty.events[0].kind, EventKind::StateChange);
     assert_eq!(chatty.kept_events().count(), 16);
     assert_eq!(chatty.truncated, 86);
-    assert_eq!(chatty.retransmits(), 100, "the analysis saw every event");
+    assert_eq!(chatty.retransmits(), 100, "the rules saw every event");
 }
 
 #[test]
