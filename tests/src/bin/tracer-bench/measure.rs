@@ -54,7 +54,7 @@ impl Measured {
         let peak = watch_peak_rss(self.child.id());
         // SAFETY: signalling our own child, which has not been reaped yet.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        usage_at_exit(&self.child, peak)
+        usage_at_exit(self.child, peak)
     }
 }
 
@@ -80,7 +80,7 @@ fn watch_peak_rss(pid: u32) -> thread::JoinHandle<i64> {
 
 /// Waits for `child` to exit (wait4) and returns the CPU time it used and the peak RSS
 /// `peak` saw.
-fn usage_at_exit(child: &Child, peak: thread::JoinHandle<i64>) -> Usage {
+fn usage_at_exit(child: Child, peak: thread::JoinHandle<i64>) -> Usage {
     let pid = child.id() as i32;
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 only writes into the two out-pointers.
@@ -722,7 +722,8 @@ pub(crate) fn report_speed(source: &Path) -> ReportSpeed {
                 .spawn()
                 .unwrap();
             // No signal: the report ends by itself.
-            let usage = usage_at_exit(&child, watch_peak_rss(child.id()));
+            let peak = watch_peak_rss(child.id());
+            let usage = usage_at_exit(child, peak);
             ReportRun {
                 format,
                 wall: started.elapsed(),
