@@ -1,6 +1,7 @@
 //! Building blocks for scenarios: sockets on either host with the options a scenario needs.
 
 use std::{
+    collections::HashMap,
     io::{Read, Write},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     time::Duration,
@@ -8,6 +9,8 @@ use std::{
 
 use serde_json::Value;
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+
+use tracer::event::{Event, EventKind, SocketId};
 
 use crate::{Hosts, Netns};
 
@@ -164,32 +167,37 @@ pub fn of_socket<'a>(records: &'a [Value], kind: &str, lport: u16) -> Vec<&'a Va
         .collect()
 }
 
+/// The `event` records among `records`, typed.
+pub fn events(records: &[Value]) -> Vec<Event> {
+    records
+        .iter()
+        .filter(|r| r["type"] == "event")
+        .map(|r| serde_json::from_value(r.clone()).expect("an event record"))
+        .collect()
+}
+
 /// The segments the kernel counts in RetransSegs for namespace `netns`: every
 /// `retransmit`, plus the `retransmit_failed` attempts it counted before the transmission
 /// failed (their socket's `total_retrans` grew by their `segs`).
-pub fn retransmitted_segments(records: &[Value], netns: u32) -> i64 {
-    let mut last_total: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
+pub fn retransmitted_segments(events: &[Event], netns: u32) -> u64 {
+    let mut last_total: HashMap<Option<SocketId>, i64> = HashMap::new();
     let mut sum = 0;
-    for r in records
-        .iter()
-        .filter(|r| r["type"] == "event" && r["netns"] == netns)
-    {
-        let segs = r["segs"].as_i64().unwrap_or(0);
-        let total = r["sock"]["total_retrans"].as_i64().unwrap_or(0);
-        let socket = r["socket"].as_u64().unwrap_or(0);
-        match r["kind"].as_str() {
-            Some("retransmit") => sum += segs,
-            Some("retransmit_failed") => {
-                let before = last_total.get(&socket).copied().unwrap_or(total - segs);
+    for e in events.iter().filter(|e| e.conn.netns == netns) {
+        let segs = i64::from(e.segs.unwrap_or(0));
+        let total = e.sock.as_ref().map_or(0, |s| i64::from(s.total_retrans));
+        match e.kind {
+            EventKind::Retransmit => sum += segs,
+            EventKind::RetransmitFailed => {
+                let before = last_total.get(&e.socket).copied().unwrap_or(total - segs);
                 if total - before >= segs {
                     sum += segs;
                 }
             }
             _ => continue,
         }
-        last_total.insert(socket, total);
+        last_total.insert(e.socket, total);
     }
-    sum
+    sum as u64
 }
 
 /// Number of events of `kind` in namespace `netns`.

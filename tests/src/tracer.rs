@@ -320,24 +320,11 @@ impl Tracer {
 
     /// Kernel ids of the BPF programs this tracer process holds open.
     pub fn program_ids(&self) -> Vec<u32> {
-        self.object_ids("prog_id:")
+        program_ids_of(self.child.id())
     }
 
-    /// Ids of the BPF objects (`prog_id:` or `map_id:`) behind this tracer's descriptors.
     fn object_ids(&self, field: &str) -> Vec<u32> {
-        let dir = format!("/proc/{}/fdinfo", self.child.id());
-        let mut ids = Vec::new();
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            ids.extend(
-                text.lines()
-                    .filter_map(|l| l.strip_prefix(field))
-                    .filter_map(|v| v.trim().parse::<u32>().ok()),
-            );
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+        object_ids(self.child.id(), field)
     }
 
     fn join_readers(&mut self) {
@@ -374,6 +361,28 @@ impl Drop for Tracer {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Kernel ids of the BPF programs process `pid` holds open.
+pub fn program_ids_of(pid: u32) -> Vec<u32> {
+    object_ids(pid, "prog_id:")
+}
+
+/// Ids of the BPF objects (`prog_id:` or `map_id:`) behind the descriptors of process `pid`.
+fn object_ids(pid: u32, field: &str) -> Vec<u32> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        ids.extend(
+            text.lines()
+                .filter_map(|l| l.strip_prefix(field))
+                .filter_map(|v| v.trim().parse::<u32>().ok()),
+        );
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// True while a BPF program with this id is loaded anywhere on the machine.

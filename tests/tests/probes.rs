@@ -13,7 +13,8 @@ use serde_json::Value;
 use tracer_tests::{
     Hosts, Tracer, both_families, require_root,
     scenario::{
-        ClientOptions, abort, connect, count, establish, listen, of_socket, retransmitted_segments,
+        ClientOptions, abort, connect, count, establish, events, listen, of_socket,
+        retransmitted_segments,
     },
     wait_until,
 };
@@ -120,7 +121,7 @@ fn rto_retransmits_then_timeout(v6: bool) {
         "RTO backs off exponentially: {rto_ms:?}"
     );
     assert_counter_matches(&tracer, &hosts.client, "Tcp.RetransSegs", |r| {
-        retransmitted_segments(r, hosts.client.inode)
+        retransmitted_segments(&events(r), hosts.client.inode) as i64
     });
     // With nothing new to send, the loss probe resends the tail: a TLP retransmit.
     let tlps = of_socket(&records, "retransmit", port)
@@ -193,7 +194,7 @@ fn syn_retransmits_then_connect_timeout(v6: bool) {
         "connect gave up after {waited_ms} ms, the model says {model_ms} ms"
     );
     assert_counter_matches(&tracer, &hosts.client, "Tcp.RetransSegs", |r| {
-        retransmitted_segments(r, hosts.client.inode)
+        retransmitted_segments(&events(r), hosts.client.inode) as i64
     });
     assert_counter_matches(&tracer, &hosts.client, "TcpExt.TCPTimeouts", |r| {
         of_socket(r, "retransmit", port).len() as i64 + 1
@@ -227,7 +228,7 @@ fn synack_retransmits(v6: bool) {
     assert_eq!(synack["laddr"], Hosts::server_addr(v6).to_string());
     assert_eq!(synack["raddr"], Hosts::client_addr(v6).to_string());
     assert_counter_matches(&tracer, &hosts.server, "Tcp.RetransSegs", |r| {
-        retransmitted_segments(r, hosts.server.inode)
+        retransmitted_segments(&events(r), hosts.server.inode) as i64
     });
     drop(listener);
 }
@@ -404,7 +405,7 @@ fn random_loss_bulk_transfer(v6: bool) {
     );
     let records = wait_until(DEATH_TIMEOUT, "retransmits in the trace", || {
         let r = tracer.records();
-        (retransmitted_segments(&r, hosts.client.inode) > 0).then_some(r)
+        (retransmitted_segments(&events(&r), hosts.client.inode) > 0).then_some(r)
     });
     let classes: Vec<&str> = records
         .iter()
@@ -418,7 +419,7 @@ fn random_loss_bulk_transfer(v6: bool) {
         "ACK-clocked retransmits under random loss: {classes:?}"
     );
     assert_counter_matches(&tracer, &hosts.client, "Tcp.RetransSegs", |r| {
-        retransmitted_segments(r, hosts.client.inode)
+        retransmitted_segments(&events(r), hosts.client.inode) as i64
     });
 }
 both_families!(

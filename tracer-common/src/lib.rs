@@ -1,8 +1,11 @@
 //! The ABI between the kernel programs (`tracer-ebpf`) and the loader (`tracer`).
 //!
 //! Everything here is `#[repr(C)]` plain data with explicit padding: the kernel writes
-//! [`RawEvent`]s into a ring buffer and the loader reads the same bytes back. Numbering of
-//! the `u8` codes is part of the ABI: append, never renumber.
+//! [`RawEvent`]s into a ring buffer and the loader reads the same bytes back. The `u8` codes
+//! are `#[repr(u8)]` enums defined once here with their stable names ([`EventKind`],
+//! [`RetransmitClass`], [`TimerKind`], [`TcpState`], [`CaState`], [`Family`]); the constant
+//! modules ([`kind`], [`class`], [`timer`]) name the same codes for the kernel programs.
+//! Numbering is part of the ABI: append, never renumber.
 //!
 //! Kernel struct layouts differ between kernels and Rust emits no CO-RE relocations, so the
 //! programs never hard-code an offset: the loader resolves every member they read from the
@@ -11,60 +14,225 @@
 
 pub const TASK_COMM_LEN: usize = 16;
 
-/// Size of the `EVENTS` ring buffer unless the user asks for another (`--ring-buffer-size`).
-pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
+/// The `EVENTS` ring buffer's size unless the user asks for another (`--ring-buffer`).
+pub const EVENTS_RING_BYTES: u32 = 4 << 20;
 
-/// What a [`RawEvent`] reports. Stored as `u8` in [`RawEvent::kind`].
+/// Declares a `#[repr(u8)]` enum of ABI codes and the stable name of each value (in traces,
+/// JSON and text): the one place where both are written. Generates `ALL`, `name`,
+/// `from_code` and `from_name`, and, for the loader (`user`), serde by name.
+macro_rules! codes {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $code:literal => $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(u8)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant = $code, )+
+        }
+
+        impl $name {
+            /// Every value, in code order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stable name.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The value of an ABI code; None for a code this build does not know.
+            pub const fn from_code(code: u8) -> Option<$name> {
+                match code {
+                    $($code => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+
+            /// The value of a stable name.
+            pub fn from_name(name: &str) -> Option<$name> {
+                match name {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl core::fmt::Display for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.pad(self.name())
+            }
+        }
+
+        #[cfg(feature = "user")]
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+
+        #[cfg(feature = "user")]
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Name;
+                impl serde::de::Visitor<'_> for Name {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                        f.write_str(concat!("a ", stringify!($name), " name"))
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$name, E> {
+                        $name::from_name(v).ok_or_else(|| E::unknown_variant(v, &[$($text),+]))
+                    }
+                }
+                d.deserialize_str(Name)
+            }
+        }
+    };
+}
+
+codes! {
+    /// What a [`RawEvent`] reports ([`RawEvent::kind`]).
+    pub enum EventKind {
+        /// `sock:inet_sock_set_state`: `old_state` → `state`.
+        StateChange = 1 => "state_change",
+        /// `tcp:tcp_retransmit_skb` (err == 0) or `tcp:tcp_retransmit_synack`; see
+        /// [`RetransmitClass`].
+        Retransmit = 2 => "retransmit",
+        /// `tcp:tcp_retransmit_skb` with err < 0 (kernels 6.17+ report failed attempts too).
+        RetransmitFailed = 3 => "retransmit_failed",
+        /// `tcp:tcp_send_reset`; cookie 0 when the segment matched no socket.
+        ResetSent = 4 => "reset_sent",
+        /// `tcp:tcp_receive_reset`.
+        ResetReceived = 5 => "reset_received",
+        /// `icsk_probes_out` rose inside `tcp_keepalive_timer`: one keepalive probe sent.
+        KeepaliveProbe = 6 => "keepalive_probe",
+        /// `icsk_probes_out` rose inside `tcp_write_timer` with a zero-window probe pending.
+        ZeroWindowProbe = 7 => "zero_window_probe",
+        /// `sock:inet_sk_error_report`.
+        ErrorReport = 8 => "error_report",
+        /// `tcp:tcp_destroy_sock`: the kernel releases the socket (for a socket the
+        /// application still holds, that is at its close()).
+        Destroy = 9 => "destroy",
+        /// Never written by the kernel: the loader's sweep found this socket already open.
+        Sweep = 10 => "sweep",
+    }
+}
+
+codes! {
+    /// Why the kernel retransmitted ([`RawEvent::class`]).
+    pub enum RetransmitClass {
+        Unknown = 0 => "unknown",
+        /// Our SYN again (socket in SYN_SENT).
+        Syn = 1 => "syn",
+        /// The server's SYN-ACK again (request socket).
+        SynAck = 2 => "syn_ack",
+        /// Retransmission timeout: inside `tcp_write_timer` with ICSK_TIME_RETRANS pending.
+        Rto = 3 => "rto",
+        /// Tail loss probe: inside `tcp_write_timer` with ICSK_TIME_LOSS_PROBE pending.
+        Tlp = 4 => "tlp",
+        /// Fast / SACK retransmit: ACK-clocked while in Recovery or Disorder.
+        Fast = 5 => "fast",
+        /// ACK-clocked or deferred retransmit while recovering from an RTO (ca_state Loss).
+        LossRecovery = 6 => "loss_recovery",
+        /// RACK reordering timer (ICSK_TIME_REO_TIMEOUT) marked segments lost.
+        RackTimeout = 7 => "rack_timeout",
+    }
+}
+
+codes! {
+    /// The kernel timer running on this CPU when the event fired ([`RawEvent::timer`];
+    /// [`timer::NONE`] when none was).
+    pub enum TimerKind {
+        /// `tcp_write_timer`: RTO, TLP, RACK reorder timeout or zero-window probe; the
+        /// pending event is in [`RawEvent::timer_pending`].
+        Write = 1 => "write",
+        /// `tcp_keepalive_timer` (on `icsk->icsk_keepalive_timer`, or `sk->sk_timer` on
+        /// kernels that have not moved it there).
+        Keepalive = 2 => "keepalive",
+    }
+}
+
+codes! {
+    /// TCP states (include/net/tcp_states.h), by the kernel's names ([`RawEvent::state`]).
+    pub enum TcpState {
+        Established = 1 => "ESTABLISHED",
+        SynSent = 2 => "SYN_SENT",
+        SynRecv = 3 => "SYN_RECV",
+        FinWait1 = 4 => "FIN_WAIT1",
+        FinWait2 = 5 => "FIN_WAIT2",
+        TimeWait = 6 => "TIME_WAIT",
+        Close = 7 => "CLOSE",
+        CloseWait = 8 => "CLOSE_WAIT",
+        LastAck = 9 => "LAST_ACK",
+        Listen = 10 => "LISTEN",
+        Closing = 11 => "CLOSING",
+        NewSynRecv = 12 => "NEW_SYN_RECV",
+        BoundInactive = 13 => "BOUND_INACTIVE",
+    }
+}
+
+codes! {
+    /// Congestion-avoidance state, `icsk_ca_state` (include/net/tcp.h, enum tcp_ca_state)
+    /// ([`RawEvent::ca_state`]).
+    #[derive(Default)]
+    pub enum CaState {
+        #[default]
+        Open = 0 => "open",
+        Disorder = 1 => "disorder",
+        Cwr = 2 => "cwr",
+        Recovery = 3 => "recovery",
+        Loss = 4 => "loss",
+        /// Never written by the kernel: what the loader reads any other code as.
+        Unknown = 255 => "unknown",
+    }
+}
+
+codes! {
+    /// Address family: `AF_INET` / `AF_INET6` ([`RawEvent::family`], a `u16` there).
+    pub enum Family {
+        Ipv4 = 2 => "ipv4",
+        Ipv6 = 10 => "ipv6",
+    }
+}
+
+/// [`EventKind`] codes, for the kernel programs.
 pub mod kind {
-    /// `sock:inet_sock_set_state`: `old_state` → `state`.
-    pub const STATE_CHANGE: u8 = 1;
-    /// `tcp:tcp_retransmit_skb` (err == 0) or `tcp:tcp_retransmit_synack`; see [`super::class`].
-    pub const RETRANSMIT: u8 = 2;
-    /// `tcp:tcp_retransmit_skb` with err < 0 (kernels 6.17+ report failed attempts too).
-    pub const RETRANSMIT_FAILED: u8 = 3;
-    /// `tcp:tcp_send_reset`; cookie 0 when the segment matched no socket.
-    pub const RESET_SENT: u8 = 4;
-    /// `tcp:tcp_receive_reset`.
-    pub const RESET_RECEIVED: u8 = 5;
-    /// `icsk_probes_out` rose inside `tcp_keepalive_timer`: one keepalive probe sent.
-    pub const KEEPALIVE_PROBE: u8 = 6;
-    /// `icsk_probes_out` rose inside `tcp_write_timer` with a zero-window probe pending.
-    pub const ZERO_WINDOW_PROBE: u8 = 7;
-    /// `sock:inet_sk_error_report`.
-    pub const ERROR_REPORT: u8 = 8;
-    /// `tcp:tcp_destroy_sock`: the kernel releases the socket (for a socket the application
-    /// still holds, that is at its close()).
-    pub const DESTROY: u8 = 9;
+    use super::EventKind;
+    pub const STATE_CHANGE: u8 = EventKind::StateChange as u8;
+    pub const RETRANSMIT: u8 = EventKind::Retransmit as u8;
+    pub const RETRANSMIT_FAILED: u8 = EventKind::RetransmitFailed as u8;
+    pub const RESET_SENT: u8 = EventKind::ResetSent as u8;
+    pub const RESET_RECEIVED: u8 = EventKind::ResetReceived as u8;
+    pub const KEEPALIVE_PROBE: u8 = EventKind::KeepaliveProbe as u8;
+    pub const ZERO_WINDOW_PROBE: u8 = EventKind::ZeroWindowProbe as u8;
+    pub const ERROR_REPORT: u8 = EventKind::ErrorReport as u8;
+    pub const DESTROY: u8 = EventKind::Destroy as u8;
 }
 
-/// Retransmit classification, stored in [`RawEvent::class`].
+/// [`RetransmitClass`] codes, for the kernel programs.
 pub mod class {
-    pub const UNKNOWN: u8 = 0;
-    /// Our SYN again (socket in SYN_SENT).
-    pub const SYN: u8 = 1;
-    /// The server's SYN-ACK again (request socket).
-    pub const SYN_ACK: u8 = 2;
-    /// Retransmission timeout: inside `tcp_write_timer` with ICSK_TIME_RETRANS pending.
-    pub const RTO: u8 = 3;
-    /// Tail loss probe: inside `tcp_write_timer` with ICSK_TIME_LOSS_PROBE pending.
-    pub const TLP: u8 = 4;
-    /// Fast / SACK retransmit: ACK-clocked while in Recovery or Disorder.
-    pub const FAST: u8 = 5;
-    /// ACK-clocked or deferred retransmit while recovering from an RTO (ca_state Loss).
-    pub const LOSS_RECOVERY: u8 = 6;
-    /// RACK reordering timer (ICSK_TIME_REO_TIMEOUT) marked segments lost.
-    pub const RACK_TIMEOUT: u8 = 7;
+    use super::RetransmitClass;
+    pub const UNKNOWN: u8 = RetransmitClass::Unknown as u8;
+    pub const SYN: u8 = RetransmitClass::Syn as u8;
+    pub const SYN_ACK: u8 = RetransmitClass::SynAck as u8;
+    pub const RTO: u8 = RetransmitClass::Rto as u8;
+    pub const TLP: u8 = RetransmitClass::Tlp as u8;
+    pub const FAST: u8 = RetransmitClass::Fast as u8;
+    pub const LOSS_RECOVERY: u8 = RetransmitClass::LossRecovery as u8;
+    pub const RACK_TIMEOUT: u8 = RetransmitClass::RackTimeout as u8;
 }
 
-/// Which kernel timer was running on this CPU when the event fired ([`RawEvent::timer`]).
+/// [`TimerKind`] codes, for the kernel programs.
 pub mod timer {
+    use super::TimerKind;
+    /// No TCP timer was running.
     pub const NONE: u8 = 0;
-    /// `tcp_write_timer`: RTO, TLP, RACK reorder timeout or zero-window probe; the pending
-    /// event is in [`super::RawEvent::timer_pending`].
-    pub const WRITE: u8 = 1;
-    /// `tcp_keepalive_timer` (on `icsk->icsk_keepalive_timer`, or `sk->sk_timer` on kernels
-    /// that have not moved it there).
-    pub const KEEPALIVE: u8 = 2;
+    pub const WRITE: u8 = TimerKind::Write as u8;
+    pub const KEEPALIVE: u8 = TimerKind::Keepalive as u8;
 }
 
 /// `icsk_pending` values (include/net/inet_connection_sock.h; stable since 4.x).
@@ -175,16 +343,19 @@ pub struct RawEvent {
     /// Local and remote port, host byte order.
     pub sport: u16,
     pub dport: u16,
-    /// AF_INET (2) or AF_INET6 (10).
+    /// [`Family`]: AF_INET (2) or AF_INET6 (10).
     pub family: u16,
+    /// An [`EventKind`] code.
     pub kind: u8,
-    /// TCP state at the event (for a state change: the new state).
+    /// [`TcpState`] at the event (for a state change: the new state).
     pub state: u8,
     pub old_state: u8,
+    /// A [`RetransmitClass`] code (retransmits only).
     pub class: u8,
+    /// A [`TimerKind`] code, or [`timer::NONE`].
     pub timer: u8,
     pub timer_pending: u8,
-    /// icsk_ca_state (Open 0, Disorder 1, CWR 2, Recovery 3, Loss 4).
+    /// icsk_ca_state: a [`CaState`] code.
     pub ca_state: u8,
     /// icsk_retransmits: consecutive RTOs (or SYN retries) without progress.
     pub retransmits: u8,
@@ -253,10 +424,6 @@ impl FieldLoc {
         bit_width: 0,
         _pad: 0,
     };
-
-    pub const fn present(&self) -> bool {
-        self.size != 0
-    }
 }
 
 /// Everything the programs need to know about the running kernel and the user's filters.
@@ -290,6 +457,7 @@ pub struct Config {
     pub sk_err: FieldLoc,
     pub sk_err_soft: FieldLoc,
     pub sk_flags: FieldLoc,
+    /// Read by no program: the loader leaves it absent.
     pub sk_protocol: FieldLoc,
     /// The keepalive timer: `inet_connection_sock.icsk_keepalive_timer` where the kernel
     /// has it (6.18- stable backports: Debian's 6.1.19x, 6.12.11x), else `sock.sk_timer`.

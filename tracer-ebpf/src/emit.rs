@@ -17,7 +17,7 @@ use crate::{
 
 /// Events to userspace. The loader may resize it (`--ring-buffer-size`).
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(tracer_common::DEFAULT_RING_BYTES, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(tracer_common::EVENTS_RING_BYTES, 0);
 
 /// Per-CPU counters indexed by [`stat`].
 #[map]

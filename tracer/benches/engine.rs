@@ -1,32 +1,13 @@
 //! Throughput of the timeline engine alone (no decoding): `cargo bench -p tracer --bench
 //! engine`. A measurement, not a check (see BENCHMARKS.md for `cargo xtask bench`).
 
-use std::{net::IpAddr, time::Instant};
+use std::time::Instant;
 
 use tracer::{
-    event::{Event, EventKind, Family, RetransmitClass, SocketCounters, SocketId, TcpState},
+    event::{Event, EventKind, RetransmitClass, TcpState},
+    testing::Sock,
     timeline::{Engine, Retain, Thresholds},
 };
-
-fn event(ts_ns: u64, socket: u64, kind: EventKind, state: TcpState) -> Event {
-    Event {
-        socket: Some(SocketId(socket)),
-        family: Family::Ipv4,
-        laddr: IpAddr::from([10, 0, 0, 1]),
-        lport: 40_000,
-        raddr: IpAddr::from([10, 0, 0, 2]),
-        rport: 80,
-        netns: 4026531840,
-        sock: Some(SocketCounters {
-            rto_us: 200_000,
-            retries1: 3,
-            retries2: 15,
-            syn_retries: 6,
-            ..SocketCounters::default()
-        }),
-        ..Event::new(ts_ns, kind, state)
-    }
-}
 
 fn main() {
     measure("live (no timelines kept)", Retain::Nothing, 0);
@@ -55,26 +36,37 @@ fn measure(what: &str, retain: Retain, jitter_ns: u64) {
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let start = Instant::now();
     for round in 0..400u64 {
+        // Each socket's first event, as the template of its later ones.
+        let sockets: Vec<Event> = (0..1000u64)
+            .map(|s| {
+                Sock::new(round * 1000 + s + 1)
+                    .without_owner()
+                    .event(EventKind::StateChange, TcpState::SYN_SENT)
+            })
+            .collect();
         for step in 0..11 {
-            for s in 0..1000u64 {
+            for template in &sockets {
                 ts += 10_000;
                 seed = seed
                     .wrapping_mul(6_364_136_223_846_793_005)
                     .wrapping_add(1_442_695_040_888_963_407);
-                let ts = ts - (seed >> 33) % (jitter_ns + 1);
-                let id = round * 1000 + s + 1;
-                let e = match step {
-                    0 => event(ts, id, EventKind::StateChange, TcpState::SYN_SENT),
-                    1 => event(ts, id, EventKind::StateChange, TcpState::ESTABLISHED),
-                    2..=7 => {
-                        let mut e = event(ts, id, EventKind::Retransmit, TcpState::ESTABLISHED);
-                        e.class = Some(RetransmitClass::Fast);
-                        e
-                    }
-                    8 => event(ts, id, EventKind::StateChange, TcpState::FIN_WAIT1),
-                    9 => event(ts, id, EventKind::StateChange, TcpState::CLOSE),
-                    _ => event(ts, id, EventKind::Destroy, TcpState::CLOSE),
+                let (kind, state) = match step {
+                    0 => (EventKind::StateChange, TcpState::SYN_SENT),
+                    1 => (EventKind::StateChange, TcpState::ESTABLISHED),
+                    2..=7 => (EventKind::Retransmit, TcpState::ESTABLISHED),
+                    8 => (EventKind::StateChange, TcpState::FIN_WAIT1),
+                    9 => (EventKind::StateChange, TcpState::CLOSE),
+                    _ => (EventKind::Destroy, TcpState::CLOSE),
                 };
+                let mut e = Event {
+                    ts_ns: ts - (seed >> 33) % (jitter_ns + 1),
+                    kind,
+                    state,
+                    ..template.clone()
+                };
+                if kind == EventKind::Retransmit {
+                    e.class = Some(RetransmitClass::Fast);
+                }
                 engine.push(e, &mut out);
                 n += 1;
             }

@@ -1,9 +1,12 @@
 //! The command line, declared once: clap builds the parser, `--help`, the completions and
 //! the man page from these definitions.
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::LazyLock, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracer_common::EVENTS_RING_BYTES;
+
+use crate::{record::RecordedThresholds, timeline::Thresholds};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -89,11 +92,17 @@ pub struct ThresholdArgs {
 }
 
 impl ThresholdArgs {
-    pub const DEFAULT_DEAD_SOCKET_AFTER: Duration = Duration::from_secs(30);
-
-    pub fn dead_socket_after(&self) -> Duration {
-        self.dead_socket_after
-            .unwrap_or(Self::DEFAULT_DEAD_SOCKET_AFTER)
+    /// The engine's thresholds: these arguments, else those a trace was recorded with,
+    /// else the defaults.
+    pub fn thresholds(&self, recorded: Option<RecordedThresholds>) -> Thresholds {
+        let base = recorded.map_or_else(Thresholds::default, RecordedThresholds::thresholds);
+        Thresholds {
+            warn_after_rtos: self.warn_after_rtos.or(base.warn_after_rtos),
+            dead_socket_after_ns: self
+                .dead_socket_after
+                .map_or(base.dead_socket_after_ns, |d| d.as_nanos() as u64),
+            ..base
+        }
     }
 }
 
@@ -101,14 +110,14 @@ impl ThresholdArgs {
 #[command(next_help_heading = "Kernel")]
 pub struct KernelArgs {
     /// Ring buffer size (power of two), e.g. 4M, 16M.
-    #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = RING_DEFAULT.as_str(), value_parser = parse_size)]
     pub ring_buffer: u32,
 }
 
 impl Default for KernelArgs {
     fn default() -> Self {
         Self {
-            ring_buffer: 4 << 20,
+            ring_buffer: EVENTS_RING_BYTES,
         }
     }
 }
@@ -239,6 +248,18 @@ pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("not an IP address or CIDR: {s:?}"))
 }
 
+/// The default `--ring-buffer`, as the user would write it.
+static RING_DEFAULT: LazyLock<String> = LazyLock::new(|| size_text(EVENTS_RING_BYTES));
+
+/// A size as `parse_size` reads it: `4M`, `256K`, `4096`.
+fn size_text(bytes: u32) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}M", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}K", b >> 10),
+        b => b.to_string(),
+    }
+}
+
 pub fn parse_size(s: &str) -> Result<u32, String> {
     let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => (&s[..i], &s[i..]),
@@ -277,6 +298,9 @@ mod tests {
     #[test]
     fn sizes_and_durations_parse() {
         assert_eq!(parse_size("4M"), Ok(4 << 20));
+        for bytes in [EVENTS_RING_BYTES, 4096, 256 << 10, 1 << 30] {
+            assert_eq!(parse_size(&size_text(bytes)), Ok(bytes));
+        }
         assert_eq!(parse_size("16MiB"), Ok(16 << 20));
         assert!(parse_size("3M").is_err());
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));

@@ -5,139 +5,49 @@
 //! it serialises flat, omits what does not apply, and reads back losslessly.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     fmt,
     hash::{DefaultHasher, Hash, Hasher},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::OnceLock,
 };
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tracer_common::{RawEvent, class, flags, kind, timer};
+use tracer_common::{self as abi, RawEvent, flags};
 
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    StateChange,
-    Retransmit,
-    RetransmitFailed,
-    ResetSent,
-    ResetReceived,
-    KeepaliveProbe,
-    ZeroWindowProbe,
-    ErrorReport,
-    Destroy,
-    /// Not from a hook: the socket sweep found this socket already open.
-    Sweep,
-}
+pub use tracer_common::{CaState, EventKind, Family, RetransmitClass, TimerKind};
 
-impl EventKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::StateChange => "state_change",
-            Self::Retransmit => "retransmit",
-            Self::RetransmitFailed => "retransmit_failed",
-            Self::ResetSent => "reset_sent",
-            Self::ResetReceived => "reset_received",
-            Self::KeepaliveProbe => "keepalive_probe",
-            Self::ZeroWindowProbe => "zero_window_probe",
-            Self::ErrorReport => "error_report",
-            Self::Destroy => "destroy",
-            Self::Sweep => "sweep",
-        }
-    }
-}
-
-/// Why the kernel retransmitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RetransmitClass {
-    Syn,
-    SynAck,
-    Rto,
-    Tlp,
-    Fast,
-    LossRecovery,
-    RackTimeout,
-    Unknown,
-}
-
-impl RetransmitClass {
-    fn from_raw(code: u8) -> Self {
-        match code {
-            class::SYN => Self::Syn,
-            class::SYN_ACK => Self::SynAck,
-            class::RTO => Self::Rto,
-            class::TLP => Self::Tlp,
-            class::FAST => Self::Fast,
-            class::LOSS_RECOVERY => Self::LossRecovery,
-            class::RACK_TIMEOUT => Self::RackTimeout,
-            _ => Self::Unknown,
-        }
-    }
-}
-
-/// The kernel timer that was running when the event fired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimerKind {
-    /// tcp_write_timer: retransmission timeout, loss probe, zero-window probe.
-    Write,
-    Keepalive,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Family {
-    Ipv4,
-    Ipv6,
-}
-
-/// A TCP state (include/net/tcp_states.h), serialised by name.
+/// A TCP state as the kernel reported it: one of [`tracer_common::TcpState`] (named as the
+/// kernel names them), or a code this build does not know (`UNKNOWN_n`). Serialised by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TcpState(pub u8);
 
 impl TcpState {
-    pub const ESTABLISHED: Self = Self(1);
-    pub const SYN_SENT: Self = Self(2);
-    pub const SYN_RECV: Self = Self(3);
-    pub const FIN_WAIT1: Self = Self(4);
-    pub const FIN_WAIT2: Self = Self(5);
-    pub const TIME_WAIT: Self = Self(6);
-    pub const CLOSE: Self = Self(7);
-    pub const CLOSE_WAIT: Self = Self(8);
-    pub const LAST_ACK: Self = Self(9);
-    pub const LISTEN: Self = Self(10);
-    pub const CLOSING: Self = Self(11);
-    pub const NEW_SYN_RECV: Self = Self(12);
+    pub const ESTABLISHED: Self = Self::of(abi::TcpState::Established);
+    pub const SYN_SENT: Self = Self::of(abi::TcpState::SynSent);
+    pub const SYN_RECV: Self = Self::of(abi::TcpState::SynRecv);
+    pub const FIN_WAIT1: Self = Self::of(abi::TcpState::FinWait1);
+    pub const FIN_WAIT2: Self = Self::of(abi::TcpState::FinWait2);
+    pub const TIME_WAIT: Self = Self::of(abi::TcpState::TimeWait);
+    pub const CLOSE: Self = Self::of(abi::TcpState::Close);
+    pub const CLOSE_WAIT: Self = Self::of(abi::TcpState::CloseWait);
+    pub const LAST_ACK: Self = Self::of(abi::TcpState::LastAck);
+    pub const LISTEN: Self = Self::of(abi::TcpState::Listen);
+    pub const CLOSING: Self = Self::of(abi::TcpState::Closing);
+    pub const NEW_SYN_RECV: Self = Self::of(abi::TcpState::NewSynRecv);
 
-    const NAMES: [&'static str; 14] = [
-        "UNKNOWN_0",
-        "ESTABLISHED",
-        "SYN_SENT",
-        "SYN_RECV",
-        "FIN_WAIT1",
-        "FIN_WAIT2",
-        "TIME_WAIT",
-        "CLOSE",
-        "CLOSE_WAIT",
-        "LAST_ACK",
-        "LISTEN",
-        "CLOSING",
-        "NEW_SYN_RECV",
-        "BOUND_INACTIVE",
-    ];
+    pub const fn of(state: abi::TcpState) -> Self {
+        Self(state as u8)
+    }
 
-    pub fn name(self) -> String {
-        Self::NAMES
-            .get(self.0 as usize)
-            .map(|s| (*s).to_owned())
-            .unwrap_or_else(|| format!("UNKNOWN_{}", self.0))
+    /// The state, when this build knows its code.
+    pub const fn known(self) -> Option<abi::TcpState> {
+        abi::TcpState::from_code(self.0)
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        if let Some(i) = Self::NAMES.iter().position(|n| *n == name) {
-            return Some(Self(i as u8));
+        if let Some(known) = abi::TcpState::from_name(name) {
+            return Some(Self::of(known));
         }
         name.strip_prefix("UNKNOWN_")?.parse().ok().map(Self)
     }
@@ -153,57 +63,25 @@ impl TcpState {
 
 impl fmt::Display for TcpState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name())
+        match self.known() {
+            Some(state) => f.pad(state.name()),
+            None => f.pad(&format!("UNKNOWN_{}", self.0)),
+        }
     }
 }
 
 impl Serialize for TcpState {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.name())
+        match self.known() {
+            Some(state) => s.serialize_str(state.name()),
+            None => s.collect_str(self),
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for TcpState {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // A visitor, so that reading a trace borrows the name instead of allocating it.
-        struct Name;
-        impl serde::de::Visitor<'_> for Name {
-            type Value = TcpState;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a TCP state name")
-            }
-            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<TcpState, E> {
-                TcpState::from_name(name)
-                    .ok_or_else(|| E::custom(format!("unknown TCP state {name:?}")))
-            }
-        }
-        d.deserialize_str(Name)
-    }
-}
-
-/// icsk_ca_state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CaState {
-    #[default]
-    Open,
-    Disorder,
-    Cwr,
-    Recovery,
-    Loss,
-    Unknown,
-}
-
-impl CaState {
-    fn from_raw(v: u8) -> Self {
-        match v {
-            0 => Self::Open,
-            1 => Self::Disorder,
-            2 => Self::Cwr,
-            3 => Self::Recovery,
-            4 => Self::Loss,
-            _ => Self::Unknown,
-        }
+        by_name(d, "TCP state", TcpState::from_name)
     }
 }
 
@@ -219,13 +97,105 @@ pub enum OwnerSource {
     Sweep,
 }
 
+/// Who owns a socket, and how that was learned: the `process` object of events, verdicts
+/// and swept sockets. Shown as `comm/pid`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Process {
+pub struct Owner {
     pub pid: u32,
     pub comm: String,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub cgroup_id: u64,
-    pub owner: OwnerSource,
+    #[serde(rename = "owner")]
+    pub source: OwnerSource,
+}
+
+impl Owner {
+    /// `comm/pid`, or `-` when the owner is unknown.
+    pub fn label(owner: Option<&Owner>) -> String {
+        owner.map_or_else(|| "-".to_owned(), Owner::to_string)
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&format!("{}/{}", self.comm, self.pid))
+    }
+}
+
+/// One end of a connection: `10.0.0.1:80`, `[fd00::1]:80`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&SocketAddr::new(self.addr, self.port).to_string())
+    }
+}
+
+/// Where a connection runs: its two ends and its network namespace. Flattened into every
+/// record that names a connection (events, verdicts, report timelines, swept sockets) as
+/// `family`, `laddr`, `lport`, `raddr`, `rport`, `netns`; shown as `laddr:lport → raddr:rport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Connection {
+    pub family: Family,
+    pub laddr: IpAddr,
+    pub lport: u16,
+    pub raddr: IpAddr,
+    pub rport: u16,
+    /// Network namespace inode.
+    pub netns: u32,
+}
+
+impl Connection {
+    /// Nothing known yet: IPv4, unspecified addresses, port and namespace 0.
+    pub const UNKNOWN: Connection = Connection {
+        family: Family::Ipv4,
+        laddr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        lport: 0,
+        raddr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        rport: 0,
+        netns: 0,
+    };
+
+    pub fn local(&self) -> Endpoint {
+        Endpoint {
+            addr: self.laddr,
+            port: self.lport,
+        }
+    }
+
+    pub fn remote(&self) -> Endpoint {
+        Endpoint {
+            addr: self.raddr,
+            port: self.rport,
+        }
+    }
+
+    /// Keeps the most complete picture: ports and addresses get filled in after connect()
+    /// starts, and are cleared again while a socket closes.
+    pub fn learn(&mut self, newer: &Connection) {
+        if newer.lport != 0 {
+            self.lport = newer.lport;
+        }
+        if newer.rport != 0 {
+            self.rport = newer.rport;
+        }
+        if !newer.laddr.is_unspecified() {
+            self.laddr = newer.laddr;
+        }
+        if !newer.raddr.is_unspecified() {
+            self.raddr = newer.raddr;
+        }
+    }
+}
+
+impl fmt::Display for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&format!("{} → {}", self.local(), self.remote()))
+    }
 }
 
 fn is_zero_u64(v: &u64) -> bool {
@@ -289,11 +259,11 @@ pub struct SocketCounters {
     /// The application has closed the socket (SOCK_DEAD).
     #[serde(default, skip_serializing_if = "is_default")]
     pub orphan: bool,
-    /// sk_err / sk_err_soft as errno names ("ETIMEDOUT"); absent when 0.
+    /// sk_err / sk_err_soft; absent when 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<Errno>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub soft_error: Option<String>,
+    pub soft_error: Option<Errno>,
 }
 
 /// A socket's identity: the kernel's socket cookie, or (top bit set) a hash of netns and
@@ -303,11 +273,8 @@ pub struct SocketCounters {
 pub struct SocketId(pub u64);
 
 impl SocketId {
+    /// Set in the ids made from a tuple (the kernel's cookies never have it).
     pub const TUPLE_KEYED: u64 = 1 << 63;
-
-    pub fn is_cookie(self) -> bool {
-        self.0 & Self::TUPLE_KEYED == 0
-    }
 }
 
 impl fmt::Display for SocketId {
@@ -316,7 +283,9 @@ impl fmt::Display for SocketId {
     }
 }
 
+/// One thing the kernel did to one socket: the `event` record (docs/trace-format.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "EventRecord")]
 pub struct Event {
     /// CLOCK_BOOTTIME in ns (monotonic, comparable across events of one trace).
     pub ts_ns: u64,
@@ -324,18 +293,15 @@ pub struct Event {
     /// Absent only for a reset sent in answer to a segment that matched no socket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket: Option<SocketId>,
-    pub family: Family,
-    pub laddr: IpAddr,
-    pub lport: u16,
-    pub raddr: IpAddr,
-    pub rport: u16,
-    pub netns: u32,
+    /// For a socketless reset: the reset's own source and destination.
+    #[serde(flatten)]
+    pub conn: Connection,
     /// State at the event (for a state change: the new state).
     pub state: TcpState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_state: Option<TcpState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<Owner>,
     /// Retransmits: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<RetransmitClass>,
@@ -344,9 +310,9 @@ pub struct Event {
     pub segs: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timer: Option<TimerKind>,
-    /// Resets sent: the kernel's reason (`enum sk_rst_reason` name).
+    /// Resets sent: the kernel's reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<ResetReason>,
     /// Failed retransmits: the error; error reports: the reported errno.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub err: Option<i32>,
@@ -361,6 +327,75 @@ pub struct Event {
     pub flags: Vec<String>,
 }
 
+/// How an `event` record is read: [`Event`] with its connection's fields inline. serde's
+/// `flatten` buffers every field a record has beyond the struct's own, which made reading a
+/// trace (the cost of `tracer report`) more than twice as slow. Events are the bulk of every
+/// trace, so they are read through this mirror; `json_round_trip_is_lossless` fails when the
+/// two drift apart. Other records use `flatten` both ways.
+#[derive(Deserialize)]
+struct EventRecord {
+    ts_ns: u64,
+    kind: EventKind,
+    #[serde(default)]
+    socket: Option<SocketId>,
+    family: Family,
+    laddr: IpAddr,
+    lport: u16,
+    raddr: IpAddr,
+    rport: u16,
+    netns: u32,
+    state: TcpState,
+    #[serde(default)]
+    old_state: Option<TcpState>,
+    #[serde(default)]
+    process: Option<Owner>,
+    #[serde(default)]
+    class: Option<RetransmitClass>,
+    #[serde(default)]
+    segs: Option<u32>,
+    #[serde(default)]
+    timer: Option<TimerKind>,
+    #[serde(default)]
+    reason: Option<ResetReason>,
+    #[serde(default)]
+    err: Option<i32>,
+    #[serde(default)]
+    probe: Option<u8>,
+    #[serde(default)]
+    sock: Option<SocketCounters>,
+    #[serde(default)]
+    flags: Vec<String>,
+}
+
+impl From<EventRecord> for Event {
+    fn from(r: EventRecord) -> Event {
+        Event {
+            ts_ns: r.ts_ns,
+            kind: r.kind,
+            socket: r.socket,
+            conn: Connection {
+                family: r.family,
+                laddr: r.laddr,
+                lport: r.lport,
+                raddr: r.raddr,
+                rport: r.rport,
+                netns: r.netns,
+            },
+            state: r.state,
+            old_state: r.old_state,
+            process: r.process,
+            class: r.class,
+            segs: r.segs,
+            timer: r.timer,
+            reason: r.reason,
+            err: r.err,
+            probe: r.probe,
+            sock: r.sock,
+            flags: r.flags,
+        }
+    }
+}
+
 impl Event {
     /// An event of `kind` with no socket, addresses or details yet: the base that builders
     /// (the sweep, tests, benches) complete with struct-update syntax.
@@ -369,12 +404,7 @@ impl Event {
             ts_ns,
             kind,
             socket: None,
-            family: Family::Ipv4,
-            laddr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            lport: 0,
-            raddr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            rport: 0,
-            netns: 0,
+            conn: Connection::UNKNOWN,
             state,
             old_state: None,
             process: None,
@@ -389,40 +419,142 @@ impl Event {
         }
     }
 
-    /// `laddr:lport → raddr:rport`, IPv6 in brackets.
-    pub fn endpoints(&self) -> String {
-        format!(
-            "{} → {}",
-            endpoint(self.laddr, self.lport),
-            endpoint(self.raddr, self.rport)
-        )
-    }
-
-    pub fn errno(&self) -> Option<&str> {
-        self.sock.as_ref().and_then(|c| c.error.as_deref())
+    /// The socket error (sk_err) at the event.
+    pub fn errno(&self) -> Option<Errno> {
+        self.sock.as_ref().and_then(|c| c.error)
     }
 }
 
-pub fn endpoint(addr: IpAddr, port: u16) -> String {
-    match addr {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
+/// A socket error: a positive errno as the kernel's `sk_err` carries it, named as the
+/// application sees it (`ETIMEDOUT`; `E135` for a number without a name). Serialised by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    pub const EPIPE: Errno = Errno(libc::EPIPE);
+    pub const ECONNABORTED: Errno = Errno(libc::ECONNABORTED);
+    pub const ECONNRESET: Errno = Errno(libc::ECONNRESET);
+    pub const ETIMEDOUT: Errno = Errno(libc::ETIMEDOUT);
+    pub const ECONNREFUSED: Errno = Errno(libc::ECONNREFUSED);
+    pub const EHOSTUNREACH: Errno = Errno(libc::EHOSTUNREACH);
+
+    /// The errno a name produced by `Display` stands for.
+    pub fn from_name(name: &str) -> Option<Errno> {
+        static BY_NAME: OnceLock<HashMap<String, i32>> = OnceLock::new();
+        let by_name = BY_NAME.get_or_init(|| {
+            (1..=255)
+                .map(|code| (Errno(code).to_string(), code))
+                .collect()
+        });
+        by_name
+            .get(name)
+            .copied()
+            .or_else(|| name.strip_prefix('E')?.parse().ok())
+            .map(Errno)
     }
 }
 
-/// Name of a positive errno ("ETIMEDOUT"), as the kernel's sk_err carries it.
-pub fn errno_name(code: i32) -> String {
-    let name = format!("{:?}", nix::errno::Errno::from_raw(code));
-    if name.starts_with('E') {
-        name
-    } else {
-        format!("E{code}")
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match nix::errno::Errno::from_raw(self.0) {
+            nix::errno::Errno::UnknownErrno => write!(f, "E{}", self.0),
+            known => write!(f, "{known:?}"),
+        }
     }
 }
 
-/// The errno value of a name produced by [`errno_name`].
-pub fn errno_value(name: &str) -> Option<i32> {
-    (1..200).find(|&c| errno_name(c) == name)
+impl Serialize for Errno {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Errno {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        by_name(d, "errno", Errno::from_name)
+    }
+}
+
+/// Declares [`ResetReason`]: the `enum sk_rst_reason` names this tracer gives a meaning to,
+/// each written once.
+macro_rules! reset_reasons {
+    ($($(#[$meta:meta])* $variant:ident => $name:literal,)+) => {
+        /// Why the kernel sent a reset: a name from `enum sk_rst_reason` (the running
+        /// kernel's BTF names them). Serialised by name.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum ResetReason {
+            $($(#[$meta])* $variant,)+
+            /// Any other name the kernel gave, or `REASON_n` for a value it did not name.
+            Other(String),
+        }
+
+        impl ResetReason {
+            pub fn name(&self) -> &str {
+                match self {
+                    $(ResetReason::$variant => $name,)+
+                    ResetReason::Other(name) => name,
+                }
+            }
+
+            pub fn from_name(name: &str) -> ResetReason {
+                match name {
+                    $($name => ResetReason::$variant,)+
+                    other => ResetReason::Other(other.to_owned()),
+                }
+            }
+        }
+    };
+}
+
+reset_reasons! {
+    NotSpecified => "NOT_SPECIFIED",
+    /// A segment that matched no socket.
+    NoSocket => "NO_SOCKET",
+    TcpAbortOnData => "TCP_ABORT_ON_DATA",
+    TcpAbortOnClose => "TCP_ABORT_ON_CLOSE",
+    TcpAbortOnLinger => "TCP_ABORT_ON_LINGER",
+    TcpAbortOnMemory => "TCP_ABORT_ON_MEMORY",
+    TcpState => "TCP_STATE",
+    TcpDisconnectWithData => "TCP_DISCONNECT_WITH_DATA",
+    TcpKeepaliveTimeout => "TCP_KEEPALIVE_TIMEOUT",
+}
+
+impl fmt::Display for ResetReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl Serialize for ResetReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for ResetReason {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        by_name(d, "reset reason", |name| Some(ResetReason::from_name(name)))
+    }
+}
+
+/// Reads a value written as its name (a TCP state, an errno, a reset reason). A visitor, so
+/// that reading a trace borrows the name instead of allocating it.
+fn by_name<'de, D: Deserializer<'de>, T>(
+    d: D,
+    what: &'static str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, D::Error> {
+    struct Name<F>(&'static str, F);
+    impl<T, F: FnOnce(&str) -> Option<T>> serde::de::Visitor<'_> for Name<F> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a {} name", self.0)
+        }
+        fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<T, E> {
+            (self.1)(name).ok_or_else(|| E::custom(format!("unknown {} {name:?}", self.0)))
+        }
+    }
+    d.deserialize_str(Name(what, parse))
 }
 
 /// What decoding needs to know about the kernel that produced the events.
@@ -460,27 +592,22 @@ impl KernelFacts {
 
     /// Decodes one ring-buffer record (see [`Self::decode_into`] for probe ranges).
     pub fn decode(&self, raw: &RawEvent) -> Option<Event> {
-        let kind = match raw.kind {
-            kind::STATE_CHANGE => EventKind::StateChange,
-            kind::RETRANSMIT => EventKind::Retransmit,
-            kind::RETRANSMIT_FAILED => EventKind::RetransmitFailed,
-            kind::RESET_SENT => EventKind::ResetSent,
-            kind::RESET_RECEIVED => EventKind::ResetReceived,
-            kind::KEEPALIVE_PROBE => EventKind::KeepaliveProbe,
-            kind::ZERO_WINDOW_PROBE => EventKind::ZeroWindowProbe,
-            kind::ERROR_REPORT => EventKind::ErrorReport,
-            kind::DESTROY => EventKind::Destroy,
-            _ => return None,
+        let kind = match EventKind::from_code(raw.kind) {
+            Some(EventKind::Sweep) | None => return None,
+            Some(kind) => kind,
         };
-        let (family, laddr, raddr) = match raw.family {
-            10 => (
-                Family::Ipv6,
+        let family = u8::try_from(raw.family)
+            .ok()
+            .and_then(Family::from_code)
+            .unwrap_or(Family::Ipv4);
+        let (laddr, raddr) = match family {
+            Family::Ipv6 => (
                 IpAddr::V6(Ipv6Addr::from(raw.saddr)),
                 IpAddr::V6(Ipv6Addr::from(raw.daddr)),
             ),
-            _ => {
+            Family::Ipv4 => {
                 let v4 = |b: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]));
-                (Family::Ipv4, v4(&raw.saddr), v4(&raw.daddr))
+                (v4(&raw.saddr), v4(&raw.daddr))
             }
         };
         let socket = match (raw.cookie, kind) {
@@ -495,11 +622,11 @@ impl KernelFacts {
             }
             (cookie, _) => Some(SocketId(cookie)),
         };
-        let process = (raw.owner_tgid != 0).then(|| Process {
+        let process = (raw.owner_tgid != 0).then(|| Owner {
             pid: raw.owner_tgid,
             comm: comm_string(&raw.owner_comm),
             cgroup_id: raw.cgroup_id,
-            owner: if raw.flags & flags::OWNER_FROM_LISTENER != 0 {
+            source: if raw.flags & flags::OWNER_FROM_LISTENER != 0 {
                 OwnerSource::Listener
             } else {
                 OwnerSource::Owner
@@ -515,7 +642,7 @@ impl KernelFacts {
             rto_us: self.jiffies_to_ms(raw.rto_jiffies) * 1000,
             total_retrans: raw.total_retrans,
             packets_out: raw.packets_out,
-            ca_state: CaState::from_raw(raw.ca_state),
+            ca_state: CaState::from_code(raw.ca_state).unwrap_or(CaState::Unknown),
             keepalive: raw.flags & flags::KEEPALIVE_ON != 0,
             keepalive_idle_ms: self.jiffies_to_ms(raw.keepalive_time_jiffies),
             keepalive_intvl_ms: self.jiffies_to_ms(raw.keepalive_intvl_jiffies),
@@ -530,35 +657,34 @@ impl KernelFacts {
             retrans_elapsed_ms: (raw.retrans_elapsed_ms != 0)
                 .then_some(u64::from(raw.retrans_elapsed_ms)),
             orphan: raw.flags & flags::ORPHAN != 0,
-            error: (raw.sk_err > 0).then(|| errno_name(raw.sk_err)),
-            soft_error: (raw.sk_err_soft > 0).then(|| errno_name(raw.sk_err_soft)),
+            error: (raw.sk_err > 0).then_some(Errno(raw.sk_err)),
+            soft_error: (raw.sk_err_soft > 0).then_some(Errno(raw.sk_err_soft)),
         });
         let is_retransmit = matches!(kind, EventKind::Retransmit | EventKind::RetransmitFailed);
         Some(Event {
             ts_ns: raw.ts_ns,
             kind,
             socket,
-            family,
-            laddr,
-            lport: raw.sport,
-            raddr,
-            rport: raw.dport,
-            netns: raw.netns,
+            conn: Connection {
+                family,
+                laddr,
+                lport: raw.sport,
+                raddr,
+                rport: raw.dport,
+                netns: raw.netns,
+            },
             state,
             old_state: (kind == EventKind::StateChange).then_some(TcpState(raw.old_state)),
             process,
-            class: is_retransmit.then(|| RetransmitClass::from_raw(raw.class)),
+            class: is_retransmit
+                .then(|| RetransmitClass::from_code(raw.class).unwrap_or(RetransmitClass::Unknown)),
             segs: is_retransmit.then_some(raw.segs),
-            timer: match raw.timer {
-                timer::WRITE => Some(TimerKind::Write),
-                timer::KEEPALIVE => Some(TimerKind::Keepalive),
-                _ => None,
-            },
+            timer: TimerKind::from_code(raw.timer),
             reason: (kind == EventKind::ResetSent && raw.reason != u32::MAX).then(|| {
-                self.reset_reasons
-                    .get(&raw.reason)
-                    .cloned()
-                    .unwrap_or_else(|| format!("REASON_{}", raw.reason))
+                match self.reset_reasons.get(&raw.reason) {
+                    Some(name) => ResetReason::from_name(name),
+                    None => ResetReason::Other(format!("REASON_{}", raw.reason)),
+                }
             }),
             err: match kind {
                 EventKind::RetransmitFailed | EventKind::ErrorReport => Some(raw.err),
@@ -579,6 +705,8 @@ fn comm_string(comm: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use tracer_common::{class, kind};
+
     use super::*;
 
     fn raw(kind: u8) -> RawEvent {
@@ -587,13 +715,13 @@ mod tests {
         r.kind = kind;
         r.ts_ns = 5_000_000_000;
         r.cookie = 42;
-        r.family = 2;
+        r.family = Family::Ipv4 as u16;
         r.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
         r.daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
         r.sport = 40000;
         r.dport = 80;
         r.netns = 4026531993;
-        r.state = 1;
+        r.state = TcpState::ESTABLISHED.0;
         r.retries2 = 15;
         r.flags = flags::COUNTERS;
         r.reason = u32::MAX;
@@ -621,7 +749,7 @@ mod tests {
         assert_eq!(e.kind, EventKind::Retransmit);
         assert_eq!(e.class, Some(RetransmitClass::Rto));
         assert_eq!(e.segs, Some(3));
-        assert_eq!(e.endpoints(), "10.0.0.1:40000 → 10.0.0.2:80");
+        assert_eq!(e.conn.to_string(), "10.0.0.1:40000 → 10.0.0.2:80");
         let c = e.sock.as_ref().unwrap();
         assert_eq!(c.rto_us, 400_000);
         assert_eq!(c.retransmits, 2);
@@ -634,10 +762,10 @@ mod tests {
         r.cookie = 0;
         r.flags = 0;
         r.reason = 1;
-        r.state = 7;
+        r.state = TcpState::CLOSE.0;
         let e = facts().decode(&r).unwrap();
         assert_eq!(e.socket, None);
-        assert_eq!(e.reason.as_deref(), Some("NO_SOCKET"));
+        assert_eq!(e.reason, Some(ResetReason::NoSocket));
     }
 
     #[test]
@@ -658,13 +786,13 @@ mod tests {
     #[test]
     fn json_round_trip_is_lossless() {
         let mut r = raw(kind::STATE_CHANGE);
-        r.old_state = 1;
-        r.state = 7;
+        r.old_state = TcpState::ESTABLISHED.0;
+        r.state = TcpState::CLOSE.0;
         r.sk_err = 110;
-        r.family = 10;
+        r.family = Family::Ipv6 as u16;
         r.saddr = Ipv6Addr::LOCALHOST.octets();
         let e = facts().decode(&r).unwrap();
-        assert_eq!(e.errno(), Some("ETIMEDOUT"));
+        assert_eq!(e.errno(), Some(Errno::ETIMEDOUT));
         let json = serde_json::to_string(&e).unwrap();
         assert!(json.contains(r#""state":"CLOSE""#), "{json}");
         let back: Event = serde_json::from_str(&json).unwrap();
@@ -672,9 +800,65 @@ mod tests {
     }
 
     #[test]
+    fn an_event_with_every_field_reads_back_the_same() {
+        let e = Event {
+            socket: Some(SocketId(7)),
+            conn: Connection {
+                family: Family::Ipv6,
+                laddr: "fd00::1".parse().unwrap(),
+                lport: 1,
+                raddr: "fd00::2".parse().unwrap(),
+                rport: 2,
+                netns: 3,
+            },
+            old_state: Some(TcpState::SYN_SENT),
+            process: Some(Owner {
+                pid: 4,
+                comm: "app".into(),
+                cgroup_id: 5,
+                source: OwnerSource::Listener,
+            }),
+            class: Some(RetransmitClass::Tlp),
+            segs: Some(6),
+            timer: Some(TimerKind::Write),
+            reason: Some(ResetReason::Other("TCP_SYN_ACK".into())),
+            err: Some(-16),
+            probe: Some(8),
+            sock: Some(SocketCounters {
+                retransmits: 1,
+                ca_state: CaState::Loss,
+                error: Some(Errno::ETIMEDOUT),
+                soft_error: Some(Errno(250)),
+                ..SocketCounters::default()
+            }),
+            flags: vec!["half_open_risk".into()],
+            ..Event::new(9, EventKind::Sweep, TcpState(200))
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.contains(r#""state":"UNKNOWN_200""#), "{json}");
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
+    }
+
+    #[test]
     fn errno_names_round_trip() {
-        assert_eq!(errno_name(110), "ETIMEDOUT");
-        assert_eq!(errno_name(104), "ECONNRESET");
-        assert_eq!(errno_value("ECONNREFUSED"), Some(111));
+        assert_eq!(Errno(110).to_string(), "ETIMEDOUT");
+        assert_eq!(Errno(104).to_string(), "ECONNRESET");
+        assert_eq!(Errno(250).to_string(), "E250");
+        for name in ["ECONNREFUSED", "E2BIG", "E250"] {
+            assert_eq!(Errno::from_name(name).unwrap().to_string(), name);
+        }
+        assert_eq!(Errno::from_name("EBOGUS"), None);
+    }
+
+    #[test]
+    fn reset_reasons_keep_names_they_do_not_know() {
+        assert_eq!(
+            ResetReason::from_name("TCP_KEEPALIVE_TIMEOUT"),
+            ResetReason::TcpKeepaliveTimeout
+        );
+        let other = ResetReason::from_name("TCP_RFC7323_PAWS");
+        assert_eq!(other.name(), "TCP_RFC7323_PAWS");
+        let json = serde_json::to_string(&other).unwrap();
+        assert_eq!(serde_json::from_str::<ResetReason>(&json).unwrap(), other);
     }
 }

@@ -120,15 +120,16 @@ impl EventFilter {
 
     pub fn matches(&self, e: &crate::event::Event) -> bool {
         let process = e.process.as_ref();
-        (self.netns.is_empty() || self.netns.contains(&e.netns))
+        let c = &e.conn;
+        (self.netns.is_empty() || self.netns.contains(&c.netns))
             && (self.ports.is_empty()
-                || self.ports.contains(&e.lport)
-                || self.ports.contains(&e.rport))
+                || self.ports.contains(&c.lport)
+                || self.ports.contains(&c.rport))
             && (self.addrs.is_empty()
                 || self
                     .addrs
                     .iter()
-                    .any(|n| n.contains(&e.laddr) || n.contains(&e.raddr)))
+                    .any(|n| n.contains(&c.laddr) || n.contains(&c.raddr)))
             && (self.pids.is_empty() || process.is_some_and(|p| self.pids.contains(&p.pid)))
             && self
                 .comm

@@ -12,9 +12,12 @@
 //! | [`record`] | the JSON Lines trace records |
 //! | [`trace_file`] | reading recorded traces, with file:line errors |
 //! | [`output`] | terminal text, JSON Lines, Perfetto, summaries |
+//! | [`session`] | a tracing session (`live`, `record`): load, sweep, follow the ring buffer, feed the engine and the sinks, stop cleanly |
 //! | [`sweep`] | sock_diag snapshots across namespaces, owners, per-namespace sysctls |
 //! | [`identity`] | cgroup id → container, pod and systemd unit of a socket's owner |
 //! | [`commands`] | one module per subcommand |
+//! | [`testing`] | synthetic sockets and traces for tests and benches |
+//! | [`words`] | how numbers read for people (durations, counts, retransmit classes) |
 
 pub mod cli;
 pub mod commands;
@@ -24,7 +27,10 @@ pub mod identity;
 pub mod kernel;
 pub mod output;
 pub mod record;
+pub mod session;
 pub mod sweep;
 pub mod tcp_model;
+pub mod testing;
 pub mod timeline;
 pub mod trace_file;
+pub mod words;

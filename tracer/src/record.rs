@@ -3,7 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{event::Event, event::KernelFacts, kernel::HookStatus, timeline::Verdict};
+use crate::{
+    event::{Event, KernelFacts},
+    kernel::HookStatus,
+    timeline::{Thresholds, Verdict},
+};
 
 /// Identifies our traces; `report` refuses other files.
 pub const FORMAT: &str = "tracer-trace";
@@ -43,6 +47,24 @@ pub struct RecordedThresholds {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warn_after_rtos: Option<u8>,
     pub dead_socket_after_ms: u64,
+}
+
+impl RecordedThresholds {
+    pub fn of(t: &Thresholds) -> Self {
+        Self {
+            warn_after_rtos: t.warn_after_rtos,
+            dead_socket_after_ms: t.dead_socket_after_ns / 1_000_000,
+        }
+    }
+
+    /// The engine's thresholds, as the trace was recorded with them.
+    pub fn thresholds(self) -> Thresholds {
+        Thresholds {
+            warn_after_rtos: self.warn_after_rtos,
+            dead_socket_after_ns: self.dead_socket_after_ms * 1_000_000,
+            ..Thresholds::default()
+        }
+    }
 }
 
 /// Events the kernel could not deliver (ring buffer full) since the previous `lost` record.

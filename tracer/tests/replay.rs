@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use tracer::{
     record::Record,
-    timeline::{Engine, Thresholds, Verdict, VerdictKind},
+    timeline::{Engine, Verdict, VerdictKind},
 };
 
 const SCENARIOS: &str = include_str!("data/scenarios.jsonl");
@@ -33,11 +33,7 @@ fn replay(trace: &str) -> (Vec<Verdict>, Vec<Verdict>) {
         match record {
             Record::Header(h) => {
                 let t = h.thresholds.expect("the trace records its thresholds");
-                engine = Some(Engine::new(Thresholds {
-                    warn_after_rtos: t.warn_after_rtos,
-                    dead_socket_after_ns: t.dead_socket_after_ms * 1_000_000,
-                    ..Thresholds::default()
-                }));
+                engine = Some(Engine::new(t.thresholds()));
             }
             Record::Event(e) => engine
                 .as_mut()

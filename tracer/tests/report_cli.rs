@@ -8,23 +8,19 @@
 use std::{
     collections::BTreeMap,
     io::{Read, Write},
-    net::IpAddr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
 
 use serde_json::Value;
 use tracer::{
-    event::{
-        Event, EventKind, Family, KernelFacts, OwnerSource, Process, RetransmitClass,
-        SocketCounters, SocketId, TcpState, TimerKind,
-    },
-    record::{End, FORMAT, Header, Record, RecordedThresholds, VERSION, WallClock},
-    timeline::{Engine, Thresholds, Verdict},
+    event::Event,
+    record::Header,
+    testing::{self, MS, Sock, recorded_trace, socketless_reset},
+    timeline::Verdict,
 };
 
 const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/scenarios.jsonl");
-const MS: u64 = 1_000_000;
 const STARTED_NS: u64 = 1_000_000 * MS;
 
 // ---------------------------------------------------------------------------------------
@@ -85,145 +81,12 @@ fn assert_one_line(err: &str) {
 // ---------------------------------------------------------------------------------------
 // A synthetic trace
 
-/// One socket's events, shaped like the kernel's (see tests/tests/probes.rs for real ones).
-struct Sock {
-    id: u64,
-    now: u64,
-    lport: u16,
-    raddr: IpAddr,
-    rport: u16,
-    process: Process,
-    consecutive: u8,
-    keepalive: bool,
-    events: Vec<Event>,
-}
-
-impl Sock {
-    fn new(id: u64, comm: &str, pid: u32, start_ms: u64) -> Sock {
-        Sock {
-            id,
-            now: STARTED_NS + start_ms * MS,
-            lport: 40_000 + id as u16,
-            raddr: IpAddr::from([10, 0, 0, 2]),
-            rport: 443,
-            process: Process {
-                pid,
-                comm: comm.into(),
-                cgroup_id: 0,
-                owner: OwnerSource::Owner,
-            },
-            consecutive: 0,
-            keepalive: false,
-            events: Vec::new(),
-        }
-    }
-
-    fn after_ms(mut self, ms: u64) -> Self {
-        self.now += ms * MS;
-        self
-    }
-
-    fn push(&mut self, kind: EventKind, state: TcpState) -> &mut Event {
-        self.now += 1_000;
-        self.events.push(Event {
-            socket: Some(SocketId(self.id)),
-            family: Family::Ipv4,
-            laddr: IpAddr::from([10, 0, 0, 1]),
-            lport: self.lport,
-            raddr: self.raddr,
-            rport: self.rport,
-            netns: 4026531840,
-            process: Some(self.process.clone()),
-            sock: Some(SocketCounters {
-                retransmits: self.consecutive,
-                rto_us: 200_000,
-                keepalive: self.keepalive,
-                keepalive_idle_ms: 1_000,
-                keepalive_intvl_ms: 1_000,
-                keepalive_probes: 3,
-                retries1: 3,
-                retries2: 15,
-                syn_retries: 6,
-                ..SocketCounters::default()
-            }),
-            ..Event::new(self.now, kind, state)
-        });
-        self.events.last_mut().expect("just pushed")
-    }
-
-    fn state(mut self, old: TcpState, new: TcpState) -> Self {
-        self.push(EventKind::StateChange, new).old_state = Some(old);
-        self
-    }
-
-    fn established(self) -> Self {
-        self.state(TcpState::CLOSE, TcpState::SYN_SENT)
-            .after_ms(1)
-            .state(TcpState::SYN_SENT, TcpState::ESTABLISHED)
-    }
-
-    fn close_with(mut self, error: &str, timer: Option<TimerKind>) -> Self {
-        let e = self.push(EventKind::StateChange, TcpState::CLOSE);
-        e.old_state = Some(TcpState::ESTABLISHED);
-        e.timer = timer;
-        if let Some(s) = &mut e.sock {
-            s.error = Some(error.into());
-        }
-        self
-    }
-
-    /// `n` RTOs from 200 ms, doubling.
-    fn rtos(mut self, n: u8) -> Self {
-        let mut rto = 200;
-        for k in 1..=n {
-            self = self.after_ms(rto);
-            self.consecutive = k;
-            let e = self.push(EventKind::Retransmit, TcpState::ESTABLISHED);
-            e.class = Some(RetransmitClass::Rto);
-            e.segs = Some(1);
-            e.timer = Some(TimerKind::Write);
-            if let Some(s) = &mut e.sock {
-                s.rto_us = rto * 1000;
-            }
-            rto *= 2;
-        }
-        self
-    }
-
-    fn probe(mut self, n: u8) -> Self {
-        let e = self.push(EventKind::KeepaliveProbe, TcpState::ESTABLISHED);
-        e.probe = Some(n);
-        e.timer = Some(TimerKind::Keepalive);
-        if let Some(s) = &mut e.sock {
-            s.probes_out = n;
-        }
-        self
-    }
-
-    fn reset_received(mut self) -> Self {
-        self.push(EventKind::ResetReceived, TcpState::ESTABLISHED);
-        self
-    }
-
-    fn reset_sent(mut self, reason: &str, timer: Option<TimerKind>) -> Self {
-        let e = self.push(EventKind::ResetSent, TcpState::ESTABLISHED);
-        e.reason = Some(reason.into());
-        e.timer = timer;
-        self
-    }
-
-    fn fin_close(self) -> Self {
-        self.state(TcpState::ESTABLISHED, TcpState::FIN_WAIT1)
-            .after_ms(1)
-            .state(TcpState::FIN_WAIT1, TcpState::FIN_WAIT2)
-            .after_ms(1)
-            .state(TcpState::FIN_WAIT2, TcpState::CLOSE)
-    }
-
-    fn destroy(mut self) -> Self {
-        self.push(EventKind::Destroy, TcpState::CLOSE);
-        self
-    }
+/// A socket of the synthetic trace, owned by `comm/pid`, starting `start_ms` into the trace.
+fn sock(id: u64, comm: &str, pid: u32, start_ms: u64) -> Sock {
+    Sock::new(id)
+        .owner(comm, pid)
+        .ports(40_000 + id as u16, 443)
+        .at_ms(STARTED_NS / MS + start_ms)
 }
 
 /// The sockets of the synthetic trace:
@@ -236,47 +99,21 @@ impl Sock {
 /// | 0x104 | nginx/77 | keepalive probes unanswered | keepalive_exhausted |
 /// | none | - | a reset for a segment that matched no socket | none |
 fn synthetic_events() -> Vec<Event> {
-    let dead_peer = Sock::new(0x101, "curl", 4242, 10)
-        .established()
-        .rtos(6)
-        .after_ms(12_800)
-        .close_with("ETIMEDOUT", Some(TimerKind::Write))
+    let dead_peer = sock(0x101, "curl", 4242, 10)
+        .retries_exhausted()
         .after_ms(5)
         .destroy();
-    let reset = Sock::new(0x102, "curl", 4242, 20)
-        .established()
-        .after_ms(50)
-        .reset_received()
-        .close_with("ECONNRESET", None)
-        .destroy();
-    let orderly = Sock::new(0x103, "nginx", 77, 30)
+    let reset = sock(0x102, "curl", 4242, 20).peer_reset().destroy();
+    let orderly = sock(0x103, "nginx", 77, 30)
         .established()
         .after_ms(100)
-        .fin_close()
-        .destroy();
-    let mut keepalive = Sock::new(0x104, "nginx", 77, 40);
-    keepalive.keepalive = true;
-    let keepalive = keepalive
-        .established()
-        .after_ms(1_000)
-        .probe(1)
-        .after_ms(1_000)
-        .probe(2)
-        .after_ms(1_000)
-        .probe(3)
-        .after_ms(1_000)
-        .reset_sent("TCP_KEEPALIVE_TIMEOUT", Some(TimerKind::Keepalive))
-        .close_with("ETIMEDOUT", Some(TimerKind::Keepalive))
-        .destroy();
-    let mut stray = Sock::new(0, "-", 0, 50);
-    let e = stray.push(EventKind::ResetSent, TcpState::CLOSE);
-    e.socket = None;
-    e.process = None;
-    e.sock = None;
-    e.reason = Some("NO_SOCKET".into());
-    let mut events: Vec<Event> = [dead_peer, reset, orderly, keepalive, stray]
+        .fin_close();
+    let keepalive = sock(0x104, "nginx", 77, 40).keepalive_exhausted().destroy();
+    let stray = socketless_reset(STARTED_NS + 50 * MS + 1_000);
+    let mut events: Vec<Event> = [dead_peer, reset, orderly, keepalive]
         .into_iter()
         .flat_map(|s| s.events)
+        .chain([stray])
         .collect();
     events.sort_by_key(|e| e.ts_ns);
     events
@@ -284,65 +121,20 @@ fn synthetic_events() -> Vec<Event> {
 
 fn header() -> Header {
     Header {
-        format: FORMAT.into(),
-        version: VERSION,
         tool_version: "test".into(),
-        hostname: "testhost".into(),
         kernel_release: "6.18.0-test".into(),
-        kernel: KernelFacts {
-            hz: 250,
-            reset_reasons: BTreeMap::new(),
-        },
         boot_to_wall_offset_ns: 1_795_000_000_000_000_000,
-        started_ns: STARTED_NS,
-        hooks: vec![],
-        missing: vec![],
         command: vec!["tracer".into(), "record".into()],
-        thresholds: Some(RecordedThresholds {
-            warn_after_rtos: None,
-            dead_socket_after_ms: 30_000,
-        }),
+        ..testing::header("testhost", STARTED_NS)
     }
 }
 
 /// The trace as `tracer record` writes it: header, events with the verdicts the engine
 /// reaches as they arrive, the verdicts of the end, the end record.
 fn synthetic_trace() -> (Vec<String>, Vec<Verdict>) {
-    let header = header();
-    let clock = WallClock {
-        boot_to_wall_offset_ns: header.boot_to_wall_offset_ns,
-    };
-    let mut engine = Engine::new(Thresholds::default());
-    let mut lines = vec![Record::Header(Box::new(header)).to_json(Some(&clock))];
-    let mut all = Vec::new();
-    let mut reached = Vec::new();
     let events = synthetic_events();
     let end_ns = events.last().expect("events").ts_ns + 100 * MS;
-    let count = events.len() as u64;
-    for e in events {
-        lines.push(Record::Event(Box::new(e.clone())).to_json(Some(&clock)));
-        engine.push(e, &mut reached);
-        for v in reached.drain(..) {
-            lines.push(Record::Verdict(Box::new(v.clone())).to_json(Some(&clock)));
-            all.push(v);
-        }
-    }
-    engine.finish(end_ns, &mut reached);
-    for v in reached.drain(..) {
-        lines.push(Record::Verdict(Box::new(v.clone())).to_json(Some(&clock)));
-        all.push(v);
-    }
-    lines.push(
-        Record::End(End {
-            ts_ns: end_ns,
-            events: count,
-            verdicts: all.len() as u64,
-            lost: 0,
-            reason: "signal".into(),
-        })
-        .to_json(Some(&clock)),
-    );
-    (lines, all)
+    recorded_trace(header(), events, end_ns, "signal", true)
 }
 
 fn write_trace(name: &str, lines: &[String]) -> PathBuf {

@@ -1,5 +1,5 @@
 //! `cargo xtask bench`: overhead, throughput, loss and fidelity, measured side by side in
-//! one run by `tracer-bench` (tests/src/bin/tracer-bench.rs), in network namespaces.
+//! one run by `tracer-bench` (tests/src/bin/tracer-bench/), in network namespaces.
 //! Not part of CI's pass/fail. Writes target/bench/report.md.
 
 use std::{path::Path, process::Command};

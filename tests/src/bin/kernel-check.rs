@@ -17,7 +17,7 @@ use std::{
 use serde_json::{Value, json};
 use tracer_tests::{
     Hosts, Tracer,
-    scenario::{ClientOptions, abort, connect, establish, retransmitted_segments},
+    scenario::{ClientOptions, abort, connect, establish, events, retransmitted_segments},
     tracer::run_json,
 };
 
@@ -37,10 +37,13 @@ const REQUIRED_HOOKS: &[&str] = &[
     "timer_expire_exit",
 ];
 
+/// A scenario: provokes one death between two hosts and checks what the tracer said.
+type Run = fn(&Hosts, &Tracer) -> Result<String, String>;
+
 struct Scenario {
     name: &'static str,
     hosts: Hosts,
-    run: fn(&Hosts, &Tracer) -> Result<String, String>,
+    run: Run,
 }
 
 fn main() {
@@ -80,7 +83,7 @@ fn main() {
         &serde_json::to_string_pretty(&doctor).unwrap(),
     );
 
-    let all: &[(&str, fn(&Hosts, &Tracer) -> Result<String, String>)] = &[
+    let all: &[(&str, Run)] = &[
         ("refused_connect", refused_connect),
         ("syn_timeout", syn_timeout),
         ("rto_give_up", rto_give_up),
@@ -316,8 +319,8 @@ fn rto_give_up(hosts: &Hosts, tracer: &Tracer) -> Result<String, String> {
     drop(conn);
     let after = hosts.client.snmp();
     let kernel = after.delta(&before, "Tcp.RetransSegs");
-    let traced = retransmitted_segments(&tracer.records(), hosts.client.inode);
-    check(kernel == traced, || {
+    let traced = retransmitted_segments(&events(&tracer.records()), hosts.client.inode);
+    check(u64::try_from(kernel) == Ok(traced), || {
         format!("RetransSegs {kernel}, traced retransmitted segments {traced}")
     })?;
     Ok(format!(

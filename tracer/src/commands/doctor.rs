@@ -11,7 +11,7 @@ use crate::{
     kernel::{self, HookState, HookStatus, btf::KernelBtf, hooks, host, privileges},
     sweep::{netns, sysctl::TcpSysctls},
     tcp_model::{self, RTO_MIN_MS},
-    timeline::words::duration_ms,
+    words::duration_ms,
 };
 
 /// Time until a dead peer is detected, by situation (ms; None: never).

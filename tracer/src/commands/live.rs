@@ -7,10 +7,10 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use super::trace;
 use crate::{
     cli::{LiveArgs, RecordArgs, Show},
     output::{JsonLines, Sink, Summary, Text, summary::Extra, text::use_color},
+    session::{self, Totals},
 };
 
 pub async fn live(args: LiveArgs) -> Result<()> {
@@ -23,7 +23,7 @@ pub async fn live(args: LiveArgs) -> Result<()> {
     let mut summary = Summary::new();
     if args.json {
         let mut sink = JsonLines::new(stdout.lock(), "stdout");
-        let totals = trace::run(
+        let totals = session::run(
             &args.session,
             &mut [&mut sink as &mut dyn Sink, &mut summary],
         )
@@ -35,7 +35,7 @@ pub async fn live(args: LiveArgs) -> Result<()> {
         let mut sink = Text::new(stdout.lock(), color).with_status_line();
         sink.show_events = show != Show::Verdicts;
         sink.show_verdicts = show != Show::Events;
-        let totals = trace::run(
+        let totals = session::run(
             &args.session,
             &mut [&mut sink as &mut dyn Sink, &mut summary],
         )
@@ -46,7 +46,7 @@ pub async fn live(args: LiveArgs) -> Result<()> {
     Ok(())
 }
 
-fn extra(totals: &trace::Totals) -> Extra {
+fn extra(totals: &Totals) -> Extra {
     Extra {
         filtered: totals.ring.filtered,
         engine: totals.engine,
@@ -62,7 +62,7 @@ pub async fn record(args: RecordArgs) -> Result<()> {
         Box::new(BufWriter::new(file))
     };
     let mut sink = JsonLines::new(out, args.output.display().to_string());
-    let totals = trace::run(&args.session, &mut [&mut sink as &mut dyn Sink]).await?;
+    let totals = session::run(&args.session, &mut [&mut sink as &mut dyn Sink]).await?;
     eprintln!(
         "tracer: recorded {} events and {} verdicts to {} ({} lost, {} filtered out in the kernel; \
          {} TCP timer runs, {} probes, {} of them found late)",

@@ -4,4 +4,3 @@ pub mod doctor;
 pub mod live;
 pub mod report;
 pub mod sockets;
-pub mod trace;

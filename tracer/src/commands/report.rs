@@ -11,7 +11,6 @@ use std::{
     collections::BTreeMap,
     fs::File,
     io::{BufWriter, IsTerminal, Write},
-    net::IpAddr,
 };
 
 use anyhow::{Context, Result};
@@ -20,16 +19,17 @@ use serde_json::json;
 
 use crate::{
     cli::{ColorChoice, ReportArgs, ReportFormat},
-    event::{Event, Family, Process, SocketId, TcpState, endpoint},
+    event::{Connection, Errno, Event, Owner, SocketId, TcpState},
     output::{
         Sink, Summary,
         perfetto::write_chrome_trace,
         summary::Extra,
-        text::{Text, clock_time, process_label, use_color},
+        text::{Text, clock_time, use_color},
     },
     record::{End, Header, Record},
-    timeline::{Engine, Retain, Thresholds, Timeline, Verdict, VerdictKind, words::duration_ms},
+    timeline::{Engine, Retain, Timeline, Verdict, VerdictKind},
     trace_file::TraceReader,
+    words::duration_ms,
 };
 
 /// Everything a report prints, rebuilt from the trace.
@@ -51,30 +51,11 @@ pub struct Replay {
     pub truncated: Option<String>,
 }
 
-/// The thresholds the trace was recorded with, unless the user overrides them.
-fn thresholds(header: &Header, args: &ReportArgs) -> Thresholds {
-    let recorded = header.thresholds;
-    let dead_socket_after_ms = args
-        .thresholds
-        .dead_socket_after
-        .map(|d| d.as_millis() as u64)
-        .or(recorded.map(|t| t.dead_socket_after_ms))
-        .unwrap_or(crate::cli::ThresholdArgs::DEFAULT_DEAD_SOCKET_AFTER.as_millis() as u64);
-    Thresholds {
-        warn_after_rtos: args
-            .thresholds
-            .warn_after_rtos
-            .or(recorded.and_then(|t| t.warn_after_rtos)),
-        dead_socket_after_ns: dead_socket_after_ms * 1_000_000,
-        ..Thresholds::default()
-    }
-}
-
 /// Reads the whole trace through the engine. One thread: decoding and the engine together
 /// are faster on one core than split across two (allocations would cross threads).
 pub fn replay(args: &ReportArgs) -> Result<Replay> {
     let (mut reader, header) = TraceReader::open(&args.input)?;
-    let mut engine = Engine::new(thresholds(&header, args));
+    let mut engine = Engine::new(args.thresholds.thresholds(header.thresholds));
     engine.retain(if args.all {
         Retain::All
     } else {
@@ -191,10 +172,7 @@ fn perfetto_origin(replay: &Replay) -> u64 {
 pub struct VerdictSeen {
     pub socket: SocketId,
     pub kind: VerdictKind,
-    pub laddr: IpAddr,
-    pub lport: u16,
-    pub raddr: IpAddr,
-    pub rport: u16,
+    pub conn: Connection,
 }
 
 impl VerdictSeen {
@@ -202,21 +180,12 @@ impl VerdictSeen {
         VerdictSeen {
             socket: v.socket,
             kind: v.verdict,
-            laddr: v.laddr,
-            lport: v.lport,
-            raddr: v.raddr,
-            rport: v.rport,
+            conn: v.conn,
         }
     }
 
     fn label(&self) -> String {
-        format!(
-            "{} {} {} → {}",
-            self.kind,
-            socket_label(self.socket),
-            endpoint(self.laddr, self.lport),
-            endpoint(self.raddr, self.rport)
-        )
+        format!("{} {} {}", self.kind, socket_label(self.socket), self.conn)
     }
 }
 
@@ -358,11 +327,10 @@ fn write_text(out: &mut dyn Write, replay: &Replay, all: bool, color: bool) -> R
         }
         writeln!(
             out,
-            "\n{} → {}   {}   netns {}   {}",
-            endpoint(t.laddr, t.lport),
-            endpoint(t.raddr, t.rport),
-            process_label(t.process.as_ref()),
-            t.netns,
+            "\n{}   {}   netns {}   {}",
+            t.conn,
+            Owner::label(t.process.as_ref()),
+            t.conn.netns,
             socket_label(t.socket)
         )?;
         let mut verdicts = t.verdicts.iter().peekable();
@@ -386,17 +354,13 @@ fn write_text(out: &mut dyn Write, replay: &Replay, all: bool, color: bool) -> R
 #[derive(Serialize)]
 struct TimelineJson<'a> {
     socket: SocketId,
-    family: Family,
-    laddr: IpAddr,
-    lport: u16,
-    raddr: IpAddr,
-    rport: u16,
-    netns: u32,
-    process: &'a Option<Process>,
+    #[serde(flatten)]
+    conn: Connection,
+    process: &'a Option<Owner>,
     first_ns: u64,
     last_ns: u64,
     state: TcpState,
-    error: Option<&'a str>,
+    error: Option<Errno>,
     retransmits: u32,
     truncated_events: u64,
     verdicts: Vec<VerdictKind>,
@@ -439,12 +403,7 @@ fn write_json(out: &mut dyn Write, replay: &Replay) -> Result<()> {
         }
         let view = TimelineJson {
             socket: t.socket,
-            family: t.family,
-            laddr: t.laddr,
-            lport: t.lport,
-            raddr: t.raddr,
-            rport: t.rport,
-            netns: t.netns,
+            conn: t.conn,
             process: &t.process,
             first_ns: t.first_ns,
             last_ns: t.last_ns,

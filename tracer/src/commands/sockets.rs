@@ -6,11 +6,10 @@ use anyhow::{Context, Result};
 
 use crate::{
     cli::SocketsArgs,
-    event::endpoint,
+    event::Owner,
     filter::resolve_netns,
-    output::text::process_label,
-    sweep::{self, Flag, SweptSocket},
-    timeline::words::duration_ms,
+    sweep::{self, SweptSocket},
+    words::duration_ms,
 };
 
 pub fn run(args: SocketsArgs) -> Result<()> {
@@ -61,25 +60,14 @@ fn write_table(out: &mut dyn Write, sockets: &[SweptSocket]) -> Result<()> {
             (false, _) if s.timer.is_some() => "unknown".to_owned(),
             (false, _) => "off".to_owned(),
         };
-        let flags: Vec<&str> = s
-            .flags
-            .iter()
-            .map(|f| match f {
-                Flag::HalfOpenRisk => "half_open_risk",
-                Flag::UnresponsiveNow => "unresponsive_now",
-            })
-            .collect();
+        let flags: Vec<&str> = s.flags.iter().map(|f| f.name()).collect();
         writeln!(
             out,
             "{:<12} {:<18} {:<47} {:<11} {:>9} {:<14} {:<16} {}",
-            s.state.name(),
-            process_label(s.process.as_ref()),
-            format!(
-                "{} → {}",
-                endpoint(s.laddr, s.lport),
-                endpoint(s.raddr, s.rport)
-            ),
-            s.netns,
+            s.state,
+            Owner::label(s.process.as_ref()),
+            s.conn,
+            s.conn.netns,
             idle,
             counters,
             keepalive,

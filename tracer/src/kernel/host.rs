@@ -88,7 +88,14 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
         tv_nsec: 0,
     };
     // SAFETY: valid clock id and out pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    // Only an invalid clock id or pointer make it fail, and both are ours.
+    assert_eq!(
+        rc,
+        0,
+        "clock_gettime({clock}): {}",
+        std::io::Error::last_os_error()
+    );
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 

@@ -49,7 +49,6 @@ const MEMBERS: &[(Slot, &str, &str, Need)] = &[
     (|c| &mut c.sk_err, "sock", "sk_err", Need::Optional("socket errors (ETIMEDOUT, ECONNRESET, ...)")),
     (|c| &mut c.sk_err_soft, "sock", "sk_err_soft", Need::Optional("soft ICMP errors")),
     (|c| &mut c.sk_flags, "sock", "__sk_common.skc_flags|sk_flags", Need::Optional("orphan and keepalive-on flags")),
-    (|c| &mut c.sk_protocol, "sock", "sk_protocol", Need::Essential),
     // Stable kernels moved TCP's keepalive timer out of the sock (sk_timer stays, for MPTCP).
     (|c| &mut c.keepalive_timer, "inet_connection_sock", "icsk_keepalive_timer|icsk_inet.sk.sk_timer", Need::Optional("keepalive probes")),
     (|c| &mut c.icsk_retransmit_timer, "inet_connection_sock", "icsk_retransmit_timer", Need::Optional("RTO/TLP classification and zero-window probes")),

@@ -16,7 +16,7 @@ use aya::{
 use serde::{Deserialize, Serialize};
 use tokio::io::{Interest, unix::AsyncFd};
 use tracer_common::{
-    Config, DEFAULT_RING_BYTES, RawEvent, TASK_COMM_LEN, filter, stat, timer_callback,
+    Config, EVENTS_RING_BYTES, RawEvent, TASK_COMM_LEN, filter, stat, timer_callback,
 };
 
 use super::{
@@ -133,7 +133,7 @@ impl Prepared {
         let ring_bytes = if options.ring_buffer_bytes != 0 {
             options.ring_buffer_bytes
         } else {
-            DEFAULT_RING_BYTES
+            EVENTS_RING_BYTES
         };
         config.wakeup_bytes = ring_bytes / 8;
         loader.override_global("CONFIG", &config, true);

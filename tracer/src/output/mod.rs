@@ -32,6 +32,37 @@ pub trait Sink {
     }
 }
 
+/// Several sinks as one: each record goes to every sink, in order.
+impl Sink for [&mut dyn Sink] {
+    fn header(&mut self, header: &Header) -> Result<()> {
+        self.iter_mut().try_for_each(|s| s.header(header))
+    }
+
+    fn event(&mut self, event: &Event) -> Result<()> {
+        self.iter_mut().try_for_each(|s| s.event(event))
+    }
+
+    fn verdict(&mut self, verdict: &Verdict) -> Result<()> {
+        self.iter_mut().try_for_each(|s| s.verdict(verdict))
+    }
+
+    fn lost(&mut self, lost: &Lost) -> Result<()> {
+        self.iter_mut().try_for_each(|s| s.lost(lost))
+    }
+
+    fn end(&mut self, end: &End) -> Result<()> {
+        self.iter_mut().try_for_each(|s| s.end(end))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.iter_mut().try_for_each(|s| s.flush())
+    }
+
+    fn status(&mut self, status: &Status) -> Result<()> {
+        self.iter_mut().try_for_each(|s| s.status(status))
+    }
+}
+
 /// How tracing is going, for status lines.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Status {

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::text::describe;
 use crate::{
-    event::{EventKind, TcpState, endpoint},
+    event::{EventKind, TcpState},
     timeline::Timeline,
 };
 
@@ -110,11 +110,7 @@ enum Rank {
 
 /// One socket's track: its name, connection span, state spans, instants and verdicts.
 fn socket_events(t: &Timeline, track: &Track, end_ns: u64) -> Vec<Value> {
-    let tuple = format!(
-        "{} → {}",
-        endpoint(t.laddr, t.lport),
-        endpoint(t.raddr, t.rport)
-    );
+    let tuple = t.conn.to_string();
     let mut last_ns = if t.state == TcpState::CLOSE {
         t.last_ns
     } else {
@@ -133,7 +129,7 @@ fn socket_events(t: &Timeline, track: &Track, end_ns: u64) -> Vec<Value> {
             t.first_ns,
             last_ns,
             json!({
-                "socket": t.socket.0.to_string(), "netns": t.netns, "tuple": tuple,
+                "socket": t.socket.0.to_string(), "netns": t.conn.netns, "tuple": tuple,
                 "final_state": t.state, "error": t.death_error(),
                 "retransmits": t.retransmits(), "events_not_kept": t.truncated,
             }),
@@ -147,7 +143,7 @@ fn socket_events(t: &Timeline, track: &Track, end_ns: u64) -> Vec<Value> {
         (
             from,
             Rank::State,
-            track.span(&state.name(), "state", from, to, json!({})),
+            track.span(&state.to_string(), "state", from, to, json!({})),
         )
     };
     for (index, e) in t.kept_events().enumerate() {

@@ -1,15 +1,19 @@
 //! The exit summary: verdicts by kind, the sockets with most retransmits, what was lost.
 //! A sink like the others, so live tracing and reports summarise the same way.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    cmp::Reverse,
+    collections::{BTreeMap, HashMap},
+};
 
 use anyhow::Result;
 
-use super::{Sink, text::process_label};
+use super::Sink;
 use crate::{
-    event::{Event, EventKind, SocketId},
+    event::{Connection, Event, EventKind, Owner, SocketId},
     record::{End, Header, Lost},
-    timeline::{EngineStats, Verdict, VerdictKind, words::duration_ms},
+    timeline::{EngineStats, Verdict, VerdictKind},
+    words::duration_ms,
 };
 
 /// Bound on sockets tallied for "most retransmits".
@@ -21,8 +25,8 @@ const TOP: usize = 5;
 struct Tally {
     retransmits: u64,
     segments: u64,
-    endpoints: String,
-    process: String,
+    conn: Connection,
+    process: Option<Owner>,
     verdict: Option<VerdictKind>,
 }
 
@@ -91,18 +95,17 @@ impl Summary {
             out += &format!("events: {}\n", list.join(" · "));
         }
         let mut top: Vec<&Tally> = self.tallies.values().collect();
-        top.sort_by(|a, b| {
-            b.retransmits
-                .cmp(&a.retransmits)
-                .then(a.endpoints.cmp(&b.endpoints))
-        });
+        top.sort_by_cached_key(|t| (Reverse(t.retransmits), t.conn.to_string()));
         if !top.is_empty() {
             out += "most retransmits:\n";
             for t in top.iter().take(TOP) {
                 let verdict = t.verdict.map(|v| format!("  ({v})")).unwrap_or_default();
                 out += &format!(
                     "  {:>6} ({} segments)  {:<46} {}{verdict}\n",
-                    t.retransmits, t.segments, t.endpoints, t.process
+                    t.retransmits,
+                    t.segments,
+                    t.conn,
+                    Owner::label(t.process.as_ref())
                 );
             }
         }
@@ -157,8 +160,8 @@ impl Sink for Summary {
                         Tally {
                             retransmits: 1,
                             segments: u64::from(e.segs.unwrap_or(1)),
-                            endpoints: e.endpoints(),
-                            process: process_label(e.process.as_ref()),
+                            conn: e.conn,
+                            process: e.process.clone(),
                             verdict: None,
                         },
                     );
@@ -196,46 +199,26 @@ impl Sink for Summary {
 mod tests {
     use super::*;
     use crate::{
-        event::{Family, OwnerSource, Process, RetransmitClass, TcpState},
-        timeline::VerdictFacts,
+        event::{RetransmitClass, TcpState},
+        testing::Sock,
     };
 
     fn retransmit(ts_ns: u64, socket: u64, rport: u16, segs: u32) -> Event {
-        Event {
-            socket: Some(SocketId(socket)),
-            laddr: "10.0.0.1".parse().unwrap(),
-            lport: 40000,
-            raddr: "10.0.0.2".parse().unwrap(),
-            rport,
-            netns: 1,
-            process: Some(Process {
-                pid: 7,
-                comm: "curl".into(),
-                cgroup_id: 0,
-                owner: OwnerSource::Owner,
-            }),
-            class: Some(RetransmitClass::Rto),
-            segs: Some(segs),
-            ..Event::new(ts_ns, EventKind::Retransmit, TcpState::ESTABLISHED)
-        }
+        let mut e = Sock::new(socket)
+            .owner("curl", 7)
+            .ports(40000, rport)
+            .event(EventKind::Retransmit, TcpState::ESTABLISHED);
+        e.ts_ns = ts_ns;
+        e.class = Some(RetransmitClass::Rto);
+        e.segs = Some(segs);
+        e
     }
 
     fn verdict(ts_ns: u64, socket: u64, kind: VerdictKind) -> Verdict {
-        Verdict {
-            ts_ns,
-            verdict: kind,
-            socket: SocketId(socket),
-            family: Family::Ipv4,
-            laddr: "10.0.0.1".parse().unwrap(),
-            lport: 40000,
-            raddr: "10.0.0.2".parse().unwrap(),
-            rport: 443,
-            netns: 1,
-            process: None,
-            explanation: String::new(),
-            facts: VerdictFacts::default(),
-            evidence: vec![],
-        }
+        Sock::new(socket)
+            .without_owner()
+            .ports(40000, 443)
+            .verdict(ts_ns, kind)
     }
 
     #[test]

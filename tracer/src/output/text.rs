@@ -15,9 +15,10 @@ use anyhow::{Context, Result};
 use super::{Sink, Status};
 use crate::{
     cli::ColorChoice,
-    event::{Event, EventKind, Process, RetransmitClass, TimerKind},
+    event::{Errno, Event, EventKind, Owner, ResetReason, RetransmitClass, TimerKind},
     record::{End, Header, Lost},
-    timeline::{Verdict, VerdictKind, words::duration_ms},
+    timeline::{Verdict, VerdictKind},
+    words::{self, duration_ms},
 };
 
 /// Whether to colour: `--color`, then NO_COLOR (https://no-color.org), then "is it a
@@ -57,13 +58,6 @@ pub fn clock_time(wall_ns: i64) -> String {
     )
 }
 
-pub fn process_label(p: Option<&Process>) -> String {
-    match p {
-        Some(p) => format!("{}/{}", p.comm, p.pid),
-        None => "-".to_owned(),
-    }
-}
-
 /// The event's name and details, as a person reads them.
 pub fn describe(e: &Event) -> (&'static str, String) {
     let sock = e.sock.as_ref();
@@ -71,7 +65,7 @@ pub fn describe(e: &Event) -> (&'static str, String) {
         EventKind::StateChange => {
             let mut d = format!(
                 "{} → {}",
-                e.old_state.map(|s| s.name()).unwrap_or_default(),
+                e.old_state.map(|s| s.to_string()).unwrap_or_default(),
                 e.state
             );
             if let Some(err) = e.errno() {
@@ -85,18 +79,11 @@ pub fn describe(e: &Event) -> (&'static str, String) {
             ("state", d)
         }
         EventKind::Retransmit => {
-            let consecutive = sock.map_or(0, |s| s.retransmits);
-            let class = match e.class {
-                Some(RetransmitClass::Rto) => format!("RTO #{consecutive}"),
-                Some(RetransmitClass::Syn) => format!("SYN #{consecutive}"),
-                Some(RetransmitClass::SynAck) => "SYN-ACK".into(),
-                Some(RetransmitClass::Tlp) => "tail loss probe".into(),
-                Some(RetransmitClass::Fast) => "fast".into(),
-                Some(RetransmitClass::LossRecovery) => "loss recovery".into(),
-                Some(RetransmitClass::RackTimeout) => "RACK timeout".into(),
-                Some(RetransmitClass::Unknown) | None => "other".into(),
-            };
-            let mut d = class;
+            let mut d = words::retransmit_class(e.class).to_owned();
+            if let Some(RetransmitClass::Rto | RetransmitClass::Syn) = e.class {
+                // Timeouts count: the kernel's icsk_retransmits.
+                d += &format!(" #{}", sock.map_or(0, |s| s.retransmits));
+            }
             if let Some(s) = sock.filter(|s| s.rto_us > 0) {
                 d += &format!(", RTO {}", duration_ms(s.rto_us / 1000));
             }
@@ -109,13 +96,16 @@ pub fn describe(e: &Event) -> (&'static str, String) {
             // The kernel's return value: a negative errno (EBUSY: the segment is still in a
             // device queue; ENOMEM; EHOSTUNREACH from routing).
             let reason = match e.err {
-                Some(err) if err != 0 => crate::event::errno_name(err.saturating_abs()),
+                Some(err) if err != 0 => Errno(err.saturating_abs()).to_string(),
                 _ => "unknown error".into(),
             };
             ("retrans err", format!("not sent: {reason}"))
         }
         EventKind::ResetSent => {
-            let reason = e.reason.as_deref().unwrap_or("reason unknown");
+            let reason = e
+                .reason
+                .as_ref()
+                .map_or("reason unknown", ResetReason::name);
             if e.socket.is_none() {
                 (
                     "reset sent",
@@ -142,7 +132,7 @@ pub fn describe(e: &Event) -> (&'static str, String) {
             "error",
             match e.err.unwrap_or(0) {
                 0 => "reported, no error".into(),
-                n => crate::event::errno_name(n),
+                n => Errno(n).to_string(),
             },
         ),
         EventKind::Destroy => ("released", String::new()),
@@ -265,8 +255,8 @@ impl<W: Write> Text<W> {
         format!(
             "{}  {:<18} {:<46} {:<11} {}",
             self.time(e.ts_ns),
-            process_label(e.process.as_ref()),
-            e.endpoints(),
+            Owner::label(e.process.as_ref()),
+            e.conn,
             name,
             details
         )
@@ -296,17 +286,12 @@ impl<W: Write> Text<W> {
     /// Two lines: what and whose, then the explanation, indented under it.
     pub fn verdict_lines(&self, v: &Verdict) -> String {
         let style = self.styles.verdict(v.verdict);
-        let endpoints = format!(
-            "{} → {}",
-            crate::event::endpoint(v.laddr, v.lport),
-            crate::event::endpoint(v.raddr, v.rport)
-        );
         format!(
             "{}  {style}VERDICT {}{style:#}  {}  {}\n{:14}{}",
             self.time(v.ts_ns),
             v.verdict,
-            process_label(v.process.as_ref()),
-            endpoints,
+            Owner::label(v.process.as_ref()),
+            v.conn,
             "",
             v.explanation
         )
@@ -406,61 +391,25 @@ mod tests {
 
     use super::*;
     use crate::{
-        event::{Family, OwnerSource, SocketCounters, SocketId, TcpState},
-        timeline::{VerdictFacts, VerdictKind},
+        event::{Family, TcpState},
+        testing::Sock,
+        timeline::VerdictKind,
     };
 
-    fn process() -> Process {
-        Process {
-            pid: 4242,
-            comm: "curl".into(),
-            cgroup_id: 0,
-            owner: OwnerSource::Owner,
-        }
-    }
-
-    fn counters() -> SocketCounters {
-        SocketCounters {
-            retries1: 3,
-            retries2: 15,
-            syn_retries: 6,
-            ..SocketCounters::default()
-        }
-    }
-
     fn event(kind: EventKind) -> Event {
-        Event {
-            socket: Some(SocketId(0x1f3)),
-            family: Family::Ipv4,
-            laddr: "10.0.0.1".parse().unwrap(),
-            lport: 40212,
-            raddr: "10.0.0.2".parse().unwrap(),
-            rport: 443,
-            netns: 4026531993,
-            process: Some(process()),
-            sock: Some(counters()),
-            ..Event::new(5_000_000_000, kind, TcpState::ESTABLISHED)
-        }
+        Sock::new(0x1f3)
+            .owner("curl", 4242)
+            .ports(40212, 443)
+            .event(kind, TcpState::ESTABLISHED)
     }
 
     fn verdict(kind: VerdictKind) -> Verdict {
         Verdict {
-            ts_ns: 5_000_000_000,
-            verdict: kind,
-            socket: SocketId(1),
-            family: Family::Ipv4,
-            laddr: "10.0.0.1".parse().unwrap(),
-            lport: 40000,
-            raddr: "10.0.0.2".parse().unwrap(),
-            rport: 80,
-            netns: 1,
-            process: Some(Process {
-                pid: 7,
-                ..process()
-            }),
             explanation: "peer 10.0.0.2:80 stopped acknowledging".into(),
-            facts: VerdictFacts::default(),
-            evidence: vec![],
+            ..Sock::new(1)
+                .owner("curl", 7)
+                .ports(40000, 80)
+                .verdict(5_000_000_000, kind)
         }
     }
 
@@ -491,9 +440,9 @@ mod tests {
              RTO #3, RTO 1.6 s"
         );
         e.process = None;
-        e.laddr = "fd00::1".parse::<IpAddr>().unwrap();
-        e.raddr = "fd00::2".parse::<IpAddr>().unwrap();
-        e.family = Family::Ipv6;
+        e.conn.laddr = "fd00::1".parse::<IpAddr>().unwrap();
+        e.conn.raddr = "fd00::2".parse::<IpAddr>().unwrap();
+        e.conn.family = Family::Ipv6;
         let line = text.event_line(&e);
         assert!(
             without_time(&line).starts_with("-                  [fd00::1]:40212 → [fd00::2]:443 "),
@@ -544,13 +493,13 @@ mod tests {
     #[test]
     fn resets_say_direction_reason_and_state() {
         let mut sent = event(EventKind::ResetSent);
-        sent.reason = Some("TCP_ABORT_ON_LINGER".into());
+        sent.reason = Some(ResetReason::from_name("TCP_ABORT_ON_LINGER"));
         assert_eq!(
             details(&sent),
             "reset sent: TCP_ABORT_ON_LINGER, in ESTABLISHED"
         );
         sent.socket = None;
-        sent.reason = Some("NO_SOCKET".into());
+        sent.reason = Some(ResetReason::from_name("NO_SOCKET"));
         assert_eq!(
             details(&sent),
             "reset sent: NO_SOCKET (no socket for the segment)"
@@ -567,7 +516,7 @@ mod tests {
         assert_eq!(details(&e), "state: SYN_SENT → ESTABLISHED");
         e.old_state = Some(TcpState::ESTABLISHED);
         e.state = TcpState::CLOSE;
-        e.sock.as_mut().unwrap().error = Some("ETIMEDOUT".into());
+        e.sock.as_mut().unwrap().error = Some(Errno::ETIMEDOUT);
         e.timer = Some(TimerKind::Keepalive);
         assert_eq!(
             details(&e),

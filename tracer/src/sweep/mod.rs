@@ -8,12 +8,12 @@ pub mod procfs;
 pub mod sock_diag;
 pub mod sysctl;
 
-use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::event::{Event, EventKind, Family, Process, SocketCounters, SocketId, TcpState};
+use crate::event::{Connection, Event, EventKind, Owner, SocketCounters, SocketId, TcpState};
 use sock_diag::{ArmedTimer, DiagSocket, TcpInfoSummary};
 
 /// Why a socket deserves a look.
@@ -25,6 +25,16 @@ pub enum Flag {
     HalfOpenRisk,
     /// The kernel is already retrying: RTO backoff, consecutive RTOs or unanswered probes.
     UnresponsiveNow,
+}
+
+impl Flag {
+    /// As in JSON and in `sweep` events.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flag::HalfOpenRisk => "half_open_risk",
+            Flag::UnresponsiveNow => "unresponsive_now",
+        }
+    }
 }
 
 /// The flag rules, as a table:
@@ -52,19 +62,15 @@ pub fn flags(s: &SweptSocket, idle_threshold: Duration) -> Vec<Flag> {
 /// One socket found by the sweep.
 #[derive(Debug, Clone, Serialize)]
 pub struct SweptSocket {
-    pub netns: u32,
-    pub family: Family,
-    pub laddr: IpAddr,
-    pub lport: u16,
-    pub raddr: IpAddr,
-    pub rport: u16,
-    pub state: TcpState,
     /// The socket cookie, as in the events of `live` and `record`.
     pub socket: SocketId,
+    #[serde(flatten)]
+    pub conn: Connection,
+    pub state: TcpState,
     pub inode: u32,
     pub uid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<Owner>,
     /// SO_KEEPALIVE, inferred from the armed keepalive timer (how `ss -o` shows it): only
     /// knowable while no retransmit or probe timer is armed instead.
     pub keepalive: bool,
@@ -82,7 +88,7 @@ pub struct SweptSocket {
 }
 
 impl SweptSocket {
-    fn from_diag(netns: u32, d: DiagSocket, owner: Option<Process>) -> SweptSocket {
+    fn from_diag(d: DiagSocket, owner: Option<Owner>) -> SweptSocket {
         let idle_ms = d.info.map(|i| {
             u64::from(
                 i.last_data_sent_ms
@@ -91,18 +97,9 @@ impl SweptSocket {
             )
         });
         SweptSocket {
-            netns,
-            family: if d.family == 10 {
-                Family::Ipv6
-            } else {
-                Family::Ipv4
-            },
-            laddr: d.laddr,
-            lport: d.lport,
-            raddr: d.raddr,
-            rport: d.rport,
-            state: TcpState(d.state),
-            socket: SocketId(d.cookie),
+            socket: d.socket,
+            conn: d.conn,
+            state: d.state,
             inode: d.inode,
             uid: d.uid,
             process: owner,
@@ -119,12 +116,7 @@ impl SweptSocket {
     pub fn to_event(&self, ts_ns: u64) -> Event {
         Event {
             socket: Some(self.socket),
-            family: self.family,
-            laddr: self.laddr,
-            lport: self.lport,
-            raddr: self.raddr,
-            rport: self.rport,
-            netns: self.netns,
+            conn: self.conn,
             process: self.process.clone(),
             // tcp_info has no keepalive or retry settings: those stay unknown (0).
             sock: self.info.map(|i| SocketCounters {
@@ -139,14 +131,7 @@ impl SweptSocket {
                 idle_tx_ms: Some(u64::from(i.last_data_sent_ms)),
                 ..SocketCounters::default()
             }),
-            flags: self
-                .flags
-                .iter()
-                .map(|f| match f {
-                    Flag::HalfOpenRisk => "half_open_risk".to_owned(),
-                    Flag::UnresponsiveNow => "unresponsive_now".to_owned(),
-                })
-                .collect(),
+            flags: self.flags.iter().map(|f| f.name().to_owned()).collect(),
             ..Event::new(ts_ns, EventKind::Sweep, self.state)
         }
     }
@@ -163,7 +148,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Socket cookie → owner, for events whose owner the kernel did not learn.
-    pub fn owners(&self) -> BTreeMap<SocketId, Process> {
+    pub fn owners(&self) -> BTreeMap<SocketId, Owner> {
         self.sockets
             .iter()
             .filter_map(|s| Some((s.socket, s.process.clone()?)))
@@ -182,11 +167,11 @@ pub fn snapshot(only: &[u32], idle_threshold: Duration) -> Result<Snapshot> {
         namespaces: namespaces.keys().copied().collect(),
         ..Snapshot::default()
     };
-    for (inode, result) in netns::in_each(&namespaces, |_| sock_diag::dump_all()) {
+    for (inode, result) in netns::in_each(&namespaces, sock_diag::dump_all) {
         match result {
             Ok(sockets) => snapshot.sockets.extend(sockets.into_iter().map(|d| {
                 let owner = owners.get(&d.inode).cloned();
-                let mut s = SweptSocket::from_diag(inode, d, owner);
+                let mut s = SweptSocket::from_diag(d, owner);
                 s.flags = flags(&s, idle_threshold);
                 s
             })),
@@ -194,7 +179,8 @@ pub fn snapshot(only: &[u32], idle_threshold: Duration) -> Result<Snapshot> {
         }
     }
     snapshot.sockets.sort_by(|a, b| {
-        (a.netns, a.state, a.lport, a.rport).cmp(&(b.netns, b.state, b.lport, b.rport))
+        let key = |s: &SweptSocket| (s.conn.netns, s.state, s.conn.lport, s.conn.rport);
+        key(a).cmp(&key(b))
     });
     Ok(snapshot)
 }
@@ -205,14 +191,16 @@ mod tests {
 
     fn socket(state: TcpState, keepalive: bool, idle_ms: u64, info: TcpInfoSummary) -> SweptSocket {
         SweptSocket {
-            netns: 1,
-            family: Family::Ipv4,
-            laddr: "10.0.0.1".parse().unwrap(),
-            lport: 1,
-            raddr: "10.0.0.2".parse().unwrap(),
-            rport: 2,
-            state,
             socket: SocketId(9),
+            conn: Connection {
+                laddr: "10.0.0.1".parse().unwrap(),
+                lport: 1,
+                raddr: "10.0.0.2".parse().unwrap(),
+                rport: 2,
+                netns: 1,
+                ..Connection::UNKNOWN
+            },
+            state,
             inode: 1,
             uid: 0,
             process: None,

@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 
-use crate::event::{OwnerSource, Process};
+use crate::event::{Owner, OwnerSource};
 
 /// Socket inode → the first process found holding it (lowest pid). Processes this user may
 /// not inspect are skipped.
-pub fn owners_by_inode() -> HashMap<u32, Process> {
+pub fn owners_by_inode() -> HashMap<u32, Owner> {
     let mut owners = HashMap::new();
     let Ok(proc_dir) = std::fs::read_dir("/proc") else {
         return owners;
@@ -40,11 +40,11 @@ pub fn owners_by_inode() -> HashMap<u32, Process> {
                         .unwrap_or_default()
                 })
                 .clone();
-            owners.entry(inode).or_insert(Process {
+            owners.entry(inode).or_insert(Owner {
                 pid,
                 comm,
                 cgroup_id: 0,
-                owner: OwnerSource::Sweep,
+                source: OwnerSource::Sweep,
             });
         }
     }

@@ -1,18 +1,18 @@
 //! Listing TCP sockets with netlink sock_diag (what `ss -tinoe` does), in the network
 //! namespace of the calling thread.
 
-use std::net::IpAddr;
-
 use anyhow::{Context, Result, bail};
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_sock_diag::{
     SockDiagMessage,
-    constants::{AF_INET, AF_INET6, IPPROTO_TCP},
+    constants::IPPROTO_TCP,
     inet::{ExtensionFlags, InetRequest, SocketId, StateFlags, Timer, nlas::Nla},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
+
+use crate::event::{Connection, Family, SocketId as SocketCookie, TcpState};
 
 /// The timer armed on a socket, as sock_diag reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -27,19 +27,13 @@ pub enum ArmedTimer {
 /// One socket as the kernel describes it.
 #[derive(Debug, Clone)]
 pub struct DiagSocket {
-    pub family: u8,
-    pub state: u8,
-    pub laddr: IpAddr,
-    pub lport: u16,
-    pub raddr: IpAddr,
-    pub rport: u16,
     /// The socket cookie: the same value the kernel programs report.
-    pub cookie: u64,
+    pub socket: SocketCookie,
+    pub conn: Connection,
+    pub state: TcpState,
     pub inode: u32,
     pub uid: u32,
     pub timer: Option<(ArmedTimer, u64)>,
-    pub recv_queue: u32,
-    pub send_queue: u32,
     pub info: Option<TcpInfoSummary>,
 }
 
@@ -66,8 +60,8 @@ fn cookie(bytes: [u8; 8]) -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
-/// Every TCP socket of `family` (AF_INET or AF_INET6) in this thread's namespace.
-pub fn dump(family: u8) -> Result<Vec<DiagSocket>> {
+/// Every TCP socket of `family` in this thread's namespace (inode `netns`).
+pub fn dump(family: Family, netns: u32) -> Result<Vec<DiagSocket>> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG).context("opening a sock_diag socket")?;
     socket.bind_auto().context("binding the sock_diag socket")?;
     socket.connect(&SocketAddr::new(0, 0))?;
@@ -76,14 +70,13 @@ pub fn dump(family: u8) -> Result<Vec<DiagSocket>> {
     let mut request = NetlinkMessage::new(
         header,
         SockDiagMessage::InetRequest(InetRequest {
-            family,
+            family: family as u8,
             protocol: IPPROTO_TCP,
             extensions: ExtensionFlags::INFO,
             states: StateFlags::all(),
-            socket_id: if family == AF_INET6 {
-                SocketId::new_v6()
-            } else {
-                SocketId::new_v4()
+            socket_id: match family {
+                Family::Ipv4 => SocketId::new_v4(),
+                Family::Ipv6 => SocketId::new_v6(),
             },
         })
         .into(),
@@ -129,13 +122,16 @@ pub fn dump(family: u8) -> Result<Vec<DiagSocket>> {
                         _ => None,
                     });
                     out.push(DiagSocket {
-                        family: h.family,
-                        state: h.state,
-                        laddr: h.socket_id.source_address,
-                        lport: h.socket_id.source_port,
-                        raddr: h.socket_id.destination_address,
-                        rport: h.socket_id.destination_port,
-                        cookie: cookie(h.socket_id.cookie),
+                        socket: SocketCookie(cookie(h.socket_id.cookie)),
+                        conn: Connection {
+                            family,
+                            laddr: h.socket_id.source_address,
+                            lport: h.socket_id.source_port,
+                            raddr: h.socket_id.destination_address,
+                            rport: h.socket_id.destination_port,
+                            netns,
+                        },
+                        state: TcpState(h.state),
                         inode: h.inode,
                         uid: h.uid,
                         timer: h.timer.as_ref().map(|t| match t {
@@ -146,8 +142,6 @@ pub fn dump(family: u8) -> Result<Vec<DiagSocket>> {
                             Timer::TimeWait => (ArmedTimer::TimeWait, 0),
                             Timer::Probe(d) => (ArmedTimer::ZeroWindowProbe, d.as_millis() as u64),
                         }),
-                        recv_queue: h.recv_queue,
-                        send_queue: h.send_queue,
                         info,
                     });
                 }
@@ -162,8 +156,8 @@ pub fn dump(family: u8) -> Result<Vec<DiagSocket>> {
 }
 
 /// Both families.
-pub fn dump_all() -> Result<Vec<DiagSocket>> {
-    let mut all = dump(AF_INET)?;
-    all.extend(dump(AF_INET6)?);
+pub fn dump_all(netns: u32) -> Result<Vec<DiagSocket>> {
+    let mut all = dump(Family::Ipv4, netns)?;
+    all.extend(dump(Family::Ipv6, netns)?);
     Ok(all)
 }

@@ -1,16 +1,13 @@
 //! The timeline engine: one timeline per socket, events in time order, verdict rules
-//! (see `analysis.rs`) applied as they arrive, bounded memory.
+//! (`rules.rs`, over each socket's `state.rs`) applied as they arrive and their findings
+//! rendered (`explain.rs`), bounded memory.
 
-use std::{collections::VecDeque, net::IpAddr};
+use std::collections::VecDeque;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
-use super::{
-    Verdict, VerdictKind,
-    analysis::{Analysis, Decision},
-    reorder::Reorder,
-};
-use crate::event::{Event, EventKind, Family, OwnerSource, Process, SocketId, TcpState};
+use super::{Verdict, explain, reorder::Reorder, rules::Finding, state::SocketState};
+use crate::event::{Connection, Errno, Event, EventKind, Owner, OwnerSource, SocketId, TcpState};
 
 /// Configurable thresholds; the defaults follow the kernel's own judgement.
 #[derive(Debug, Clone)]
@@ -26,11 +23,16 @@ pub struct Thresholds {
     pub max_timelines: usize,
 }
 
+impl Thresholds {
+    /// `dead_socket_after_ns` unless the user or a recorded trace says otherwise.
+    pub const DEFAULT_DEAD_SOCKET_AFTER_NS: u64 = 30_000_000_000;
+}
+
 impl Default for Thresholds {
     fn default() -> Self {
         Self {
             warn_after_rtos: None,
-            dead_socket_after_ns: 30_000_000_000,
+            dead_socket_after_ns: Self::DEFAULT_DEAD_SOCKET_AFTER_NS,
             reorder_window_ns: 100_000_000,
             max_events_per_timeline: 256,
             max_timelines: 65_536,
@@ -66,13 +68,9 @@ pub struct EngineStats {
 #[derive(Debug, Clone)]
 pub struct Timeline {
     pub socket: SocketId,
-    pub family: Family,
-    pub laddr: IpAddr,
-    pub lport: u16,
-    pub raddr: IpAddr,
-    pub rport: u16,
-    pub netns: u32,
-    pub process: Option<Process>,
+    /// The most complete picture of the connection seen so far.
+    pub conn: Connection,
+    pub process: Option<Owner>,
     pub first_ns: u64,
     pub last_ns: u64,
     /// The latest TCP state seen.
@@ -90,19 +88,14 @@ pub struct Timeline {
     /// When the socket was released (tcp_destroy_sock): for a socket its application
     /// holds, its close().
     pub released_ns: Option<u64>,
-    pub(crate) analysis: Analysis,
+    pub(crate) story: SocketState,
 }
 
 impl Timeline {
     fn new(e: &Event, socket: SocketId) -> Timeline {
         Timeline {
             socket,
-            family: e.family,
-            laddr: e.laddr,
-            lport: e.lport,
-            raddr: e.raddr,
-            rport: e.rport,
-            netns: e.netns,
+            conn: e.conn,
             process: e.process.clone(),
             first_ns: e.ts_ns,
             last_ns: e.ts_ns,
@@ -113,32 +106,19 @@ impl Timeline {
             verdicts: Vec::new(),
             died_ns: None,
             released_ns: None,
-            analysis: Analysis::default(),
+            story: SocketState::default(),
         }
     }
 
-    /// Keeps the most complete picture: ports and addresses get filled in after connect()
-    /// starts, and are cleared again while a socket closes.
     fn learn(&mut self, e: &Event) {
-        if e.lport != 0 {
-            self.lport = e.lport;
-        }
-        if e.rport != 0 {
-            self.rport = e.rport;
-        }
-        if !e.laddr.is_unspecified() {
-            self.laddr = e.laddr;
-        }
-        if !e.raddr.is_unspecified() {
-            self.raddr = e.raddr;
-        }
+        self.conn.learn(&e.conn);
         // The owner seen in its own context beats one inferred from a listener or a sweep.
         if let Some(p) = &e.process {
             let better = match &self.process {
                 None => true,
                 Some(known) => {
                     known != p
-                        && (p.owner == OwnerSource::Owner || known.owner != OwnerSource::Owner)
+                        && (p.source == OwnerSource::Owner || known.source != OwnerSource::Owner)
                 }
             };
             if better {
@@ -171,15 +151,12 @@ impl Timeline {
     }
 
     /// The socket error the kernel ended the connection with, if it did.
-    pub fn death_error(&self) -> Option<&str> {
-        self.analysis
-            .close
-            .as_ref()
-            .and_then(|c| c.error.as_deref())
+    pub fn death_error(&self) -> Option<Errno> {
+        self.story.close.as_ref().and_then(|c| c.error)
     }
 
     pub fn retransmits(&self) -> u32 {
-        self.analysis.retransmits
+        self.story.retransmits
     }
 
     /// How long the application kept the socket after the kernel had ended the
@@ -188,22 +165,8 @@ impl Timeline {
         Some(self.released_ns?.saturating_sub(self.died_ns?))
     }
 
-    fn verdict(&self, d: Decision) -> Verdict {
-        Verdict {
-            ts_ns: d.ts_ns,
-            verdict: d.kind,
-            socket: self.socket,
-            family: self.family,
-            laddr: self.laddr,
-            lport: self.lport,
-            raddr: self.raddr,
-            rport: self.rport,
-            netns: self.netns,
-            process: self.process.clone(),
-            explanation: d.explanation,
-            facts: d.facts,
-            evidence: d.evidence,
-        }
+    fn verdict(&self, finding: Finding) -> Verdict {
+        explain::verdict(finding, self.socket, self.conn, self.process.clone())
     }
 }
 
@@ -240,7 +203,7 @@ pub struct Engine {
     retain: Retain,
     finished: Vec<Timeline>,
     stats: EngineStats,
-    decisions: Vec<Decision>,
+    findings: Vec<Finding>,
 }
 
 impl Engine {
@@ -256,12 +219,8 @@ impl Engine {
             retain: Retain::Nothing,
             finished: Vec::new(),
             stats: EngineStats::default(),
-            decisions: Vec::new(),
+            findings: Vec::new(),
         }
-    }
-
-    pub fn thresholds(&self) -> &Thresholds {
-        &self.thresholds
     }
 
     /// Which finished timelines to keep for [`Engine::take_finished`] (reports). Live
@@ -341,10 +300,10 @@ impl Engine {
         };
         timeline.learn(&e);
         timeline
-            .analysis
-            .apply(&e, self.thresholds.warn_after_rtos, &mut self.decisions);
-        for d in self.decisions.drain(..) {
-            let v = timeline.verdict(d);
+            .story
+            .apply(&e, self.thresholds.warn_after_rtos, &mut self.findings);
+        for f in self.findings.drain(..) {
+            let v = timeline.verdict(f);
             timeline.verdicts.push(v.clone());
             out.push(v);
         }
@@ -354,14 +313,14 @@ impl Engine {
             && e.errno().is_some()
         {
             timeline.died_ns = Some(e.ts_ns);
-            if timeline.analysis.held_since_ns == Some(e.ts_ns) {
+            if timeline.story.held_since_ns == Some(e.ts_ns) {
                 // Deaths come in time order, so this is nearly always the back.
                 let due = (e.ts_ns + self.thresholds.dead_socket_after_ns, socket);
                 let at = self.held_queue.partition_point(|&queued| queued <= due);
                 self.held_queue.insert(at, due);
             }
         }
-        let finished = timeline.analysis.destroyed_ns.is_some();
+        let finished = timeline.story.destroyed_ns.is_some();
         if finished {
             timeline.released_ns = Some(e.ts_ns);
         }
@@ -402,13 +361,8 @@ impl Engine {
             let Some(timeline) = self.timelines.get_mut(&socket) else {
                 continue;
             };
-            let peer = crate::event::endpoint(timeline.raddr, timeline.rport);
-            let holder = timeline.process.as_ref().map_or_else(
-                || "the owning process".to_owned(),
-                |p| format!("{}/{}", p.comm, p.pid),
-            );
-            if let Some(d) = timeline.analysis.held(due, &peer, &holder) {
-                let v = timeline.verdict(d);
+            if let Some(f) = timeline.story.held(due, timeline.conn.remote()) {
+                let v = timeline.verdict(f);
                 timeline.verdicts.push(v.clone());
                 out.push(v);
             }
@@ -433,12 +387,5 @@ impl Engine {
                 }
             }
         }
-    }
-}
-
-impl VerdictKind {
-    /// Verdicts that end a connection (all but the early warning).
-    pub fn is_death(self) -> bool {
-        self != VerdictKind::PeerUnresponsive && self != VerdictKind::DeadSocketHeld
     }
 }

@@ -2,15 +2,18 @@
 //! no I/O, so the same engine runs live, on recorded traces and in unit tests.
 //!
 //! - `engine`: the container (reordering, timelines, memory bounds, the clock).
-//! - `analysis`: one socket's story and the verdict rules, as a table a reader can check
-//!   against net/ipv4/tcp_timer.c.
+//! - `state`: one socket's story so far, what the rules remember between events.
+//! - `rules`: the verdict rules, as a table a reader can check against
+//!   net/ipv4/tcp_timer.c; they produce typed findings, no words.
+//! - `explain`: the words: a finding rendered as the verdict record.
 //! - `verdict`: the verdict record (stable names).
 
-mod analysis;
 mod engine;
+mod explain;
 mod reorder;
+mod rules;
+mod state;
 pub mod verdict;
-pub mod words;
 
 #[cfg(test)]
 mod tests;

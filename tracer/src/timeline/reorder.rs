@@ -136,7 +136,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::timeline::tests::Sock;
+    use crate::testing::Sock;
 
     fn at(ts_ns: u64, tag: u8) -> Event {
         let mut e = Sock::new(1).connect().events.remove(0);

@@ -1,11 +1,11 @@
 //! Verdicts: what the timeline engine concludes about a socket. Names are stable (they are
 //! part of the trace format and of users' alerting rules): add, never rename.
 
-use std::{fmt, net::IpAddr};
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{EventKind, Family, Process, SocketId};
+use crate::event::{Connection, Errno, EventKind, Owner, ResetReason, SocketId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -60,6 +60,20 @@ impl VerdictKind {
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
+
+    /// Verdicts that end a connection (all but the early warning and dead_socket_held).
+    pub fn is_death(self) -> bool {
+        match self {
+            Self::KeepaliveExhausted
+            | Self::RetriesExhausted
+            | Self::ConnectTimeout
+            | Self::ConnectionRefused
+            | Self::PeerReset
+            | Self::LocalAbort
+            | Self::OrphanTimeout => true,
+            Self::PeerUnresponsive | Self::DeadSocketHeld => false,
+        }
+    }
 }
 
 impl fmt::Display for VerdictKind {
@@ -98,12 +112,12 @@ pub struct VerdictFacts {
     pub probe_interval_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_before_probes_ms: Option<u64>,
-    /// The socket error the application sees ("ETIMEDOUT", "ECONNRESET", ...).
+    /// The socket error the application sees (ETIMEDOUT, ECONNRESET, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<Errno>,
     /// The kernel's reason for a reset this host sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reset_reason: Option<String>,
+    pub reset_reason: Option<ResetReason>,
     /// peer_reset: the reset answered our retransmits after the peer fell silent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_lost_state: Option<bool>,
@@ -124,14 +138,11 @@ pub struct Verdict {
     pub ts_ns: u64,
     pub verdict: VerdictKind,
     pub socket: SocketId,
-    pub family: Family,
-    pub laddr: IpAddr,
-    pub lport: u16,
-    pub raddr: IpAddr,
-    pub rport: u16,
-    pub netns: u32,
+    /// The socket's most complete tuple, as in events.
+    #[serde(flatten)]
+    pub conn: Connection,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<Owner>,
     /// One line, with the numbers.
     pub explanation: String,
     #[serde(default)]

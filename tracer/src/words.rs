@@ -1,4 +1,7 @@
-//! How numbers read in explanations: durations a person parses at a glance.
+//! How numbers and kernel codes read for people: durations a person parses at a glance,
+//! counts with their nouns, retransmit classes. Shared by verdict explanations and output.
+
+use crate::event::RetransmitClass;
 
 /// `850 ms`, `1.4 s`, `924.6 s`, `2 h 11 min`.
 pub fn duration_ms(ms: u64) -> String {
@@ -25,6 +28,20 @@ pub fn count(n: impl Into<u64>, noun: &str) -> String {
     match n.into() {
         1 => format!("1 {noun}"),
         n => format!("{n} {noun}s"),
+    }
+}
+
+/// A retransmit's class as people name it: `RTO`, `SYN-ACK`, `tail loss probe`, ...
+pub fn retransmit_class(class: Option<RetransmitClass>) -> &'static str {
+    match class {
+        Some(RetransmitClass::Rto) => "RTO",
+        Some(RetransmitClass::Syn) => "SYN",
+        Some(RetransmitClass::SynAck) => "SYN-ACK",
+        Some(RetransmitClass::Tlp) => "tail loss probe",
+        Some(RetransmitClass::Fast) => "fast",
+        Some(RetransmitClass::LossRecovery) => "loss recovery",
+        Some(RetransmitClass::RackTimeout) => "RACK timeout",
+        Some(RetransmitClass::Unknown) | None => "other",
     }
 }
 

@@ -1,6 +1,6 @@
-//! `tracer live` and `tracer record`: load the probes, sweep what is already open, follow
-//! the ring buffer, feed the timeline engine, hand events and verdicts to the sinks, stop
-//! cleanly.
+//! A tracing session, as `tracer live` and `tracer record` run it: load the probes, sweep
+//! what is already open, follow the ring buffer, feed the timeline engine, hand events and
+//! verdicts to the sinks, stop cleanly.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -12,28 +12,20 @@ use tokio::{
 use tracer_common::RawEvent;
 
 use crate::{
-    cli::{SessionArgs, ThresholdArgs},
-    event::{Event, KernelFacts, Process, SocketId, TcpState},
+    cli::SessionArgs,
+    event::{Event, KernelFacts, Owner, SocketId, TcpState},
     filter::{self, EventFilter},
     kernel::{DRAIN_INTERVAL, Probes, RingStats, host},
     output::{Sink, Status},
     record::{End, FORMAT, Header, Lost, RecordedThresholds, VERSION},
     sweep,
-    timeline::{Engine, EngineStats, Thresholds, Verdict},
+    timeline::{Engine, EngineStats, Verdict},
 };
 
 /// Idle time after which a swept connection without keepalive is flagged half_open_risk.
 const SWEEP_IDLE_THRESHOLD: Duration = Duration::from_secs(600);
 const TICK: Duration = Duration::from_millis(250);
 const STATUS_EVERY_TICKS: u64 = 4;
-
-pub fn engine_thresholds(args: &ThresholdArgs) -> Thresholds {
-    Thresholds {
-        warn_after_rtos: args.warn_after_rtos,
-        dead_socket_after_ns: args.dead_socket_after().as_nanos() as u64,
-        ..Thresholds::default()
-    }
-}
 
 /// Counts for the exit summary.
 #[derive(Debug, Default, Clone, Copy)]
@@ -49,7 +41,7 @@ struct Pipeline {
     facts: KernelFacts,
     /// Owners found by the sweep, for sockets the kernel programs never saw in their
     /// owner's context (opened before tracing started).
-    owners: BTreeMap<SocketId, Process>,
+    owners: BTreeMap<SocketId, Owner>,
     engine: Engine,
     verdicts: Vec<Verdict>,
     totals: Totals,
@@ -63,9 +55,7 @@ impl Pipeline {
             event.process = Some(owner.clone());
         }
         self.totals.events += 1;
-        for sink in sinks.iter_mut() {
-            sink.event(&event)?;
-        }
+        sinks.event(&event)?;
         self.engine.push(event, &mut self.verdicts);
         Ok(())
     }
@@ -85,14 +75,9 @@ impl Pipeline {
     fn flush(&mut self, sinks: &mut [&mut dyn Sink]) -> Result<()> {
         for v in self.verdicts.drain(..) {
             self.totals.verdicts += 1;
-            for sink in sinks.iter_mut() {
-                sink.verdict(&v)?;
-            }
+            sinks.verdict(&v)?;
         }
-        for sink in sinks.iter_mut() {
-            sink.flush()?;
-        }
-        Ok(())
+        sinks.flush()
     }
 }
 
@@ -136,6 +121,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let options = filter::probe_options(&session.filters, session.kernel.ring_buffer)?;
+    let thresholds = session.thresholds.thresholds(None);
     let mut probes = Probes::load(&options)?;
     let facts = KernelFacts {
         hz: host::kernel_hz()?,
@@ -157,19 +143,14 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
             .map(|m| format!("{}: {}", m.member, m.cost))
             .collect(),
         command: std::env::args().collect(),
-        thresholds: Some(RecordedThresholds {
-            warn_after_rtos: session.thresholds.warn_after_rtos,
-            dead_socket_after_ms: session.thresholds.dead_socket_after().as_millis() as u64,
-        }),
+        thresholds: Some(RecordedThresholds::of(&thresholds)),
     };
     report_degradations(&probes);
-    for sink in sinks.iter_mut() {
-        sink.header(&header)?;
-    }
+    sinks.header(&header)?;
     let mut pipeline = Pipeline {
         facts,
         owners: BTreeMap::new(),
-        engine: Engine::new(engine_thresholds(&session.thresholds)),
+        engine: Engine::new(thresholds),
         verdicts: Vec::new(),
         totals: Totals::default(),
     };
@@ -208,9 +189,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
                         lost: t.ring.lost,
                     };
                     events_at_last_status = t.events;
-                    for sink in sinks.iter_mut() {
-                        sink.status(&status)?;
-                    }
+                    sinks.status(&status)?;
                 }
             }
             _ = sigint.recv() => { reason = "signal"; break; }
@@ -239,9 +218,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
         lost: totals.ring.lost,
         reason: reason.into(),
     };
-    for sink in sinks.iter_mut() {
-        sink.end(&end)?;
-    }
+    sinks.end(&end)?;
     Ok(totals)
 }
 
@@ -254,10 +231,8 @@ fn report_lost(probes: &Probes, totals: &mut Totals, sinks: &mut [&mut dyn Sink]
             lost: now.lost - totals.ring.lost,
             total: now.lost,
         };
-        for sink in sinks.iter_mut() {
-            sink.lost(&lost)?;
-            sink.flush()?;
-        }
+        sinks.lost(&lost)?;
+        sinks.flush()?;
     }
     totals.ring = now;
     Ok(())

@@ -1,0 +1,207 @@
+//! The Markdown report of one run (target/bench/report.md): the figures `measure.rs`
+//! took, as the tables BENCHMARKS.md quotes.
+
+use std::fmt::Write;
+
+use super::measure::{
+    Cost, KeepaliveStorm, ReportSpeed, ResetStorm, RetransmitStorm, STORM_BYTES, Throughput,
+};
+
+/// Where a run measured.
+#[derive(Default)]
+pub(crate) struct Setting {
+    pub(crate) kernel: String,
+    pub(crate) cpus: usize,
+    pub(crate) tracer: String,
+}
+
+/// Everything one run measured; parts not asked for stay empty.
+#[derive(Default)]
+pub(crate) struct Run {
+    pub(crate) setting: Setting,
+    pub(crate) retransmit: Option<RetransmitStorm>,
+    pub(crate) keepalive: Option<KeepaliveStorm>,
+    pub(crate) timers: Option<Vec<Cost>>,
+    pub(crate) resets: Option<Vec<ResetStorm>>,
+    pub(crate) throughput: Option<Vec<Throughput>>,
+    pub(crate) report: Option<ReportSpeed>,
+}
+
+pub(crate) fn render(run: &Run) -> String {
+    let mut out = format!(
+        "# Benchmark run\n\nkernel {}, {} CPUs, tracer {}\n",
+        run.setting.kernel, run.setting.cpus, run.setting.tracer
+    );
+    if let Some(r) = &run.retransmit {
+        retransmit(&mut out, r);
+    }
+    if let Some(k) = &run.keepalive {
+        keepalive(&mut out, k);
+    }
+    if let Some(costs) = &run.timers {
+        out += "\n## Timer hook on timers that are not ours (200 connections' delayed-ACK \
+                timers, 10 s)\n\n";
+        out += &cost_table(costs);
+    }
+    if let Some(storms) = &run.resets {
+        resets(&mut out, storms);
+    }
+    if let Some(rows) = &run.throughput {
+        throughput(&mut out, rows);
+    }
+    if let Some(speed) = &run.report {
+        report_speed(&mut out, speed);
+    }
+    out
+}
+
+fn cost_table(costs: &[Cost]) -> String {
+    let mut out = String::from("| program | calls | ns/call |\n|---|---:|---:|\n");
+    for c in costs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} |",
+            c.program, c.calls, c.ns_per_call
+        );
+    }
+    out
+}
+
+fn secs(d: std::time::Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn retransmit(out: &mut String, r: &RetransmitStorm) {
+    let seen = &r.seen;
+    let kernel = seen.kernel_segments.max(1) as f64;
+    let bpftrace = |f: &dyn Fn(&super::measure::Bpftrace) -> String| {
+        r.bpftrace.as_ref().map_or("n/a".to_owned(), f)
+    };
+    let _ = write!(
+        out,
+        "\n## Retransmit storm: 4 bulk transfers of {} MiB through 2% random loss\n\n\
+         {:.1} s; kernel RetransSegs delta {}; tracer: {} retransmit events covering {} \
+         segments, {} lost.\n\n\
+         | | tracer record | bpftrace (one printf per event) |\n|---|---:|---:|\n\
+         | retransmit events seen | {} | {} |\n\
+         | fidelity (segments or events ÷ RetransSegs) | {:.3} | {} |\n\
+         | CPU during the storm | {} | {} |\n\
+         | peak RSS | {} MiB | {} |\n\
+         | start-up until attached | {} | {} |\n\n\
+         Kernel cost per program during the storm (bpf_stats):\n\n{}",
+        STORM_BYTES >> 20,
+        r.storm.as_secs_f64(),
+        seen.kernel_segments,
+        seen.events,
+        seen.traced_segments,
+        seen.lost,
+        seen.events,
+        bpftrace(&|b| b.retransmit_lines.to_string()),
+        seen.traced_segments as f64 / kernel,
+        bpftrace(&|b| format!("{:.3}", b.retransmit_lines as f64 / kernel)),
+        secs(r.tracer.usage.cpu),
+        bpftrace(&|b| secs(b.cost.usage.cpu)),
+        r.tracer.usage.max_rss_kib / 1024,
+        bpftrace(&|b| format!("{} MiB", b.cost.usage.max_rss_kib / 1024)),
+        secs(r.tracer.ready_after),
+        bpftrace(&|b| secs(b.cost.ready_after)),
+        cost_table(&r.costs)
+    );
+}
+
+fn keepalive(out: &mut String, k: &KeepaliveStorm) {
+    let _ = write!(
+        out,
+        "\n## Keepalive storm: {} idle connections probing a blackholed peer every second, \
+         {} s\n\n\
+         Probes the kernel counted as sent (Σ icsk_probes_out from sock_diag, after freezing): \
+         {}; keepalive_probe events: {}; fidelity {:.3}; {} lost. Kernel TCPKeepAlive delta: {} \
+         (it also counts attempts that never left the host: tcp_xmit_probe_skb counts before \
+         transmitting, and {} packets were dropped by full backlogs on this host during the \
+         run). Tracer CPU {}, peak RSS {} MiB.\n\n\
+         Kernel cost per program (the timer hooks run for every kernel timer on the host):\n\n{}",
+        k.connections,
+        k.secs,
+        k.probes_out,
+        k.traced,
+        k.traced as f64 / k.probes_out.max(1) as f64,
+        k.lost,
+        k.kernel_keepalive,
+        k.backlog_drops,
+        secs(k.usage.cpu),
+        k.usage.max_rss_kib / 1024,
+        cost_table(&k.costs)
+    );
+}
+
+fn resets(out: &mut String, storms: &[ResetStorm]) {
+    *out += "\n## Reset storm: connects to a closed port (each: SYN_SENT, RST out, RST in, \
+             CLOSE, error reports, release)\n\n\
+             | ring buffer | connects | threads | events delivered | events/s | lost | \
+             OutRsts Δ | reset_sent events | connection_refused verdicts |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for s in storms {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |",
+            s.ring,
+            s.connects,
+            s.threads,
+            s.events,
+            s.events as f64 / s.took.as_secs_f64(),
+            s.lost,
+            s.out_rsts,
+            s.reset_sent,
+            s.refused
+        );
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn throughput(out: &mut String, rows: &[Throughput]) {
+    *out += "\n## Clean bulk transfer, with and without the tracer\n\n\
+             Unfiltered `tracer live --json > /dev/null` (it sees every socket); rounds \
+             alternate without/with; medians.\n\n\
+             | writes | without (MB/s, median [min–max]) | with (MB/s, median [min–max]) | \
+             ratio of medians |\n|---|---:|---:|---:|\n";
+    let spread = |v: &[f64]| {
+        let min = v.iter().copied().fold(f64::MAX, f64::min) / 1e6;
+        let max = v.iter().copied().fold(0.0, f64::max) / 1e6;
+        format!("{:.0} [{min:.0}–{max:.0}]", median(v.to_vec()) / 1e6)
+    };
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "| {} B | {} | {} | {:.3} |",
+            row.chunk,
+            spread(&row.without),
+            spread(&row.with),
+            median(row.with.clone()) / median(row.without.clone())
+        );
+    }
+}
+
+fn report_speed(out: &mut String, speed: &ReportSpeed) {
+    let _ = write!(
+        out,
+        "\n## `tracer report` on {} events ({} MiB, the retransmit storm repeated)\n\n\
+         | format | wall | events/s | CPU | peak RSS |\n|---|---:|---:|---:|---:|\n",
+        speed.events,
+        speed.bytes >> 20
+    );
+    for r in &speed.runs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {} | {} MiB |",
+            r.format,
+            secs(r.wall),
+            speed.events as f64 / r.wall.as_secs_f64(),
+            secs(r.usage.cpu),
+            r.usage.max_rss_kib / 1024
+        );
+    }
+}

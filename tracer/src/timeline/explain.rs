@@ -1,0 +1,377 @@
+//! The words: a rule's [`Finding`] rendered as the verdict record people and alert rules
+//! read (its explanation, its `facts` and its evidence). Every sentence a verdict can say is
+//! here, and nothing here decides anything.
+
+use super::{
+    rules::{Budget, Cited, Facts, Finding, Note, Stall, Warning},
+    verdict::{Evidence, Verdict, VerdictFacts},
+};
+use crate::{
+    event::{Connection, Errno, EventKind, Owner, ResetReason, SocketId, TimerKind},
+    words::{count, duration_ms, retransmit_class},
+};
+
+/// The verdict record of `finding` about `socket`.
+pub fn verdict(
+    finding: Finding,
+    socket: SocketId,
+    conn: Connection,
+    process: Option<Owner>,
+) -> Verdict {
+    Verdict {
+        ts_ns: finding.ts_ns,
+        verdict: finding.facts.kind(),
+        socket,
+        conn,
+        explanation: explanation(&finding, process.as_ref()),
+        facts: record_facts(&finding.facts),
+        evidence: finding.cited.iter().map(evidence).collect(),
+        process,
+    }
+}
+
+/// One line, with the numbers. `owner`: who holds the socket (for dead_socket_held).
+pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
+    let peer = finding.peer;
+    match &finding.facts {
+        Facts::PeerUnresponsive(w) => {
+            let Warning {
+                consecutive_rtos,
+                span_ms,
+                rto_ms,
+                give_up_in_ms,
+                budget,
+                ..
+            } = w;
+            format!(
+                "peer {peer} is not acknowledging: {} in a row over {}, RTO now {}; the kernel \
+                 will give up in about {} ({}) unless it answers",
+                count(*consecutive_rtos, "retransmission timeout"),
+                duration_ms(*span_ms),
+                duration_ms(*rto_ms),
+                duration_ms(*give_up_in_ms),
+                budget_text(budget),
+            )
+        }
+        Facts::ConnectionRefused {
+            error,
+            reset_received,
+        } => {
+            let how = if *error == Errno::ECONNREFUSED && *reset_received {
+                format!(
+                    "the peer answered our SYN with a reset (nothing listens on port {})",
+                    peer.port
+                )
+            } else {
+                format!("the network answered our SYN with {error}")
+            };
+            format!("connect to {peer} refused: {how}")
+        }
+        Facts::ConnectTimeout {
+            syn_retransmits,
+            waited_ms,
+            syn_retries,
+            error,
+        } => {
+            let limit = setting("tcp_syn_retries", *syn_retries);
+            let icmp = if *error == Errno::ETIMEDOUT {
+                String::new()
+            } else {
+                format!("; the network last said {error}")
+            };
+            format!(
+                "connect to {peer} timed out: {} over {} went unanswered{limit}, the kernel \
+                 gave up with {error}{icmp}",
+                count(*syn_retransmits, "SYN retransmit"),
+                duration_ms(*waited_ms)
+            )
+        }
+        Facts::PeerReset {
+            state,
+            error,
+            unanswered_rtos,
+        } => {
+            let why = if *unanswered_rtos > 0 {
+                format!(
+                    ", answering our retransmits after {} in a row: the peer lost the \
+                     connection's state (it rebooted, or a middlebox expired the flow)",
+                    count(*unanswered_rtos, "unanswered timeout")
+                )
+            } else {
+                String::new()
+            };
+            format!("{peer} reset the connection in {state}{why}; the application sees {error}")
+        }
+        Facts::LocalAbort { state, reason } => {
+            let why = reason
+                .as_ref()
+                .map(|r| format!(" ({r}: {})", reset_reason_words(r)))
+                .unwrap_or_default();
+            format!(
+                "this host reset its connection to {peer} in {state}{why}; the peer sees \
+                 ECONNRESET"
+            )
+        }
+        Facts::KeepaliveExhausted {
+            probes,
+            interval_ms,
+            idle_before_ms,
+            error,
+            ..
+        } => {
+            let idle = idle_before_ms
+                .map(|ms| format!(" after {} idle", duration_ms(ms)))
+                .unwrap_or_default();
+            format!(
+                "peer {peer} declared dead by keepalive: {} {} apart{idle} went unanswered; \
+                 the kernel reset the connection with {error}",
+                count(*probes, "probe"),
+                duration_ms(*interval_ms)
+            )
+        }
+        Facts::OrphanTimeout {
+            state,
+            retransmits,
+            duration_ms: duration,
+            orphan_retries,
+            error,
+            ..
+        } => {
+            let retries = setting("tcp_orphan_retries", *orphan_retries);
+            format!(
+                "a socket to {peer} that the application had already closed died retransmitting \
+                 in {state}: {} over {}{retries}, the kernel gave up with {error}; data still \
+                 unacknowledged was lost",
+                count(*retransmits, "retransmit"),
+                duration_ms(*duration),
+            )
+        }
+        Facts::RetriesExhausted {
+            stall,
+            budget,
+            error,
+        } => {
+            let what = match stall {
+                Stall::ZeroWindowProbes {
+                    count: probes,
+                    duration_ms: duration,
+                } => format!(
+                    "peer {peer} kept its receive window closed and stopped answering: {} over {}",
+                    count(*probes, "zero-window probe"),
+                    duration_ms(*duration),
+                ),
+                Stall::Retransmits {
+                    count: retransmits,
+                    duration_ms: duration,
+                    last_rto_ms,
+                } => format!(
+                    "peer {peer} stopped acknowledging: {} over {} (last RTO {})",
+                    count(*retransmits, "retransmit"),
+                    duration_ms(*duration),
+                    duration_ms(*last_rto_ms)
+                ),
+            };
+            let icmp = if *error == Errno::ETIMEDOUT {
+                ""
+            } else {
+                " (the network's last ICMP error, reported instead of ETIMEDOUT)"
+            };
+            format!(
+                "{what}; the kernel gave up after {} with {error}{icmp}",
+                budget_text(budget)
+            )
+        }
+        Facts::DeadSocketHeld { held_ms, error } => {
+            let holder = owner.map_or_else(|| "the owning process".to_owned(), Owner::to_string);
+            format!(
+                "{holder} still holds its socket to {peer} {} after the kernel ended the \
+                 connection with {error}: the application has not noticed",
+                duration_ms(*held_ms)
+            )
+        }
+    }
+}
+
+/// The verdict record's `facts`: the numbers behind the explanation.
+pub fn record_facts(facts: &Facts) -> VerdictFacts {
+    let none = VerdictFacts::default();
+    let numbers = match *facts {
+        Facts::PeerUnresponsive(w) => VerdictFacts {
+            retransmits: Some(w.retransmits),
+            consecutive_rtos: Some(u32::from(w.consecutive_rtos)),
+            duration_ms: Some(w.span_ms),
+            last_rto_ms: Some(w.rto_ms),
+            predicted_give_up_ns: Some(w.give_up_ms * 1_000_000),
+            give_up_budget: Some(budget_text(&w.budget)),
+            ..none
+        },
+        Facts::ConnectionRefused { .. } => none,
+        Facts::ConnectTimeout {
+            syn_retransmits,
+            waited_ms,
+            ..
+        } => VerdictFacts {
+            retransmits: Some(syn_retransmits),
+            duration_ms: Some(waited_ms),
+            ..none
+        },
+        Facts::PeerReset {
+            unanswered_rtos: n, ..
+        } => VerdictFacts {
+            peer_lost_state: Some(n > 0),
+            consecutive_rtos: (n > 0).then_some(u32::from(n)),
+            ..none
+        },
+        Facts::LocalAbort { ref reason, .. } => VerdictFacts {
+            reset_reason: reason.clone(),
+            ..none
+        },
+        Facts::KeepaliveExhausted {
+            probes,
+            interval_ms,
+            idle_before_ms,
+            duration_ms,
+            ref reset_reason,
+            ..
+        } => VerdictFacts {
+            probes: Some(probes),
+            probe_interval_ms: Some(interval_ms),
+            idle_before_probes_ms: idle_before_ms,
+            duration_ms: Some(duration_ms),
+            reset_reason: reset_reason.clone(),
+            ..none
+        },
+        Facts::OrphanTimeout {
+            retransmits,
+            duration_ms,
+            last_rto_ms,
+            ..
+        } => VerdictFacts {
+            retransmits: Some(retransmits),
+            duration_ms: Some(duration_ms),
+            last_rto_ms,
+            ..none
+        },
+        Facts::RetriesExhausted {
+            stall: Stall::ZeroWindowProbes { count, duration_ms },
+            budget,
+            ..
+        } => VerdictFacts {
+            retransmits: Some(0),
+            probes: Some(count),
+            duration_ms: Some(duration_ms),
+            give_up_budget: Some(budget_text(&budget)),
+            ..none
+        },
+        Facts::RetriesExhausted {
+            stall:
+                Stall::Retransmits {
+                    count,
+                    duration_ms,
+                    last_rto_ms,
+                },
+            budget,
+            ..
+        } => VerdictFacts {
+            retransmits: Some(count),
+            duration_ms: Some(duration_ms),
+            last_rto_ms: Some(last_rto_ms),
+            give_up_budget: Some(budget_text(&budget)),
+            ..none
+        },
+        Facts::DeadSocketHeld { held_ms, .. } => VerdictFacts {
+            held_ms: Some(held_ms),
+            ..none
+        },
+    };
+    VerdictFacts {
+        error: facts.error(),
+        ..numbers
+    }
+}
+
+/// ` (tcp_syn_retries=6)`, when the kernel reported the setting.
+fn setting(name: &str, value: Option<u8>) -> String {
+    value.map(|n| format!(" ({name}={n})")).unwrap_or_default()
+}
+
+/// `TCP_USER_TIMEOUT 5.0 s`, `tcp_retries2=15, 924.6 s`, ...
+pub fn budget_text(budget: &Budget) -> String {
+    match *budget {
+        Budget::UserTimeout { ms } => format!("TCP_USER_TIMEOUT {}", duration_ms(u64::from(ms))),
+        Budget::Retries2 {
+            retries2,
+            budget_ms,
+        } => format!("tcp_retries2={retries2}, {}", duration_ms(budget_ms)),
+        Budget::Retries2Probes { retries2 } => format!("tcp_retries2={retries2} probes"),
+        Budget::Unknown => "its retry budget".to_owned(),
+    }
+}
+
+/// One cited moment, summarised: `RTO retransmit, 3 timeouts in a row, RTO 1.6 s (latest)`.
+pub fn evidence(cited: &Cited) -> Evidence {
+    let m = &cited.mark;
+    let mut detail = match m.kind {
+        EventKind::Retransmit => {
+            let mut d = format!("{} retransmit", retransmit_class(m.class));
+            if m.retransmits > 0 {
+                d += &format!(", {} in a row", count(m.retransmits, "timeout"));
+            }
+            if m.rto_us > 0 {
+                d += &format!(", RTO {}", duration_ms(m.rto_us / 1000));
+            }
+            d
+        }
+        EventKind::KeepaliveProbe => format!("keepalive probe {}", m.probe),
+        EventKind::ZeroWindowProbe => format!("zero-window probe {}", m.probe),
+        EventKind::StateChange => {
+            let timer = match m.timer {
+                Some(TimerKind::Write) => " in the retransmit timer",
+                Some(TimerKind::Keepalive) => " in the keepalive timer",
+                None => "",
+            };
+            format!(
+                "{} → {}{timer}",
+                m.old_state.map(|s| s.to_string()).unwrap_or_default(),
+                m.state
+            )
+        }
+        EventKind::ResetReceived => format!("reset received in {}", m.state),
+        EventKind::ResetSent => format!("reset sent in {}", m.state),
+        EventKind::RetransmitFailed
+        | EventKind::ErrorReport
+        | EventKind::Destroy
+        | EventKind::Sweep => m.kind.name().replace('_', " "),
+    };
+    match &cited.note {
+        Note::Plain | Note::Reason(None) => {}
+        Note::First => detail += " (first)",
+        Note::Latest => detail += " (latest)",
+        Note::Error(error) => detail += &format!(", {error}"),
+        Note::OrphanError(error) => detail += &format!(", {error}, orphan"),
+        Note::Reason(Some(reason)) => detail += &format!(" ({reason})"),
+    }
+    Evidence {
+        ts_ns: m.ts_ns,
+        kind: m.kind,
+        detail,
+    }
+}
+
+/// What the kernel's reason for an active reset means, in the user's terms.
+pub fn reset_reason_words(reason: &ResetReason) -> &str {
+    match reason {
+        ResetReason::TcpAbortOnLinger => "closed with SO_LINGER 0",
+        ResetReason::TcpAbortOnClose => "closed with unread data",
+        ResetReason::TcpAbortOnData => "data arrived after close",
+        ResetReason::TcpAbortOnMemory => "out of memory for orphans",
+        ResetReason::TcpDisconnectWithData => "disconnected with unread data",
+        ResetReason::TcpState => {
+            "closed or aborted in a state that needs a reset, e.g. SO_LINGER 0"
+        }
+        ResetReason::NotSpecified => "no reason given",
+        ResetReason::NoSocket | ResetReason::TcpKeepaliveTimeout | ResetReason::Other(_) => {
+            reason.name()
+        }
+    }
+}

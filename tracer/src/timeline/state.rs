@@ -1,0 +1,255 @@
+//! One socket's story so far: what the verdict rules need to remember between events, and
+//! the order in which they are asked. Events arrive in time order (the engine's reorder
+//! buffer sees to that); the rules themselves are in `rules.rs`.
+
+use super::{
+    rules::{self, Finding},
+    verdict::VerdictKind,
+};
+use crate::{
+    event::{Endpoint, Errno, Event, EventKind, ResetReason, RetransmitClass, TcpState, TimerKind},
+    words::ns_to_ms,
+};
+
+/// A moment worth citing as evidence, kept without allocating.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    pub ts_ns: u64,
+    pub kind: EventKind,
+    pub state: TcpState,
+    pub old_state: Option<TcpState>,
+    pub class: Option<RetransmitClass>,
+    pub retransmits: u8,
+    pub rto_us: u64,
+    pub probe: u8,
+    pub timer: Option<TimerKind>,
+}
+
+impl Mark {
+    pub fn of(e: &Event) -> Mark {
+        Mark {
+            ts_ns: e.ts_ns,
+            kind: e.kind,
+            state: e.state,
+            old_state: e.old_state,
+            class: e.class,
+            retransmits: e.sock.as_ref().map_or(0, |s| s.retransmits),
+            rto_us: e.sock.as_ref().map_or(0, |s| s.rto_us),
+            probe: e.probe.unwrap_or(0),
+            timer: e.timer,
+        }
+    }
+}
+
+/// A run of retransmits or probes without progress.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Streak {
+    pub count: u32,
+    pub first: Option<Mark>,
+    /// The one before `last`: with it, how late the timer has been running.
+    pub previous: Option<Mark>,
+    pub last: Option<Mark>,
+}
+
+impl Streak {
+    fn add(&mut self, m: Mark) {
+        if self.first.is_none() {
+            self.first = Some(m);
+        }
+        self.count += 1;
+        self.previous = self.last;
+        self.last = Some(m);
+    }
+
+    /// From the first of the streak to the latest.
+    pub fn span_ms(&self) -> u64 {
+        match (self.first, self.last) {
+            (Some(f), Some(l)) => ns_to_ms(l.ts_ns.saturating_sub(f.ts_ns)),
+            _ => 0,
+        }
+    }
+
+    /// From the first of the streak to `ts_ns` (the death).
+    pub fn until_ms(&self, ts_ns: u64) -> u64 {
+        self.first
+            .map_or(0, |f| ns_to_ms(ts_ns.saturating_sub(f.ts_ns)))
+    }
+}
+
+/// Probes numbered 1..N by the kernel (icsk_probes_out), keepalive or zero-window.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Probes {
+    pub series: Streak,
+    /// The socket's keepalive interval and idle time at the first probe (0: unknown).
+    pub interval_ms: u64,
+    pub idle_before_ms: Option<u64>,
+}
+
+impl Probes {
+    fn add(&mut self, e: &Event, mark: Mark) {
+        let n = u32::from(e.probe.unwrap_or(0));
+        // Probe 1 again (or a number already seen) means the previous series was answered.
+        if n <= 1 || n <= self.series.count {
+            *self = Probes::default();
+        }
+        self.series.add(mark);
+        if let Some(sock) = &e.sock {
+            self.interval_ms = sock.keepalive_intvl_ms;
+            if self.series.count == 1 {
+                // Time since the peer last acknowledged anything: the idle period.
+                self.idle_before_ms = sock.idle_rx_ms.or(Some(sock.keepalive_idle_ms));
+            }
+        }
+    }
+
+    /// The configured interval, else the one the probes' own times show.
+    pub fn interval_ms(&self) -> u64 {
+        if self.interval_ms > 0 || self.series.count < 2 {
+            self.interval_ms
+        } else {
+            self.series.span_ms() / u64::from(self.series.count - 1)
+        }
+    }
+}
+
+/// The socket's move to CLOSE, and the error it ended with (none for an orderly close).
+#[derive(Debug, Clone, Copy)]
+pub struct Close {
+    pub mark: Mark,
+    pub error: Option<Errno>,
+}
+
+/// Everything the rules need to know about one socket.
+#[derive(Debug, Default, Clone)]
+pub struct SocketState {
+    pub opened: Option<Mark>,
+    pub ever_synchronized: bool,
+    /// The last synchronized state, for a reset sent after CLOSE was already reported.
+    pub last_open_state: Option<TcpState>,
+    /// All retransmits of the socket, of any class.
+    pub retransmits: u32,
+    pub syn: Streak,
+    pub rto: Streak,
+    pub consecutive_rtos: u8,
+    pub keepalive: Probes,
+    pub zero_window: Probes,
+    /// The reset received, and how many RTOs in a row were unanswered before it.
+    pub reset_received: Option<(Mark, u8)>,
+    pub reset_sent: Option<(Mark, Option<ResetReason>)>,
+    pub close: Option<Close>,
+    pub destroyed_ns: Option<u64>,
+    /// The death verdict, once reached: there is one per socket.
+    pub death: Option<VerdictKind>,
+    /// Set when a death leaves the application holding the socket: since when.
+    pub held_since_ns: Option<u64>,
+    emitted: u16,
+}
+
+impl SocketState {
+    pub fn has(&self, kind: VerdictKind) -> bool {
+        self.emitted & (1 << kind as u16) != 0
+    }
+
+    /// Each verdict at most once per socket, and one death.
+    fn decide(&mut self, finding: Option<Finding>, out: &mut Vec<Finding>) {
+        let Some(f) = finding else { return };
+        let kind = f.facts.kind();
+        let death = kind.is_death();
+        if self.has(kind) || (death && self.death.is_some()) {
+            return;
+        }
+        self.emitted |= 1 << kind as u16;
+        if death {
+            self.death = Some(kind);
+        }
+        out.push(f);
+    }
+
+    /// Applies one event (in time order) and appends any finding it completes.
+    pub fn apply(&mut self, e: &Event, warn_after_rtos: Option<u8>, out: &mut Vec<Finding>) {
+        let mark = Mark::of(e);
+        if self.opened.is_none() {
+            self.opened = Some(mark);
+        }
+        if e.state.is_synchronized() && e.state != TcpState::TIME_WAIT {
+            self.ever_synchronized = true;
+            self.last_open_state = Some(e.state);
+        }
+        if let Some(sock) = &e.sock
+            && !(e.kind == EventKind::StateChange && e.state == TcpState::CLOSE)
+        {
+            // icsk_retransmits drops back when an ACK makes progress: the streak ends.
+            if sock.retransmits < self.consecutive_rtos {
+                self.rto = Streak::default();
+            }
+            self.consecutive_rtos = sock.retransmits;
+            // icsk_probes_out back to 0: the peer answered (tcp_ack() clears it).
+            if sock.probes_out == 0
+                && !matches!(
+                    e.kind,
+                    EventKind::KeepaliveProbe | EventKind::ZeroWindowProbe
+                )
+            {
+                self.keepalive.series = Streak::default();
+                self.zero_window.series = Streak::default();
+            }
+        }
+        match e.kind {
+            EventKind::Retransmit => {
+                self.retransmits += 1;
+                match e.class {
+                    Some(RetransmitClass::Syn) => self.syn.add(mark),
+                    Some(RetransmitClass::Rto) => {
+                        self.rto.add(mark);
+                        let warning = rules::peer_unresponsive(self, e, warn_after_rtos);
+                        self.decide(warning, out);
+                    }
+                    Some(
+                        RetransmitClass::SynAck
+                        | RetransmitClass::Tlp
+                        | RetransmitClass::Fast
+                        | RetransmitClass::LossRecovery
+                        | RetransmitClass::RackTimeout
+                        | RetransmitClass::Unknown,
+                    )
+                    | None => {}
+                }
+            }
+            EventKind::KeepaliveProbe => self.keepalive.add(e, mark),
+            EventKind::ZeroWindowProbe => self.zero_window.add(e, mark),
+            EventKind::ResetReceived => {
+                self.reset_received = Some((mark, self.consecutive_rtos));
+            }
+            EventKind::ResetSent => {
+                self.reset_sent = Some((mark, e.reason.clone()));
+                let abort = rules::local_abort(self, e, mark);
+                self.decide(abort, out);
+            }
+            EventKind::StateChange if e.state == TcpState::CLOSE => {
+                let error = e.errno();
+                self.close = Some(Close { mark, error });
+                if let Some(error) = error {
+                    if rules::held_after_death(self, e) {
+                        self.held_since_ns = Some(e.ts_ns);
+                    }
+                    let death = rules::death(self, e, mark, error);
+                    self.decide(death, out);
+                }
+            }
+            EventKind::Destroy => self.destroyed_ns = Some(e.ts_ns),
+            EventKind::StateChange
+            | EventKind::RetransmitFailed
+            | EventKind::ErrorReport
+            | EventKind::Sweep => {}
+        }
+    }
+
+    /// dead_socket_held, decided by the engine's clock at `due_ns` (the death plus the
+    /// threshold).
+    pub fn held(&mut self, due_ns: u64, peer: Endpoint) -> Option<Finding> {
+        let mut out = Vec::with_capacity(1);
+        let finding = rules::dead_socket_held(self, due_ns, peer);
+        self.decide(finding, &mut out);
+        out.pop()
+    }
+}
