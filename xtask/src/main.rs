@@ -2,6 +2,7 @@
 //! exactly two commands (`cargo xtask run -- ...` and `cargo xtask test`).
 
 mod bench;
+mod kernels;
 mod toolchain;
 
 use std::{
@@ -44,6 +45,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Boot Debian's 5.10, 6.1 and 6.12 kernels under QEMU and run the real-kernel check
+    /// inside each, and on this host (needs root).
+    Kernels(kernels::Args),
     /// Write shell completions and the man page into a directory.
     Dist {
         #[arg(default_value = "target/dist")]
@@ -74,6 +78,7 @@ fn main() -> Result<()> {
             build_tracer(true)?;
             bench::run_bench(&tracer_path(true), &args)
         }
+        Cmd::Kernels(args) => kernels::kernels(args),
         Cmd::Dist { dir } => {
             toolchain::ensure()?;
             build_tracer(true)?;
