@@ -265,14 +265,7 @@ pub fn kernels(args: Args) -> Result<()> {
     crate::toolchain::ensure()?;
     crate::build_tracer(true)?;
     let mut build = Command::new("cargo");
-    build.args([
-        "build",
-        "--release",
-        "--package",
-        "tracer-tests",
-        "--bin",
-        "tcp-peer",
-    ]);
+    build.args(["build", "--release", "--package", "tracer-tests"]);
     if args.check.is_none() {
         build.args(["--bin", "kernel-check"]);
     }
@@ -322,7 +315,6 @@ pub fn kernels(args: Args) -> Result<()> {
         script: root.join("xtask/guest/run-check.sh"),
         check,
         tracer: release_dir.join("tracer"),
-        peer: release_dir.join("tcp-peer"),
         check_args: args.check_args.clone(),
         timeout: Duration::from_secs(args.timeout),
         memory: args.memory.clone(),
@@ -765,7 +757,6 @@ struct RunCtx {
     script: PathBuf,
     check: PathBuf,
     tracer: PathBuf,
-    peer: PathBuf,
     check_args: Vec<String>,
     timeout: Duration,
     memory: String,
@@ -866,8 +857,6 @@ fn start_and_wait(job: &Job, ctx: &RunCtx, run_dir: &Path) -> End {
         run_dir.into(),
         "--tracer".into(),
         ctx.tracer.clone().into(),
-        "--peer".into(),
-        ctx.peer.clone().into(),
     ];
     inner.extend(ctx.check_args.iter().map(Into::into));
     let mut cmd = match (&job.vmlinuz, &ctx.vng) {
