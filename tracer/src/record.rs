@@ -67,24 +67,80 @@ impl RecordedThresholds {
     }
 }
 
-/// Events the kernel could not deliver (ring buffer full) since the previous `lost` record.
+/// Why events were lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossCause {
+    /// The ring buffer was full: the kernel dropped the events it could not write.
+    #[default]
+    RingBufferFull,
+    /// The kernel skipped one of the programs for hits that arrived while it was already
+    /// running on that CPU (a softirq interrupting it), and its twin could not handle
+    /// them either: the events those hits would have produced do not exist.
+    KernelSkipped,
+}
+
+impl LossCause {
+    fn is_default(&self) -> bool {
+        *self == LossCause::RingBufferFull
+    }
+}
+
+/// Events the kernel could not deliver since the previous `lost` record of the same cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lost {
     pub ts_ns: u64,
+    /// Absent in traces of earlier tracers, which only lost events to a full ring buffer.
+    #[serde(default, skip_serializing_if = "LossCause::is_default")]
+    pub cause: LossCause,
     pub lost: u64,
-    /// Lost since tracing started.
+    /// Lost to this cause since tracing started.
     pub total: u64,
 }
 
-/// Last record of a trace that ended cleanly.
+/// In one network namespace, the deaths the kernel counted (its TCP MIB counters) and the
+/// death verdicts the trace holds, over the same span of time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconciled {
+    pub netns: u32,
+    /// TcpExt.TCPAbortOnTimeout: connections the kernel gave up on (retransmits, SYNs,
+    /// keepalive or zero-window probes exhausted; orphans too).
+    pub kernel_timeout_deaths: u64,
+    /// keepalive_exhausted, retries_exhausted, connect_timeout (not refused by ICMP) and
+    /// orphan_timeout verdicts in that namespace.
+    pub traced_timeout_deaths: u64,
+}
+
+impl Reconciled {
+    pub fn agrees(&self) -> bool {
+        self.kernel_timeout_deaths == self.traced_timeout_deaths
+    }
+}
+
+/// Last record of a trace that ended cleanly.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct End {
     pub ts_ns: u64,
     pub events: u64,
     pub verdicts: u64,
+    /// Lost to a full ring buffer.
     pub lost: u64,
+    /// Lost because the kernel skipped a program and no twin handled the hit.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub kernel_skipped: u64,
+    /// Hits the kernel skipped for a busy program that its twin handled: nothing lost.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub kernel_rescued: u64,
+    /// Per namespace the trace covers, the kernel's count of deaths against the trace's;
+    /// absent when in-kernel filters other than --netns hide part of each namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reconciled: Vec<Reconciled>,
     /// "duration", "signal", "end of input".
     pub reason: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -222,6 +278,7 @@ mod tests {
     fn records_round_trip_with_type_first() {
         let lost = Record::Lost(Lost {
             ts_ns: 7,
+            cause: LossCause::RingBufferFull,
             lost: 3,
             total: 10,
         });

@@ -2,7 +2,10 @@
 //! what is already open, follow the ring buffer, feed the timeline engine, hand events and
 //! verdicts to the sinks, stop cleanly.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use tokio::{
@@ -17,9 +20,9 @@ use crate::{
     filter::{self, EventFilter},
     kernel::{DRAIN_INTERVAL, Probes, RingStats, host},
     output::{Sink, Status},
-    record::{End, FORMAT, Header, Lost, RecordedThresholds, VERSION},
-    sweep,
-    timeline::{Engine, EngineStats, Verdict},
+    record::{End, FORMAT, Header, LossCause, Lost, Reconciled, RecordedThresholds, VERSION},
+    sweep::{self, mib},
+    timeline::{Engine, EngineStats, Verdict, VerdictKind},
 };
 
 /// Idle time after which a swept connection without keepalive is flagged half_open_risk.
@@ -45,6 +48,8 @@ struct Pipeline {
     engine: Engine,
     verdicts: Vec<Verdict>,
     totals: Totals,
+    /// Deaths the kernel counts in TCPAbortOnTimeout, traced per namespace.
+    timeout_deaths: BTreeMap<u32, u64>,
 }
 
 impl Pipeline {
@@ -75,9 +80,81 @@ impl Pipeline {
     fn flush(&mut self, sinks: &mut [&mut dyn Sink]) -> Result<()> {
         for v in self.verdicts.drain(..) {
             self.totals.verdicts += 1;
+            if gave_up_on_timeout(v.verdict) {
+                *self.timeout_deaths.entry(v.conn.netns).or_default() += 1;
+            }
             sinks.verdict(&v)?;
         }
         sinks.flush()
+    }
+}
+
+/// The deaths tcp_write_err() counts in TCPAbortOnTimeout: the kernel gave up because
+/// retransmits, SYNs or probes went unanswered (ICMP-refused connects do not go through it).
+fn gave_up_on_timeout(kind: VerdictKind) -> bool {
+    match kind {
+        VerdictKind::KeepaliveExhausted
+        | VerdictKind::RetriesExhausted
+        | VerdictKind::ConnectTimeout
+        | VerdictKind::OrphanTimeout => true,
+        VerdictKind::ConnectionRefused
+        | VerdictKind::PeerReset
+        | VerdictKind::LocalAbort
+        | VerdictKind::PeerUnresponsive
+        | VerdictKind::DeadSocketHeld => false,
+    }
+}
+
+/// The kernel's count of timeout deaths per namespace at the start, to compare with the
+/// trace's at the end. Only meaningful when every event of a namespace is traced: in-kernel
+/// filters other than --netns (ports, addresses, processes) hide some of them.
+struct Reconciliation {
+    netns: Vec<u32>,
+    baseline: BTreeMap<u32, u64>,
+}
+
+impl Reconciliation {
+    fn start(options: &crate::kernel::ProbeOptions) -> Option<Reconciliation> {
+        let partial = !options.ports.is_empty()
+            || !options.addrs.is_empty()
+            || !options.pids.is_empty()
+            || options.comm.is_some();
+        (!partial).then(|| Reconciliation {
+            netns: options.netns.clone(),
+            baseline: mib::timeout_deaths(&options.netns),
+        })
+    }
+
+    /// The kernel's counts now; compared with the trace's once the last events are in.
+    fn measure(self) -> Measured {
+        Measured {
+            now: mib::timeout_deaths(&self.netns),
+            baseline: self.baseline,
+        }
+    }
+}
+
+struct Measured {
+    baseline: BTreeMap<u32, u64>,
+    now: BTreeMap<u32, u64>,
+}
+
+impl Measured {
+    /// Namespaces created after the start count from zero; those gone by the end cannot
+    /// be read and are left out.
+    fn against(&self, traced: &BTreeMap<u32, u64>) -> Vec<Reconciled> {
+        self.now
+            .iter()
+            .filter_map(|(&netns, &now)| {
+                let kernel = now.saturating_sub(self.baseline.get(&netns).copied().unwrap_or(0));
+                let traced = traced.get(&netns).copied().unwrap_or(0);
+                (kernel > 0 || traced > 0).then_some(Reconciled {
+                    netns,
+                    kernel_timeout_deaths: kernel,
+                    traced_timeout_deaths: traced,
+                })
+            })
+            .collect()
     }
 }
 
@@ -121,8 +198,12 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let options = filter::probe_options(&session.filters, session.kernel.ring_buffer)?;
-    let thresholds = session.thresholds.thresholds(None);
+    let mut thresholds = session.thresholds.thresholds(None);
     let mut probes = Probes::load(&options)?;
+    thresholds.releases_seen = probes
+        .hooks
+        .iter()
+        .any(|h| h.tracepoint == "tcp_destroy_sock" && h.attached);
     let facts = KernelFacts {
         hz: host::kernel_hz()?,
         reset_reasons: probes.reset_reasons.clone(),
@@ -153,12 +234,14 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
         engine: Engine::new(thresholds),
         verdicts: Vec::new(),
         totals: Totals::default(),
+        timeout_deaths: BTreeMap::new(),
     };
     // The probes are attached first: nothing between the sweep and the first event is missed.
     if !session.no_sweep {
         let filter = EventFilter::new(&session.filters)?;
         sweep_existing(&mut pipeline, &options.netns, &filter, sinks)?;
     }
+    let reconciliation = Reconciliation::start(&options);
     let attached = probes.hooks.iter().filter(|h| h.attached).count();
     eprintln!("tracer: tracing TCP connections ({attached} kernel hooks attached); Ctrl-C to stop");
 
@@ -186,7 +269,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
                             / (TICK.as_secs_f64() * STATUS_EVERY_TICKS as f64),
                         sockets: pipeline.engine.stats().tracked,
                         verdicts: t.verdicts,
-                        lost: t.ring.lost,
+                        lost: t.ring.lost + t.ring.unhandled(),
                     };
                     events_at_last_status = t.events;
                     sinks.status(&status)?;
@@ -201,6 +284,8 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
         }
         pipeline.raw(&mut raw, sinks)?;
     }
+    // The kernel's count first: every death it counted is in the ring buffer by now.
+    let measured = reconciliation.map(Reconciliation::measure);
     // Whatever the kernel wrote before we stopped is still ours to deliver.
     probes.drain(&mut raw);
     pipeline.raw(&mut raw, sinks)?;
@@ -216,37 +301,54 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
         events: totals.events,
         verdicts: totals.verdicts,
         lost: totals.ring.lost,
+        kernel_skipped: totals.ring.unhandled(),
+        kernel_rescued: totals.ring.rescued,
+        reconciled: measured
+            .map(|m| m.against(&pipeline.timeout_deaths))
+            .unwrap_or_default(),
         reason: reason.into(),
     };
     sinks.end(&end)?;
     Ok(totals)
 }
 
-/// Lost events are part of the output, never silent.
+/// Lost events are part of the output, never silent: to a full ring buffer, or to hits the
+/// kernel skipped and no twin handled.
 fn report_lost(probes: &Probes, totals: &mut Totals, sinks: &mut [&mut dyn Sink]) -> Result<()> {
     let now = probes.ring_stats()?;
-    if now.lost > totals.ring.lost {
-        let lost = Lost {
-            ts_ns: host::boottime_ns(),
-            lost: now.lost - totals.ring.lost,
-            total: now.lost,
-        };
-        sinks.lost(&lost)?;
-        sinks.flush()?;
+    let before = totals.ring;
+    for (cause, was, is) in [
+        (LossCause::RingBufferFull, before.lost, now.lost),
+        (LossCause::KernelSkipped, before.unhandled(), now.unhandled()),
+    ] {
+        if is > was {
+            sinks.lost(&Lost {
+                ts_ns: host::boottime_ns(),
+                cause,
+                lost: is - was,
+                total: is,
+            })?;
+            sinks.flush()?;
+        }
     }
     totals.ring = now;
     Ok(())
 }
 
-/// One line per missing hook or struct member: what is missing and what it costs.
+/// One line per missing hook, degraded hook or struct member: what is missing and what it
+/// costs.
 fn report_degradations(probes: &Probes) {
-    for hook in probes.hooks.iter().filter(|h| !h.attached) {
-        eprintln!(
-            "tracer: no {} on this kernel ({}): without it, no {}",
-            hook.tracepoint,
-            hook.problem.as_deref().unwrap_or("not attached"),
-            hook.provides
-        );
+    for hook in &probes.hooks {
+        if !hook.attached {
+            eprintln!(
+                "tracer: no {} on this kernel ({}): without it, no {}",
+                hook.tracepoint,
+                hook.problem.as_deref().unwrap_or("not attached"),
+                hook.provides
+            );
+        } else if let Some(lost) = &hook.degraded {
+            eprintln!("tracer: {} on this kernel gives no {lost}", hook.tracepoint);
+        }
     }
     for missing in &probes.missing_members {
         eprintln!(

@@ -431,6 +431,7 @@ impl Sock {
             explanation: String::new(),
             facts: VerdictFacts::default(),
             evidence: Vec::new(),
+            inferred_from: None,
         }
     }
 }
@@ -506,8 +507,8 @@ pub fn recorded_trace(
         ts_ns: end_ns,
         events: count,
         verdicts: all.len() as u64,
-        lost: 0,
         reason: end_reason.into(),
+        ..End::default()
     };
     lines.push(Record::End(end).to_json(clock));
     (lines, all)

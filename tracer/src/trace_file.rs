@@ -240,7 +240,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::record::Lost;
+    use crate::record::{LossCause, Lost};
 
     fn header() -> Header {
         Header {
@@ -269,6 +269,7 @@ mod tests {
     fn lost_line(ts: u64) -> String {
         Record::Lost(Lost {
             ts_ns: ts,
+            cause: LossCause::RingBufferFull,
             lost: 1,
             total: 1,
         })

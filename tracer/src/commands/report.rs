@@ -261,10 +261,11 @@ fn write_text(out: &mut dyn Write, replay: &Replay, all: bool, color: bool) -> R
         duration_ms(replay.end_ns.saturating_sub(h.started_ns) / 1_000_000)
     )?;
     match &replay.end {
-        Some(end) if end.lost > 0 => writeln!(
+        Some(end) if end.lost + end.kernel_skipped > 0 => writeln!(
             out,
             "recording ended: {} ({} events lost in the kernel)",
-            end.reason, end.lost
+            end.reason,
+            end.lost + end.kernel_skipped
         )?,
         Some(end) => writeln!(out, "recording ended: {}", end.reason)?,
         None => writeln!(
@@ -383,6 +384,7 @@ fn write_json(out: &mut dyn Write, replay: &Replay) -> Result<()> {
         "events": replay.summary.events,
         "events_by_kind": replay.summary.by_kind,
         "lost": replay.summary.lost,
+        "kernel_skipped": replay.summary.kernel_skipped,
         "engine": {
             "evicted": engine.evicted,
             "truncated_events": engine.truncated_events,

@@ -11,7 +11,7 @@ use anyhow::Result;
 use super::Sink;
 use crate::{
     event::{Connection, Event, EventKind, Owner, SocketId},
-    record::{End, Header, Lost},
+    record::{End, Header, LossCause, Lost},
     timeline::{EngineStats, Verdict, VerdictKind},
     words::duration_ms,
 };
@@ -39,7 +39,12 @@ pub struct Summary {
     pub verdicts: BTreeMap<VerdictKind, u64>,
     tallies: HashMap<SocketId, Tally>,
     untallied: u64,
+    /// Events lost to a full ring buffer.
     pub lost: u64,
+    /// Events lost to hits the kernel skipped and no twin handled.
+    pub kernel_skipped: u64,
+    /// The end record, when the trace has one (kernel rescues, reconciliation).
+    end: Option<End>,
 }
 
 /// Counters from outside the record stream.
@@ -70,7 +75,7 @@ impl Summary {
             "── summary: {} events over {}, {} lost",
             self.events,
             duration_ms(self.duration_ms()),
-            self.lost
+            self.lost + self.kernel_skipped
         );
         if extra.filtered > 0 {
             out += &format!(", {} filtered out in the kernel", extra.filtered);
@@ -130,6 +135,34 @@ impl Summary {
                 self.lost
             );
         }
+        if self.kernel_skipped > 0 {
+            out += &format!(
+                "{} events were lost in the kernel: it skipped a tracer program for hits that \
+                 arrived while that program was already running on the same CPU, and the \
+                 nested-context program could not take them either: verdicts may be missing\n",
+                self.kernel_skipped
+            );
+        }
+        if let Some(end) = &self.end {
+            if end.kernel_rescued > 0 {
+                out += &format!(
+                    "{} hits the kernel skipped (nested in a running program) were handled by \
+                     the nested-context programs: nothing lost\n",
+                    end.kernel_rescued
+                );
+            }
+            for r in &end.reconciled {
+                let mark = if r.agrees() { "" } else { "WARNING: " };
+                out += &format!(
+                    "{mark}netns {}: the kernel counted {} timeout deaths (TCPAbortOnTimeout), \
+                     the trace has {}{}\n",
+                    r.netns,
+                    r.kernel_timeout_deaths,
+                    r.traced_timeout_deaths,
+                    if r.agrees() { "" } else { ": some deaths were not traced" }
+                );
+            }
+        }
         out
     }
 }
@@ -181,12 +214,16 @@ impl Sink for Summary {
     }
 
     fn lost(&mut self, l: &Lost) -> Result<()> {
-        self.lost += l.lost;
+        match l.cause {
+            LossCause::RingBufferFull => self.lost += l.lost,
+            LossCause::KernelSkipped => self.kernel_skipped += l.lost,
+        }
         Ok(())
     }
 
     fn end(&mut self, end: &End) -> Result<()> {
         self.seen(end.ts_ns);
+        self.end = Some(end.clone());
         Ok(())
     }
 
@@ -228,8 +265,8 @@ mod tests {
             ts_ns: 0,
             events: 0,
             verdicts: 0,
-            lost: 0,
             reason: "signal".into(),
+            ..End::default()
         })
         .unwrap();
         assert_eq!(
@@ -261,6 +298,7 @@ mod tests {
             .unwrap();
         s.lost(&Lost {
             ts_ns: 5 * second,
+            cause: LossCause::RingBufferFull,
             lost: 4,
             total: 4,
         })

@@ -16,7 +16,7 @@ use super::{Sink, Status};
 use crate::{
     cli::ColorChoice,
     event::{Errno, Event, EventKind, Owner, ResetReason, RetransmitClass, TimerKind},
-    record::{End, Header, Lost},
+    record::{End, Header, LossCause, Lost},
     timeline::{Verdict, VerdictKind},
     words::{self, duration_ms},
 };
@@ -299,9 +299,18 @@ impl<W: Write> Text<W> {
 
     pub fn lost_line(&self, l: &Lost) -> String {
         let style = self.styles.lost;
+        let (why, hint) = match l.cause {
+            LossCause::RingBufferFull => (
+                "the ring buffer was full",
+                ": try --ring-buffer 16M or narrower filters",
+            ),
+            LossCause::KernelSkipped => (
+                "the kernel skipped a tracer program already running on that CPU",
+                "",
+            ),
+        };
         format!(
-            "{}  {style}LOST {} events{style:#} (the ring buffer was full; {} lost in total: \
-             try --ring-buffer 16M or narrower filters)",
+            "{}  {style}LOST {} events{style:#} ({why}; {} lost in total{hint})",
             self.time(l.ts_ns),
             l.lost,
             l.total
@@ -599,12 +608,22 @@ mod tests {
         let plain = Text::new(Vec::new(), false);
         let lost = Lost {
             ts_ns: 1,
+            cause: LossCause::RingBufferFull,
             lost: 12,
             total: 40,
         };
         assert!(
             without_time(&plain.lost_line(&lost))
                 .starts_with("LOST 12 events (the ring buffer was full; 40 lost in total"),
+        );
+        let skipped = Lost {
+            cause: LossCause::KernelSkipped,
+            ..lost
+        };
+        assert_eq!(
+            without_time(&plain.lost_line(&skipped)),
+            "LOST 12 events (the kernel skipped a tracer program already running on that CPU; \
+             40 lost in total)"
         );
         let status = Status {
             events_per_sec: 1234.4,
@@ -636,6 +655,7 @@ mod tests {
             text.verdict(&verdict(VerdictKind::PeerReset)).unwrap();
             text.lost(&Lost {
                 ts_ns: 1,
+                cause: LossCause::RingBufferFull,
                 lost: 1,
                 total: 1,
             })

@@ -3,6 +3,7 @@
 //! stays ESTABLISHED forever). Also gives `tracer live` the sockets opened before it started,
 //! with their owners and cookies.
 
+pub mod mib;
 pub mod netns;
 pub mod procfs;
 pub mod sock_diag;

@@ -9,6 +9,10 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use super::{Verdict, explain, reorder::Reorder, rules::Finding, state::SocketState};
 use crate::event::{Connection, Errno, Event, EventKind, Owner, OwnerSource, SocketId, TcpState};
 
+/// How long after its evidence a socket's CLOSE must have been applied before the engine
+/// decides the death without it: the CLOSE comes from the same kernel callback.
+const UNSEEN_CLOSE_MARGIN_NS: u64 = 10_000_000;
+
 /// Configurable thresholds; the defaults follow the kernel's own judgement.
 #[derive(Debug, Clone)]
 pub struct Thresholds {
@@ -17,6 +21,9 @@ pub struct Thresholds {
     pub warn_after_rtos: Option<u8>,
     /// How long a process may hold a socket the kernel has ended before `dead_socket_held`.
     pub dead_socket_after_ns: u64,
+    /// Whether releases (tcp_destroy_sock) can be seen at all: without them every dead
+    /// socket would look held, so `dead_socket_held` is not decided.
+    pub releases_seen: bool,
     /// Events of one socket may arrive this much out of order (several CPUs write the ring).
     pub reorder_window_ns: u64,
     pub max_events_per_timeline: usize,
@@ -33,6 +40,7 @@ impl Default for Thresholds {
         Self {
             warn_after_rtos: None,
             dead_socket_after_ns: Self::DEFAULT_DEAD_SOCKET_AFTER_NS,
+            releases_seen: true,
             reorder_window_ns: 100_000_000,
             max_events_per_timeline: 256,
             max_timelines: 65_536,
@@ -197,6 +205,9 @@ pub struct Engine {
     timelines: HashMap<SocketId, Timeline>,
     /// Sockets whose death may turn into dead_socket_held: (due, socket), in due order.
     held_queue: VecDeque<(u64, SocketId)>,
+    /// Sockets with evidence of a death whose CLOSE was not seen: (due, socket), decided
+    /// once a CLOSE can no longer arrive in time order.
+    unseen_queue: VecDeque<(u64, SocketId)>,
     /// Recently released sockets: a straggler must not start a new timeline for them.
     released: VecDeque<SocketId>,
     released_set: HashSet<SocketId>,
@@ -214,6 +225,7 @@ impl Engine {
             applied_ns: 0,
             timelines: HashMap::new(),
             held_queue: VecDeque::new(),
+            unseen_queue: VecDeque::new(),
             released: VecDeque::new(),
             released_set: HashSet::new(),
             retain: Retain::Nothing,
@@ -249,6 +261,8 @@ impl Engine {
         while let Some(e) = self.reorder.pop_ready(Some(now_ns)) {
             self.apply(e, out);
         }
+        // Events up to now minus the window are applied: an unseen CLOSE is decided.
+        self.decide_unseen(now_ns.saturating_sub(self.thresholds.reorder_window_ns), out);
         self.check_held(now_ns, out);
     }
 
@@ -257,6 +271,7 @@ impl Engine {
         while let Some(e) = self.reorder.pop_any() {
             self.apply(e, out);
         }
+        self.decide_unseen(u64::MAX, out);
         self.check_held(now_ns, out);
     }
 
@@ -280,6 +295,7 @@ impl Engine {
         }
         self.applied_ns = self.applied_ns.max(e.ts_ns);
         // The event stream is a clock too: replays reach time-based verdicts without ticks.
+        self.decide_unseen(e.ts_ns, out);
         self.check_held(e.ts_ns, out);
         let Some(socket) = e.socket else {
             self.stats.socketless += 1;
@@ -299,9 +315,15 @@ impl Engine {
             return;
         };
         timeline.learn(&e);
+        let unseen_before = timeline.story.unseen_close.is_some();
         timeline
             .story
             .apply(&e, self.thresholds.warn_after_rtos, &mut self.findings);
+        if !unseen_before && timeline.story.unseen_close.is_some() {
+            // The CLOSE comes in the same kernel callback, microseconds from its evidence.
+            self.unseen_queue
+                .push_back((e.ts_ns + UNSEEN_CLOSE_MARGIN_NS, socket));
+        }
         for f in self.findings.drain(..) {
             let v = timeline.verdict(f);
             timeline.verdicts.push(v.clone());
@@ -313,7 +335,7 @@ impl Engine {
             && e.errno().is_some()
         {
             timeline.died_ns = Some(e.ts_ns);
-            if timeline.story.held_since_ns == Some(e.ts_ns) {
+            if self.thresholds.releases_seen && timeline.story.held_since_ns == Some(e.ts_ns) {
                 // Deaths come in time order, so this is nearly always the back.
                 let due = (e.ts_ns + self.thresholds.dead_socket_after_ns, socket);
                 let at = self.held_queue.partition_point(|&queued| queued <= due);
@@ -347,6 +369,28 @@ impl Engine {
         }
         self.released.push_back(socket);
         self.released_set.insert(socket);
+    }
+
+    /// The deaths whose CLOSE went unseen, for every socket whose evidence is older than
+    /// `applied_ns` by the margin.
+    fn decide_unseen(&mut self, applied_ns: u64, out: &mut Vec<Verdict>) {
+        while let Some(&(due, socket)) = self.unseen_queue.front() {
+            if due > applied_ns {
+                break;
+            }
+            self.unseen_queue.pop_front();
+            let Some(timeline) = self.timelines.get_mut(&socket) else {
+                continue;
+            };
+            timeline
+                .story
+                .decide_unseen_close(self.thresholds.warn_after_rtos, &mut self.findings);
+            for f in self.findings.drain(..) {
+                let v = timeline.verdict(f);
+                timeline.verdicts.push(v.clone());
+                out.push(v);
+            }
+        }
     }
 
     /// dead_socket_held for every death whose threshold passed before `now_ns`; the

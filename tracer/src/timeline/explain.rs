@@ -23,11 +23,26 @@ pub fn verdict(
         verdict: finding.facts.kind(),
         socket,
         conn,
-        explanation: explanation(&finding, process.as_ref()),
+        explanation: explanation(&finding, process.as_ref()) + &inference(&finding),
         facts: record_facts(&finding.facts),
         evidence: finding.cited.iter().map(evidence).collect(),
         process,
+        inferred_from: finding.inferred_from,
     }
+}
+
+/// What a verdict decided without seeing the socket's move to CLOSE rests on.
+fn inference(finding: &Finding) -> String {
+    let Some(kind) = finding.inferred_from else {
+        return String::new();
+    };
+    let what = match kind {
+        EventKind::ErrorReport => "the error reported to the application",
+        EventKind::ResetSent => "the reset the kernel sent when it gave up",
+        EventKind::Destroy => "the socket's error at its release",
+        _ => "the other events of the socket",
+    };
+    format!(" (its move to CLOSE was not seen: decided from {what})")
 }
 
 /// One line, with the numbers. `owner`: who holds the socket (for dead_socket_held).

@@ -24,7 +24,7 @@ use super::{
     verdict::VerdictKind,
 };
 use crate::{
-    event::{Endpoint, Errno, Event, ResetReason, TcpState, TimerKind},
+    event::{Endpoint, Errno, Event, EventKind, ResetReason, TcpState, TimerKind},
     tcp_model,
     words::ns_to_ms,
 };
@@ -39,6 +39,9 @@ pub struct Finding {
     pub facts: Facts,
     /// The evidence, oldest first.
     pub cited: Vec<Cited>,
+    /// Set when the socket's move to CLOSE was not seen and the death was decided from
+    /// this other evidence (an error report, the keepalive give-up's reset, the release).
+    pub inferred_from: Option<EventKind>,
 }
 
 /// A moment cited as evidence, and what it adds.
@@ -385,7 +388,14 @@ pub fn peer_unresponsive(
             budget: Budget::data(sock.retries2, sock.user_timeout_ms),
         }),
         cited: streak(rto),
+        inferred_from: None,
     })
+}
+
+/// The reset tcp_keepalive_timer() sends when it gives up, just before tcp_write_err().
+pub fn keepalive_give_up(e: &Event) -> bool {
+    e.reason.as_ref() == Some(&ResetReason::TcpKeepaliveTimeout)
+        || e.timer == Some(TimerKind::Keepalive)
 }
 
 /// local_abort: a reset this host sent (`mark`) that ended a synchronized connection.
@@ -393,10 +403,8 @@ pub fn local_abort(state: &SocketState, e: &Event, mark: Mark) -> Option<Finding
     let reason = e.reason.as_ref();
     let active = reason.is_none_or(ResetReason::ends_connection);
     // The keepalive give-up resets first, then reports the death: keepalive_exhausted.
-    let keepalive_give_up =
-        reason == Some(&ResetReason::TcpKeepaliveTimeout) || e.timer == Some(TimerKind::Keepalive);
     if !active
-        || keepalive_give_up
+        || keepalive_give_up(e)
         || !state.ever_synchronized
         || matches!(e.state, TcpState::TIME_WAIT | TcpState::NEW_SYN_RECV)
     {
@@ -424,6 +432,7 @@ pub fn local_abort(state: &SocketState, e: &Event, mark: Mark) -> Option<Finding
             reason: e.reason.clone(),
         },
         cited,
+        inferred_from: None,
     })
 }
 
@@ -532,6 +541,7 @@ pub fn death(state: &SocketState, e: &Event, mark: Mark, error: Errno) -> Option
                     error,
                 },
                 cited,
+                inferred_from: None,
             });
         }
         Death::RetriesExhausted => {
@@ -573,6 +583,7 @@ pub fn death(state: &SocketState, e: &Event, mark: Mark, error: Errno) -> Option
         peer: e.conn.remote(),
         facts,
         cited,
+        inferred_from: None,
     })
 }
 
@@ -596,6 +607,7 @@ pub fn dead_socket_held(state: &SocketState, due_ns: u64, peer: Endpoint) -> Opt
             mark: close.mark,
             note: Note::Error(error),
         }],
+        inferred_from: None,
     })
 }
 

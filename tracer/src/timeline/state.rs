@@ -119,6 +119,17 @@ pub struct Close {
     pub error: Option<Errno>,
 }
 
+/// A CLOSE inferred from the evidence that did arrive, when the state change itself was
+/// not seen (the kernel skipped the program, or the trace was cut).
+#[derive(Debug, Clone)]
+pub struct UnseenClose {
+    /// The evidence, rewritten as the CLOSE it implies.
+    pub close: Event,
+    pub error: Errno,
+    /// What the inference rests on.
+    pub evidence: EventKind,
+}
+
 /// Everything the rules need to know about one socket.
 #[derive(Debug, Default, Clone)]
 pub struct SocketState {
@@ -138,6 +149,10 @@ pub struct SocketState {
     pub reset_sent: Option<(Mark, Option<ResetReason>)>,
     pub close: Option<Close>,
     pub destroyed_ns: Option<u64>,
+    /// A death whose move to CLOSE has not been seen (yet): the CLOSE that the evidence
+    /// (an error report, the keepalive give-up's reset) says happened. Decided as soon as
+    /// the CLOSE cannot arrive any more in time order, or at the release.
+    pub unseen_close: Option<UnseenClose>,
     /// The death verdict, once reached: there is one per socket.
     pub death: Option<VerdictKind>,
     /// Set when a death leaves the application holding the socket: since when.
@@ -224,8 +239,32 @@ impl SocketState {
                 self.reset_sent = Some((mark, e.reason.clone()));
                 let abort = rules::local_abort(self, e, mark);
                 self.decide(abort, out);
+                if rules::keepalive_give_up(e) {
+                    // tcp_keepalive_timer() resets, then tcp_write_err() ends the socket.
+                    let error = e
+                        .sock
+                        .as_ref()
+                        .and_then(|s| s.soft_error)
+                        .unwrap_or(Errno::ETIMEDOUT);
+                    self.expect_close(e, error);
+                }
+            }
+            EventKind::ErrorReport => {
+                // Only reports of errors the kernel ends the socket with: an ICMP error
+                // outside a timer (IP_RECVERR) is reported and the connection lives on.
+                let reported = e.err.filter(|&n| n > 0).map(Errno).or(e.errno());
+                if let Some(error) = reported
+                    && (e.timer.is_some()
+                        || matches!(
+                            error,
+                            Errno::ETIMEDOUT | Errno::ECONNRESET | Errno::ECONNREFUSED | Errno::EPIPE
+                        ))
+                {
+                    self.expect_close(e, error);
+                }
             }
             EventKind::StateChange if e.state == TcpState::CLOSE => {
+                self.unseen_close = None;
                 let error = e.errno();
                 self.close = Some(Close { mark, error });
                 if let Some(error) = error {
@@ -236,12 +275,72 @@ impl SocketState {
                     self.decide(death, out);
                 }
             }
-            EventKind::Destroy => self.destroyed_ns = Some(e.ts_ns),
-            EventKind::StateChange
-            | EventKind::RetransmitFailed
-            | EventKind::ErrorReport
-            | EventKind::Sweep => {}
+            EventKind::Destroy => {
+                // Released without its CLOSE seen, by a socket seen alive in this trace:
+                // whatever ended it is known by now.
+                let seen_alive = self.ever_synchronized
+                    || self.syn.count > 0
+                    || self.opened.is_some_and(|o| o.state == TcpState::SYN_SENT);
+                if seen_alive
+                    && self.close.is_none()
+                    && self.unseen_close.is_none()
+                    && let Some(error) = e.errno()
+                {
+                    self.expect_close(e, error);
+                }
+                self.decide_unseen_close(warn_after_rtos, out);
+                self.destroyed_ns = Some(e.ts_ns);
+            }
+            EventKind::StateChange | EventKind::RetransmitFailed | EventKind::Sweep => {}
         }
+    }
+
+    /// `e` shows the socket died with `error`, but its CLOSE was not seen yet.
+    fn expect_close(&mut self, e: &Event, error: Errno) {
+        if self.close.is_some() || self.death.is_some() || self.unseen_close.is_some() {
+            return;
+        }
+        let mut close = e.clone();
+        close.kind = EventKind::StateChange;
+        close.old_state = Some(match self.last_open_state {
+            Some(open) => open,
+            None if self.syn.count > 0 || self.opened.is_some_and(|o| o.state == TcpState::SYN_SENT) => {
+                TcpState::SYN_SENT
+            }
+            None => e.state,
+        });
+        close.state = TcpState::CLOSE;
+        if let Some(sock) = close.sock.as_mut() {
+            sock.error = Some(error);
+        }
+        self.unseen_close = Some(UnseenClose {
+            close,
+            error,
+            evidence: e.kind,
+        });
+    }
+
+    /// Decides the death an unseen CLOSE implies (the engine calls this once no CLOSE can
+    /// arrive any more in time order). No dead_socket_held follows an inferred death: the
+    /// release may have been missed as well.
+    pub fn decide_unseen_close(&mut self, _warn_after_rtos: Option<u8>, out: &mut Vec<Finding>) {
+        let Some(unseen) = self.unseen_close.take() else {
+            return;
+        };
+        if self.close.is_some() {
+            return;
+        }
+        let e = &unseen.close;
+        let mark = Mark::of(e);
+        self.close = Some(Close {
+            mark,
+            error: Some(unseen.error),
+        });
+        let mut death = rules::death(self, e, mark, unseen.error);
+        if let Some(finding) = death.as_mut() {
+            finding.inferred_from = Some(unseen.evidence);
+        }
+        self.decide(death, out);
     }
 
     /// dead_socket_held, decided by the engine's clock at `due_ns` (the death plus the

@@ -148,4 +148,8 @@ pub struct Verdict {
     #[serde(default)]
     pub facts: VerdictFacts,
     pub evidence: Vec<Evidence>,
+    /// The socket's move to CLOSE was not seen (the kernel skipped the program that reports
+    /// it, or the trace was cut): the death was decided from this other event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inferred_from: Option<EventKind>,
 }

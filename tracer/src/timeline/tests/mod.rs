@@ -8,6 +8,7 @@ mod connect;
 mod data;
 mod engine;
 mod held;
+mod inference;
 mod keepalive;
 mod properties;
 mod resets;
