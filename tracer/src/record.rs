@@ -68,7 +68,9 @@ impl RecordedThresholds {
 }
 
 /// Why events were lost.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LossCause {
     /// The ring buffer was full: the kernel dropped the events it could not write.

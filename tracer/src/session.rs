@@ -2,10 +2,7 @@
 //! what is already open, follow the ring buffer, feed the timeline engine, hand events and
 //! verdicts to the sinks, stop cleanly.
 
-use std::{
-    collections::BTreeMap,
-    time::Duration,
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{Context, Result};
 use tokio::{
@@ -319,7 +316,11 @@ fn report_lost(probes: &Probes, totals: &mut Totals, sinks: &mut [&mut dyn Sink]
     let before = totals.ring;
     for (cause, was, is) in [
         (LossCause::RingBufferFull, before.lost, now.lost),
-        (LossCause::KernelSkipped, before.unhandled(), now.unhandled()),
+        (
+            LossCause::KernelSkipped,
+            before.unhandled(),
+            now.unhandled(),
+        ),
     ] {
         if is > was {
             sinks.lost(&Lost {

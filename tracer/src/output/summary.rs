@@ -159,7 +159,11 @@ impl Summary {
                     r.netns,
                     r.kernel_timeout_deaths,
                     r.traced_timeout_deaths,
-                    if r.agrees() { "" } else { ": some deaths were not traced" }
+                    if r.agrees() {
+                        ""
+                    } else {
+                        ": some deaths were not traced"
+                    }
                 );
             }
         }

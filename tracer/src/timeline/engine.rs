@@ -262,7 +262,10 @@ impl Engine {
             self.apply(e, out);
         }
         // Events up to now minus the window are applied: an unseen CLOSE is decided.
-        self.decide_unseen(now_ns.saturating_sub(self.thresholds.reorder_window_ns), out);
+        self.decide_unseen(
+            now_ns.saturating_sub(self.thresholds.reorder_window_ns),
+            out,
+        );
         self.check_held(now_ns, out);
     }
 

@@ -257,7 +257,10 @@ impl SocketState {
                     && (e.timer.is_some()
                         || matches!(
                             error,
-                            Errno::ETIMEDOUT | Errno::ECONNRESET | Errno::ECONNREFUSED | Errno::EPIPE
+                            Errno::ETIMEDOUT
+                                | Errno::ECONNRESET
+                                | Errno::ECONNREFUSED
+                                | Errno::EPIPE
                         ))
                 {
                     self.expect_close(e, error);
@@ -304,7 +307,9 @@ impl SocketState {
         close.kind = EventKind::StateChange;
         close.old_state = Some(match self.last_open_state {
             Some(open) => open,
-            None if self.syn.count > 0 || self.opened.is_some_and(|o| o.state == TcpState::SYN_SENT) => {
+            None if self.syn.count > 0
+                || self.opened.is_some_and(|o| o.state == TcpState::SYN_SENT) =>
+            {
                 TcpState::SYN_SENT
             }
             None => e.state,

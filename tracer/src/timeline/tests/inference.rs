@@ -43,32 +43,47 @@ fn an_rto_give_up_without_its_close_is_decided_from_the_error_report() {
     let s = without_close(Sock::new(1).retries_exhausted());
     let s = error_report_in(s, 110, Some(TimerKind::Write));
     let verdicts = verdicts_of(&s);
-    assert_eq!(kinds(&verdicts), [VerdictKind::PeerUnresponsive, VerdictKind::RetriesExhausted]);
+    assert_eq!(
+        kinds(&verdicts),
+        [VerdictKind::PeerUnresponsive, VerdictKind::RetriesExhausted]
+    );
     assert_eq!(verdicts[1].inferred_from, Some(EventKind::ErrorReport));
     assert_eq!(verdicts[1].facts.retransmits, Some(6));
 }
 
 #[test]
 fn with_neither_close_nor_report_the_release_tells() {
-    let mut s = without_close(Sock::new(1).retries_exhausted()).after_ms(5).destroy();
+    let mut s = without_close(Sock::new(1).retries_exhausted())
+        .after_ms(5)
+        .destroy();
     if let Some(sock) = s.events.last_mut().and_then(|e| e.sock.as_mut()) {
         sock.error = Some(Errno::ETIMEDOUT);
     }
     let verdicts = verdicts_of(&s);
-    assert_eq!(kinds(&verdicts), [VerdictKind::PeerUnresponsive, VerdictKind::RetriesExhausted]);
+    assert_eq!(
+        kinds(&verdicts),
+        [VerdictKind::PeerUnresponsive, VerdictKind::RetriesExhausted]
+    );
     assert_eq!(verdicts[1].inferred_from, Some(EventKind::Destroy));
 }
 
 #[test]
 fn a_seen_close_is_not_inferred_whatever_the_order_of_its_report() {
     // 6.x reports the error after tcp_done(); older kernels before it.
-    let after = error_report_in(Sock::new(1).retries_exhausted(), 110, Some(TimerKind::Write));
+    let after = error_report_in(
+        Sock::new(1).retries_exhausted(),
+        110,
+        Some(TimerKind::Write),
+    );
     let mut before = Sock::new(2).established().rtos(6).after_ms(12_800);
     before = error_report_in(before, 110, Some(TimerKind::Write));
     before = before.close_with(S::ESTABLISHED, Errno::ETIMEDOUT, Some(TimerKind::Write));
     for s in [after, before] {
         let verdicts = verdicts_of(&s);
-        assert_eq!(kinds(&verdicts), [VerdictKind::PeerUnresponsive, VerdictKind::RetriesExhausted]);
+        assert_eq!(
+            kinds(&verdicts),
+            [VerdictKind::PeerUnresponsive, VerdictKind::RetriesExhausted]
+        );
         assert_eq!(verdicts[1].inferred_from, None);
     }
 }
