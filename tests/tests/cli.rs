@@ -180,3 +180,44 @@ fn without_privileges_tracing_says_what_is_missing() {
         assert!(err.contains("uid 65534"), "{err}");
     }
 }
+
+/// A kernel the tracer cannot serve (here: no BTF, as on kernels built without
+/// CONFIG_DEBUG_INFO_BTF) gets one clear line, no backtrace, no hang; `doctor` says the
+/// same and still reports what it can.
+#[test]
+fn without_kernel_btf_one_line_says_so() {
+    require_root();
+    // A private mount namespace where /sys/kernel/btf is an empty directory.
+    let hide = "mount -t tmpfs none /sys/kernel/btf && exec \"$@\"";
+    let run = |args: &[&str]| {
+        Command::new("unshare")
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                hide,
+                "sh",
+            ])
+            .arg(tracer_bin())
+            .args(args)
+            .output()
+            .expect("unshare (util-linux)")
+    };
+    let out = run(&["record", "-o", "-", "--duration", "5s"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("/sys/kernel/btf/vmlinux"), "{err}");
+    assert!(err.contains("CONFIG_DEBUG_INFO_BTF"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    let doctor = run(&["doctor"]);
+    assert!(doctor.status.success(), "{doctor:?}");
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("BTF MISSING"), "{text}");
+    assert!(text.contains("tracing: cannot run"), "{text}");
+}

@@ -111,7 +111,7 @@ fn main() {
         .find(|r| r["type"] == "header")
         .expect("the tracer started with a header");
     let hooks = header["hooks"].as_array().cloned().unwrap_or_default();
-    let mut results = vec![hook_check(&hooks)];
+    let mut results = vec![hook_check(&hooks), doctor_check(&doctor, &hooks)];
 
     // Concurrently: every scenario waits mostly on TCP's timers.
     let outcomes: Vec<(String, Result<String, String>, f64)> = std::thread::scope(|s| {
@@ -228,6 +228,33 @@ fn hook_check(hooks: &[Value]) -> Value {
         Err(problems.join("; "))
     };
     scenario_result("programs_attached", outcome, 0.0)
+}
+
+/// `tracer doctor` verified every program without attaching: what it said of each hook is
+/// what tracing then got (the same program, state and degradation).
+fn doctor_check(doctor: &Value, hooks: &[Value]) -> Value {
+    let said = |h: &Value| {
+        format!(
+            "{} {} {} {}",
+            h["tracepoint"], h["program"], h["state"], h["degraded"]
+        )
+    };
+    let predicted: Vec<String> = doctor["hooks"]
+        .as_array()
+        .map(|a| a.iter().map(said).collect())
+        .unwrap_or_default();
+    let got: Vec<String> = hooks.iter().map(said).collect();
+    let outcome = if doctor["verified"] != true {
+        Err(format!("doctor did not verify the programs: {doctor}"))
+    } else if predicted != got {
+        Err(format!("doctor said {predicted:?}, tracing got {got:?}"))
+    } else {
+        Ok(format!(
+            "doctor's verification matched all {} hooks",
+            got.len()
+        ))
+    };
+    scenario_result("doctor_tells_the_truth", outcome, 0.0)
 }
 
 fn wait_verdict(tracer: &Tracer, what: &str, pred: impl Fn(&Value) -> bool) -> Value {

@@ -251,6 +251,14 @@ fn write_text(out: &mut dyn Write, r: &Report) -> Result<()> {
     for missing in &r.missing {
         writeln!(out, "  member   {missing}")?;
     }
+    if r.verified {
+        let twins = r.hooks.iter().filter(|h| h.status.twin.is_some()).count();
+        writeln!(
+            out,
+            "  {twins} hooks have a nested-context twin: hits the kernel skips while a program \
+             already runs on that CPU are taken by it; what neither takes is reported as lost"
+        )?;
+    }
     writeln!(
         out,
         "\ntime until a dead peer is noticed, per network namespace:"

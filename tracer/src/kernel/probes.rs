@@ -301,7 +301,14 @@ impl Prepared {
                             .map(|(name, tracepoint, program)| {
                                 let started = Instant::now();
                                 let result = verify_one(program, tracepoint, btf);
-                                log::debug!("{name} verified in {:?}", started.elapsed());
+                                let insns = program
+                                    .info()
+                                    .ok()
+                                    .and_then(|i| i.verified_instruction_count());
+                                log::debug!(
+                                    "{name} verified in {:?} ({insns:?} instructions)",
+                                    started.elapsed()
+                                );
                                 (name.clone(), result)
                             })
                             .collect::<Vec<_>>()
