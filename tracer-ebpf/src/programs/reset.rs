@@ -7,7 +7,7 @@ use tracer_common::{hook, kind};
 use crate::{
     access::{SkbPtr, SockPtr, TcpSockPtr, Typed},
     emit::{Subject, emit},
-    nesting::programs_with_twin,
+    nesting::{hit_of_args, programs_with_twin},
     socket::{cookie_of, reset_reply_id, sock_id},
 };
 
@@ -16,6 +16,7 @@ programs_with_twin!(
     "tcp_send_reset",
     tr_send_reset,
     tr_send_reset_nested,
+    hit_of_args!(2),
     |ctx| on_send_reset(ctx, u32::MAX)
 );
 programs_with_twin!(
@@ -23,6 +24,7 @@ programs_with_twin!(
     "tcp_send_reset",
     tr_send_reset_r,
     tr_send_reset_r_nested,
+    hit_of_args!(2),
     |ctx: &BtfTracePointContext| on_send_reset(ctx, ctx.arg::<u64>(2) as u32)
 );
 programs_with_twin!(
@@ -30,6 +32,7 @@ programs_with_twin!(
     "tcp_receive_reset",
     tr_recv_reset,
     tr_recv_reset_nested,
+    hit_of_args!(1),
     on_receive_reset
 );
 

@@ -7,7 +7,7 @@ use tracer_common::{class, hook, kind, pending, timer};
 use crate::{
     access::{SkbPtr, SockPtr, config},
     emit::{Subject, emit},
-    nesting::programs_with_twin,
+    nesting::{hit_of_args, programs_with_twin},
     socket::{cookie_of, sock_id, state},
 };
 
@@ -18,6 +18,7 @@ programs_with_twin!(
     "tcp_retransmit_skb",
     tr_retransmit,
     tr_retransmit_nested,
+    hit_of_args!(2),
     |ctx| on_retransmit(ctx, 0)
 );
 programs_with_twin!(
@@ -25,6 +26,7 @@ programs_with_twin!(
     "tcp_retransmit_skb",
     tr_retransmit_e,
     tr_retransmit_e_nested,
+    hit_of_args!(2),
     |ctx: &BtfTracePointContext| on_retransmit(ctx, ctx.arg::<i64>(2) as i32)
 );
 programs_with_twin!(
@@ -32,6 +34,7 @@ programs_with_twin!(
     "tcp_retransmit_synack",
     tr_synack,
     tr_synack_nested,
+    hit_of_args!(2),
     on_synack
 );
 

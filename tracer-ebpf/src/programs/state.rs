@@ -7,7 +7,7 @@ use tracer_common::{hook, kind};
 use crate::{
     access::SockPtr,
     emit::{Subject, emit},
-    nesting::programs_with_twin,
+    nesting::{hit_of_args, programs_with_twin},
     owner::{inherit_listener_owner, remember_listener, remember_owner},
     programs::timer::learn_callbacks,
     socket::{cookie_of, sock_id, state},
@@ -18,6 +18,7 @@ programs_with_twin!(
     "inet_sock_set_state",
     tr_set_state,
     tr_set_state_nested,
+    hit_of_args!(3),
     on_set_state
 );
 

@@ -8,7 +8,7 @@ use tracer_common::{hook, kind};
 use crate::{
     access::SockPtr,
     emit::{Subject, emit},
-    nesting::programs_with_twin,
+    nesting::{hit_of_args, programs_with_twin},
     owner::forget_owner,
     programs::timer::forget_probes,
     socket::{cookie_of, forget_synthetic, sock_id},
@@ -19,6 +19,7 @@ programs_with_twin!(
     "inet_sk_error_report",
     tr_error_report,
     tr_error_report_nested,
+    hit_of_args!(1),
     on_error_report
 );
 programs_with_twin!(
@@ -26,6 +27,7 @@ programs_with_twin!(
     "tcp_destroy_sock",
     tr_destroy,
     tr_destroy_nested,
+    hit_of_args!(1),
     on_destroy
 );
 
