@@ -15,6 +15,7 @@ use crate::{
     cli::SessionArgs,
     event::{Event, KernelFacts, Owner, SocketId, TcpState},
     filter::{self, EventFilter},
+    identity::{CgroupDecisions, OwnerIdentities, SessionStats},
     kernel::{DRAIN_INTERVAL, Probes, RingStats, host},
     output::{Sink, Status},
     record::{End, FORMAT, Header, Lost, RecordedThresholds, VERSION},
@@ -34,6 +35,7 @@ pub struct Totals {
     pub verdicts: u64,
     pub ring: RingStats,
     pub engine: EngineStats,
+    pub identity: SessionStats,
 }
 
 /// Decoded events on their way to the engine and the sinks.
@@ -45,6 +47,8 @@ struct Pipeline {
     engine: Engine,
     verdicts: Vec<Verdict>,
     totals: Totals,
+    /// Owners' containers, pods and units; the owner filter.
+    identities: OwnerIdentities,
 }
 
 impl Pipeline {
@@ -53,6 +57,9 @@ impl Pipeline {
             && let Some(owner) = event.socket.and_then(|s| self.owners.get(&s))
         {
             event.process = Some(owner.clone());
+        }
+        if !self.identities.event(&mut event) {
+            return Ok(());
         }
         self.totals.events += 1;
         sinks.event(&event)?;
@@ -73,7 +80,8 @@ impl Pipeline {
 
     /// Hands reached verdicts to the sinks and flushes them.
     fn flush(&mut self, sinks: &mut [&mut dyn Sink]) -> Result<()> {
-        for v in self.verdicts.drain(..) {
+        for mut v in self.verdicts.drain(..) {
+            self.identities.verdict(&mut v);
             self.totals.verdicts += 1;
             sinks.verdict(&v)?;
         }
@@ -121,8 +129,17 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let options = filter::probe_options(&session.filters, session.kernel.ring_buffer)?;
+    let owner_filter = filter::owner_filter(&session.filters)?;
     let thresholds = session.thresholds.thresholds(None);
     let mut probes = Probes::load(&options)?;
+    // Before the header: the owner filter's decisions are in the kernel once tracing shows.
+    let identities = OwnerIdentities::new(
+        session.identity.config(),
+        owner_filter,
+        probes
+            .cgroup_decisions()?
+            .map(|m| Box::new(m) as Box<dyn CgroupDecisions>),
+    )?;
     let facts = KernelFacts {
         hz: host::kernel_hz()?,
         reset_reasons: probes.reset_reasons.clone(),
@@ -153,6 +170,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
         engine: Engine::new(thresholds),
         verdicts: Vec::new(),
         totals: Totals::default(),
+        identities,
     };
     // The probes are attached first: nothing between the sweep and the first event is missed.
     if !session.no_sweep {
@@ -177,6 +195,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
             _ = drain.tick() => probes.drain(&mut raw),
             _ = ticker.tick() => {
                 pipeline.engine.tick(host::boottime_ns(), &mut pipeline.verdicts);
+                pipeline.identities.tick();
                 report_lost(&probes, &mut pipeline.totals, sinks)?;
                 ticks += 1;
                 if ticks.is_multiple_of(STATUS_EVERY_TICKS) {
@@ -211,6 +230,10 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
     drop(probes); // detaches every program
     let mut totals = pipeline.totals;
     totals.engine = pipeline.engine.stats();
+    totals.identity = pipeline.identities.stats();
+    if let Some(stats) = pipeline.identities.resolver_stats() {
+        log::debug!("cgroup identity: {stats:?}");
+    }
     let end = End {
         ts_ns: now,
         events: totals.events,
