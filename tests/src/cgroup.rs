@@ -8,15 +8,21 @@
 //! the next one.
 
 use std::{
-    fs,
-    io::Write,
-    os::unix::fs::MetadataExt,
+    ffi::CString,
+    fs::{self, File},
+    io::{BufReader, Write},
+    os::{
+        fd::{AsRawFd, OwnedFd},
+        unix::{ffi::OsStrExt, fs::MetadataExt, process::CommandExt},
+    },
     path::{Path, PathBuf},
-    process::{Child, ChildStdin, Command, Stdio},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
 };
 
 use tracer::identity::{Cgroup2Mount, mount, unified_path};
+
+use crate::Netns;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -121,6 +127,69 @@ impl CgroupTree {
             .expect("spawn bash");
         let stdin = child.stdin.take().unwrap();
         (self.place(child, &path), stdin)
+    }
+
+    /// Creates leaf `rel` and runs `cmd` there from its first instruction on (it joins the
+    /// cgroup, and enters network namespace `netns` if given, before it executes), with
+    /// its standard input and output piped back. The process is ended with the tree.
+    pub fn spawn_command_in(
+        &mut self,
+        rel: &str,
+        mut cmd: Command,
+        netns: Option<&Netns>,
+    ) -> (Placed, ChildStdin, BufReader<ChildStdout>) {
+        let path = self.create(rel);
+        let procs = CString::new(self.dir(&path).join("cgroup.procs").as_os_str().as_bytes())
+            .expect("no NUL in a cgroup path");
+        let netns: Option<OwnedFd> = netns.map(|ns| {
+            File::open(format!("/run/netns/{}", ns.name))
+                .expect("open netns")
+                .into()
+        });
+        let netns_fd = netns.as_ref().map(|fd| fd.as_raw_fd());
+        // SAFETY: between fork and exec the closure only makes system calls (open, write,
+        // close, setns) on memory prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if written != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if let Some(ns) = netns_fd
+                    && libc::setns(ns, libc::CLONE_NEWNET) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?} in {path}: {e}"));
+        drop(netns);
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let pid = child.id();
+        self.children.push(child);
+        let seen = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        assert_eq!(
+            unified_path(&seen),
+            Some(path.as_str()),
+            "{pid} in its cgroup"
+        );
+        let placed = Placed {
+            pid,
+            cgroup_id: self.id(&path),
+            path,
+        };
+        (placed, stdin, stdout)
     }
 
     fn place(&mut self, child: Child, path: &str) -> Placed {

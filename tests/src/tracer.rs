@@ -269,6 +269,30 @@ impl Tracer {
     /// The kernel side's own counters (the `STATS` map: emitted, lost, filtered, ...), to
     /// tell an event the kernel never produced from one that was lost on the way.
     fn kernel_counters(&self) -> String {
+        match self.kernel_counter_values() {
+            Ok(counters) => counters
+                .iter()
+                .map(|(name, total)| format!("{name}={total}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            Err(why) => why,
+        }
+    }
+
+    /// One of the kernel side's counters (`emitted`, `lost`, `filtered`, ...), summed over
+    /// CPUs; panics when it cannot be read (bpftool missing).
+    pub fn kernel_counter(&self, name: &str) -> u64 {
+        let counters = self
+            .kernel_counter_values()
+            .unwrap_or_else(|why| panic!("kernel counters: {why}"));
+        counters
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no kernel counter {name}: {counters:?}"))
+            .1
+    }
+
+    fn kernel_counter_values(&self) -> Result<Vec<(&'static str, u64)>, String> {
         const NAMES: [&str; 7] = [
             "emitted",
             "lost",
@@ -281,13 +305,13 @@ impl Tracer {
         for id in self.object_ids("map_id:") {
             let id = id.to_string();
             let Some(info) = bpftool(&["map", "show", "id", &id]) else {
-                return "unknown (no bpftool)".into();
+                return Err("unknown (no bpftool)".into());
             };
             if info["name"] != "STATS" {
                 continue;
             }
             let Some(Value::Array(slots)) = bpftool(&["map", "dump", "id", &id]) else {
-                return "unreadable".into();
+                return Err("unreadable".into());
             };
             // Without BTF, bpftool prints keys and per-CPU values as little-endian hex bytes.
             let number = |bytes: &Value| {
@@ -298,19 +322,18 @@ impl Tracer {
                     })
                 })
             };
-            return slots
+            return Ok(slots
                 .iter()
                 .map(|slot| {
                     let index = number(&slot["key"]) as usize;
                     let total: u64 = slot["values"]
                         .as_array()
                         .map_or(0, |cpus| cpus.iter().map(|c| number(&c["value"])).sum());
-                    format!("{}={total}", NAMES.get(index).unwrap_or(&"?"))
+                    (*NAMES.get(index).unwrap_or(&"?"), total)
                 })
-                .collect::<Vec<_>>()
-                .join(" ");
+                .collect());
         }
-        "no STATS map found".into()
+        Err("no STATS map found".into())
     }
 
     pub fn signal(&self, signal: i32) {

@@ -296,7 +296,14 @@ pub mod filter {
     pub const ADDR: u32 = 4;
     pub const PID: u32 = 8;
     pub const COMM: u32 = 16;
+    /// The owner filter (`--container`, `--pod`, `--cgroup`): the owner's cgroup id is
+    /// looked up in `FILTER_CGROUPS`, where userspace writes its decision per cgroup.
+    pub const CGROUP: u32 = 32;
 }
+
+/// Entries of the `FILTER_CGROUPS` map (an LRU: cgroup id → 1 wanted, 0 not; a cgroup it
+/// does not hold is undecided, and its events go to userspace, which decides).
+pub const FILTER_CGROUPS_ENTRIES: u32 = 16384;
 
 /// Indices of the per-CPU `STATS` counters.
 pub mod stat {

@@ -4,9 +4,9 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::generated::bpf_ktime_get_boot_ns,
     macros::map,
-    maps::{HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
-use tracer_common::{Owner, RawEvent, filter, stat};
+use tracer_common::{FILTER_CGROUPS_ENTRIES, Owner, RawEvent, filter, stat};
 
 use crate::{
     access::{Access, SockPtr, TcpSockPtr, config},
@@ -34,6 +34,11 @@ static FILTER_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(64, 0);
 static FILTER_ADDR4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(64, 0);
 #[map]
 static FILTER_ADDR6: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(64, 0);
+/// The owner filter's decision per owner cgroup id (1 wanted, 0 not), written by userspace
+/// at start and as it meets new cgroups; a cgroup it does not hold is undecided.
+#[map]
+static FILTER_CGROUPS: LruHashMap<u64, u8> =
+    LruHashMap::with_max_entries(FILTER_CGROUPS_ENTRIES, 0);
 
 #[inline(always)]
 pub fn add(index: u32, n: u64) {
@@ -98,6 +103,17 @@ fn passes_filters(id: &SockId, owner: Option<&Owner>) -> bool {
         match owner {
             Some(o) if o.comm == wanted => {}
             _ => return false,
+        }
+    }
+    // The owner's cgroup, recorded in its own context: never the task a timer or softirq
+    // interrupted. Undecided cgroups (not in the map) go to userspace, which decides.
+    if active & filter::CGROUP != 0 {
+        let Some(o) = owner else {
+            return false;
+        };
+        // SAFETY: a value of this map, read at once.
+        if unsafe { FILTER_CGROUPS.get(o.cgroup_id) }.is_some_and(|wanted| *wanted == 0) {
+            return false;
         }
     }
     true

@@ -6,7 +6,7 @@ use std::{path::PathBuf, sync::LazyLock, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracer_common::EVENTS_RING_BYTES;
 
-use crate::{record::RecordedThresholds, timeline::Thresholds};
+use crate::{identity, record::RecordedThresholds, timeline::Thresholds};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -76,6 +76,49 @@ pub struct FilterArgs {
     /// (/proc/PID/ns/net) (repeatable).
     #[arg(long = "netns", value_name = "NETNS")]
     pub netns: Vec<String>,
+    /// Only sockets owned by processes in this container: its id or first digits, as
+    /// `docker ps` or `crictl ps` show it (repeatable). --container, --pod and --cgroup
+    /// select owners matching any of them; each cgroup is decided in userspace when first
+    /// seen, then filtered in the kernel.
+    #[arg(long = "container", value_name = "ID-PREFIX")]
+    pub containers: Vec<String>,
+    /// Only sockets owned by processes in this Kubernetes pod: NAMESPACE/NAME (named from
+    /// the pod log directory, see --pod-log-dir), or the pod's uid or its first characters
+    /// (repeatable). Containers started later in the pod are traced too.
+    #[arg(long = "pod", value_name = "NAMESPACE/NAME")]
+    pub pods: Vec<String>,
+    /// Only sockets owned by processes in this cgroup or below it: a cgroup v2 path as
+    /// /proc/PID/cgroup shows it, e.g. /system.slice/nginx.service (repeatable).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    pub cgroups: Vec<String>,
+}
+
+/// How owners' containers and pods are named.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Containers")]
+pub struct IdentityArgs {
+    /// The kubelet's pod log directory (one `NAMESPACE_NAME_UID` directory per pod): where
+    /// pods get their namespace and name, for output and --pod.
+    #[arg(long, value_name = "DIR", default_value = identity::pods::DEFAULT_POD_LOG_DIR)]
+    pub pod_log_dir: PathBuf,
+}
+
+impl Default for IdentityArgs {
+    fn default() -> Self {
+        Self {
+            pod_log_dir: PathBuf::from(identity::pods::DEFAULT_POD_LOG_DIR),
+        }
+    }
+}
+
+impl IdentityArgs {
+    /// The resolver's configuration.
+    pub fn config(&self) -> identity::Config {
+        identity::Config {
+            pod_log_dir: self.pod_log_dir.clone(),
+            ..identity::Config::default()
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -137,6 +180,8 @@ pub struct SessionArgs {
     pub thresholds: ThresholdArgs,
     #[command(flatten)]
     pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -223,6 +268,8 @@ pub struct SocketsArgs {
     /// Only flagged sockets.
     #[arg(long)]
     pub flagged: bool,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -9,11 +9,13 @@ use std::{
     fmt,
     hash::{DefaultHasher, Hash, Hasher},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
 };
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tracer_common::{self as abi, RawEvent, flags};
+
+use crate::identity::{self, Identity};
 
 pub use tracer_common::{CaState, EventKind, Family, RetransmitClass, TimerKind};
 
@@ -107,12 +109,18 @@ pub struct Owner {
     pub cgroup_id: u64,
     #[serde(rename = "owner")]
     pub source: OwnerSource,
+    /// What the owner's cgroup names (container, pod, systemd unit), resolved in userspace
+    /// from `cgroup_id` before the event reaches the timeline engine. Shared with every
+    /// event of the owner, and kept with the socket after the cgroup is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Arc<Identity>>,
 }
 
 impl Owner {
-    /// `comm/pid`, or `-` when the owner is unknown.
+    /// `comm/pid`, then the owner's container, pod or unit in brackets when known
+    /// (`curl/4242 [pod payments/api-7f9c]`); `-` when the owner is unknown.
     pub fn label(owner: Option<&Owner>) -> String {
-        owner.map_or_else(|| "-".to_owned(), Owner::to_string)
+        owner.map_or_else(|| "-".to_owned(), identity::owner_label)
     }
 }
 
@@ -626,6 +634,7 @@ impl KernelFacts {
             pid: raw.owner_tgid,
             comm: comm_string(&raw.owner_comm),
             cgroup_id: raw.cgroup_id,
+            container: None,
             source: if raw.flags & flags::OWNER_FROM_LISTENER != 0 {
                 OwnerSource::Listener
             } else {
@@ -817,6 +826,10 @@ mod tests {
                 comm: "app".into(),
                 cgroup_id: 5,
                 source: OwnerSource::Listener,
+                container: Some(Arc::new(Identity {
+                    unit: Some("app.service".into()),
+                    ..Identity::bare("/system.slice/app.service")
+                })),
             }),
             class: Some(RetransmitClass::Tlp),
             segs: Some(6),

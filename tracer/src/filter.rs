@@ -5,7 +5,7 @@ use std::{net::IpAddr, os::unix::fs::MetadataExt, path::Path};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cli::FilterArgs, kernel::ProbeOptions};
+use crate::{cli::FilterArgs, identity::OwnerFilter, kernel::ProbeOptions};
 
 /// A network namespace given as an inode number, a path (/proc/PID/ns/net, /run/netns/X)
 /// or an `ip netns` name → its inode number.
@@ -47,8 +47,15 @@ pub fn probe_options(filters: &FilterArgs, ring_buffer_bytes: u32) -> Result<Pro
         addrs,
         pids: filters.pids.clone(),
         comm: filters.comm.clone(),
+        cgroup_filter: owner_filter(filters)?.is_some(),
         ring_buffer_bytes,
     })
+}
+
+/// The owner filter (`--container`, `--pod`, `--cgroup`); None when none is given.
+pub fn owner_filter(filters: &FilterArgs) -> Result<Option<OwnerFilter>> {
+    OwnerFilter::new(&filters.containers, &filters.pods, &filters.cgroups)
+        .map_err(anyhow::Error::msg)
 }
 
 /// The filters as words, for the trace header.
@@ -59,6 +66,14 @@ pub fn describe(filters: &FilterArgs) -> Vec<String> {
     out.extend(filters.ports.iter().map(|p| format!("--port={p}")));
     out.extend(filters.addrs.iter().map(|a| format!("--addr={a}")));
     out.extend(filters.netns.iter().map(|n| format!("--netns={n}")));
+    out.extend(
+        filters
+            .containers
+            .iter()
+            .map(|c| format!("--container={c}")),
+    );
+    out.extend(filters.pods.iter().map(|p| format!("--pod={p}")));
+    out.extend(filters.cgroups.iter().map(|c| format!("--cgroup={c}")));
     out
 }
 
@@ -89,6 +104,22 @@ mod tests {
         let opts = probe_options(&args, 0).unwrap();
         assert_eq!(opts.addrs[0], ("10.0.0.0".parse().unwrap(), 8));
         assert_eq!(opts.addrs[1], ("::1".parse().unwrap(), 128));
+        assert!(!opts.cgroup_filter);
+    }
+
+    #[test]
+    fn owner_options_turn_the_kernel_cgroup_filter_on_and_bad_ones_are_named() {
+        let args = FilterArgs {
+            pods: vec!["payments/api-7f9c".into()],
+            ..Default::default()
+        };
+        assert!(probe_options(&args, 0).unwrap().cgroup_filter);
+        let args = FilterArgs {
+            cgroups: vec!["system.slice".into()],
+            ..Default::default()
+        };
+        let err = probe_options(&args, 0).unwrap_err().to_string();
+        assert!(err.starts_with("--cgroup \"system.slice\""), "{err}");
     }
 }
 

@@ -15,6 +15,7 @@ use crate::{
     cli::SessionArgs,
     event::{Event, KernelFacts, Owner, SocketId, TcpState},
     filter::{self, EventFilter},
+    identity::{CgroupDecisions, OwnerIdentities, SessionStats},
     kernel::{DRAIN_INTERVAL, Probes, RingStats, host},
     output::{Sink, Status},
     record::{End, FORMAT, Header, LossCause, Lost, Reconciled, RecordedThresholds, VERSION},
@@ -34,6 +35,7 @@ pub struct Totals {
     pub verdicts: u64,
     pub ring: RingStats,
     pub engine: EngineStats,
+    pub identity: SessionStats,
 }
 
 /// Decoded events on their way to the engine and the sinks.
@@ -47,6 +49,8 @@ struct Pipeline {
     totals: Totals,
     /// Deaths the kernel counts in TCPAbortOnTimeout, traced per namespace.
     timeout_deaths: BTreeMap<u32, u64>,
+    /// Owners' containers, pods and units; the owner filter.
+    identities: OwnerIdentities,
 }
 
 impl Pipeline {
@@ -55,6 +59,9 @@ impl Pipeline {
             && let Some(owner) = event.socket.and_then(|s| self.owners.get(&s))
         {
             event.process = Some(owner.clone());
+        }
+        if !self.identities.event(&mut event) {
+            return Ok(());
         }
         self.totals.events += 1;
         sinks.event(&event)?;
@@ -75,7 +82,8 @@ impl Pipeline {
 
     /// Hands reached verdicts to the sinks and flushes them.
     fn flush(&mut self, sinks: &mut [&mut dyn Sink]) -> Result<()> {
-        for v in self.verdicts.drain(..) {
+        for mut v in self.verdicts.drain(..) {
+            self.identities.verdict(&mut v);
             self.totals.verdicts += 1;
             if gave_up_on_timeout(v.verdict) {
                 *self.timeout_deaths.entry(v.conn.netns).or_default() += 1;
@@ -103,8 +111,8 @@ fn gave_up_on_timeout(kind: VerdictKind) -> bool {
 }
 
 /// The kernel's count of timeout deaths per namespace at the start, to compare with the
-/// trace's at the end. Only meaningful when every event of a namespace is traced: in-kernel
-/// filters other than --netns (ports, addresses, processes) hide some of them.
+/// trace's at the end. Only meaningful when every event of a namespace is traced: filters
+/// other than --netns (ports, addresses, processes, containers) hide some of them.
 struct Reconciliation {
     netns: Vec<u32>,
     baseline: BTreeMap<u32, u64>,
@@ -115,7 +123,8 @@ impl Reconciliation {
         let partial = !options.ports.is_empty()
             || !options.addrs.is_empty()
             || !options.pids.is_empty()
-            || options.comm.is_some();
+            || options.comm.is_some()
+            || options.cgroup_filter;
         (!partial).then(|| Reconciliation {
             netns: options.netns.clone(),
             baseline: mib::timeout_deaths(&options.netns),
@@ -195,12 +204,21 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let options = filter::probe_options(&session.filters, session.kernel.ring_buffer)?;
+    let owner_filter = filter::owner_filter(&session.filters)?;
     let mut thresholds = session.thresholds.thresholds(None);
     let mut probes = Probes::load(&options)?;
     thresholds.releases_seen = probes
         .hooks
         .iter()
         .any(|h| h.tracepoint == "tcp_destroy_sock" && h.attached);
+    // Before the header: the owner filter's decisions are in the kernel once tracing shows.
+    let identities = OwnerIdentities::new(
+        session.identity.config(),
+        owner_filter,
+        probes
+            .cgroup_decisions()?
+            .map(|m| Box::new(m) as Box<dyn CgroupDecisions>),
+    )?;
     let facts = KernelFacts {
         hz: host::kernel_hz()?,
         reset_reasons: probes.reset_reasons.clone(),
@@ -232,6 +250,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
         verdicts: Vec::new(),
         totals: Totals::default(),
         timeout_deaths: BTreeMap::new(),
+        identities,
     };
     // The probes are attached first: nothing between the sweep and the first event is missed.
     if !session.no_sweep {
@@ -257,6 +276,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
             _ = drain.tick() => probes.drain(&mut raw),
             _ = ticker.tick() => {
                 pipeline.engine.tick(host::boottime_ns(), &mut pipeline.verdicts);
+                pipeline.identities.tick();
                 report_lost(&probes, &mut pipeline.totals, sinks)?;
                 ticks += 1;
                 if ticks.is_multiple_of(STATUS_EVERY_TICKS) {
@@ -293,6 +313,10 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
     drop(probes); // detaches every program
     let mut totals = pipeline.totals;
     totals.engine = pipeline.engine.stats();
+    totals.identity = pipeline.identities.stats();
+    if let Some(stats) = pipeline.identities.resolver_stats() {
+        log::debug!("cgroup identity: {stats:?}");
+    }
     let end = End {
         ts_ns: now,
         events: totals.events,

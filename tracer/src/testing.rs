@@ -55,6 +55,7 @@ impl Sock {
                 comm: "app".into(),
                 cgroup_id: 0,
                 source: OwnerSource::Owner,
+                container: None,
             }),
             retries2: 15,
             user_timeout_ms: 0,
@@ -73,6 +74,7 @@ impl Sock {
             comm: comm.into(),
             cgroup_id: 0,
             source: OwnerSource::Owner,
+            container: None,
         });
         self
     }

@@ -90,6 +90,7 @@ fn main() {
         ("keepalive_death", keepalive_death),
         ("peer_reset", peer_reset),
         ("local_abort", local_abort),
+        ("owner_filter", owner_filter),
     ];
     let scenarios: Vec<Scenario> = all
         .iter()
@@ -286,6 +287,34 @@ fn refused_connect(hosts: &Hosts, tracer: &Tracer) -> Result<String, String> {
         format!("error {}", verdict["facts"]["error"])
     })?;
     Ok("connection_refused, ECONNREFUSED".into())
+}
+
+/// A second tracer with the owner filter on (`--cgroup`, this process's cgroup): its
+/// programs pass the verifier with the kernel's cgroup filter, and a refused connect of
+/// this process comes through it, named by its cgroup.
+fn owner_filter(hosts: &Hosts, _tracer: &Tracer) -> Result<String, String> {
+    if let Err(e) = tracer::identity::mount::discover() {
+        return Ok(format!("skipped: no cgroup2 mount ({e})"));
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let own = tracer::identity::unified_path(&own)
+        .ok_or("no cgroup v2 line in /proc/self/cgroup")?
+        .to_owned();
+    let mut args: Vec<String> = ["live", "--json", "--no-sweep", "--cgroup", &own]
+        .map(String::from)
+        .to_vec();
+    args.extend(hosts.netns_args());
+    let filtered = Tracer::start(&args);
+    let to = SocketAddr::new(Hosts::server_addr(false), 7207);
+    let refused = connect(&hosts.client, "ownerfilter", to, ClientOptions::default());
+    check(refused.is_err(), || "the connect succeeded".into())?;
+    let verdict = wait_verdict(&filtered, "connection_refused through --cgroup", |r| {
+        r["verdict"] == "connection_refused" && r["rport"] == 7207
+    });
+    let path = &verdict["process"]["container"]["cgroup_path"];
+    check(*path == own.as_str(), || format!("owner's cgroup {path}"))?;
+    filtered.stop();
+    Ok(format!("connection_refused kept by --cgroup {own}"))
 }
 
 /// SYNs dropped at the peer: SYN retransmits until TCP_SYNCNT is spent.

@@ -49,6 +49,7 @@ pub async fn live(args: LiveArgs) -> Result<()> {
 fn extra(totals: &Totals) -> Extra {
     Extra {
         filtered: totals.ring.filtered,
+        owner_filtered: totals.identity.dropped,
         engine: totals.engine,
     }
 }
@@ -64,13 +65,14 @@ pub async fn record(args: RecordArgs) -> Result<()> {
     let mut sink = JsonLines::new(out, args.output.display().to_string());
     let totals = session::run(&args.session, &mut [&mut sink as &mut dyn Sink]).await?;
     eprintln!(
-        "tracer: recorded {} events and {} verdicts to {} ({} lost, {} filtered out in the kernel; \
-         {} TCP timer runs, {} probes, {} of them found late)",
+        "tracer: recorded {} events and {} verdicts to {} ({} lost, {} filtered out in the kernel, \
+         {} by the owner filter; {} TCP timer runs, {} probes, {} of them found late)",
         totals.events,
         totals.verdicts,
         args.output.display(),
         totals.ring.lost,
         totals.ring.filtered,
+        totals.identity.dropped,
         totals.ring.timer_brackets,
         totals.ring.probes_seen,
         totals.ring.probes_late

@@ -88,8 +88,8 @@ pub fn replay(args: &ReportArgs) -> Result<Replay> {
         summary.verdict(v)?;
     }
     let extra = Extra {
-        filtered: 0,
         engine: engine.stats(),
+        ..Extra::default()
     };
     let mut timelines = engine.take_finished();
     timelines.extend(

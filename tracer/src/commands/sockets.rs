@@ -1,6 +1,7 @@
-//! `tracer sockets`: every TCP socket right now, and the ones that deserve a look.
+//! `tracer sockets`: every TCP socket right now, and the ones that deserve a look, with
+//! each owner's container, pod or unit (from `/proc/PID/cgroup`).
 
-use std::io::Write;
+use std::{collections::HashMap, io::Write};
 
 use anyhow::{Context, Result};
 
@@ -8,6 +9,7 @@ use crate::{
     cli::SocketsArgs,
     event::Owner,
     filter::resolve_netns,
+    identity::{ProcessCgroup, Resolver},
     sweep::{self, SweptSocket},
     words::duration_ms,
 };
@@ -30,6 +32,25 @@ pub fn run(args: SocketsArgs) -> Result<()> {
     }
     if args.flagged {
         snapshot.sockets.retain(|s| !s.flags.is_empty());
+    }
+    match Resolver::new(args.identity.config()) {
+        Ok(mut resolver) => {
+            let mut by_pid: HashMap<u32, Option<ProcessCgroup>> = HashMap::new();
+            for owner in snapshot
+                .sockets
+                .iter_mut()
+                .filter_map(|s| s.process.as_mut())
+            {
+                let found = by_pid
+                    .entry(owner.pid)
+                    .or_insert_with(|| resolver.resolve_pid(owner.pid));
+                if let Some(found) = found {
+                    owner.cgroup_id = found.cgroup_id;
+                    owner.container = Some(found.identity.clone());
+                }
+            }
+        }
+        Err(e) => eprintln!("tracer: no cgroup v2 hierarchy ({e}): no containers, pods or units"),
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

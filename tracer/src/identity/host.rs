@@ -14,11 +14,24 @@
 //! programs) was 25, the directory's `stat` inode and its `d_ino` in the parent's listing
 //! were both 25, and the hierarchy root's inode is 1. The real-kernel test
 //! `identity::kernel_cgroup_id_is_the_directory_inode` repeats this check.
+//!
+//! # From an id to its path without a walk
+//!
+//! The same id is the cgroup directory's file handle on cgroupfs (`FILEID_KERNFS`, 8 bytes:
+//! what `name_to_handle_at(2)` returns for it). `open_by_handle_at(2)` on the mount opens
+//! the directory from the id alone, and `/proc/self/fd/N` names its path: three system
+//! calls for a cgroup never seen, however large the tree. It needs CAP_DAC_READ_SEARCH
+//! (root has it); without it, or on a filesystem that refuses, the resolver walks instead.
 
 use std::{
-    fs, io,
-    os::unix::fs::{DirEntryExt, MetadataExt},
-    path::PathBuf,
+    fs::{self, File},
+    io,
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::fs::{DirEntryExt, MetadataExt},
+    },
+    path::{Path, PathBuf},
+    sync::Arc,
     time::Instant,
 };
 
@@ -41,6 +54,14 @@ pub trait Host {
     /// The text of `/proc/PID/cgroup`.
     fn proc_cgroup(&mut self, pid: u32) -> io::Result<String>;
 
+    /// The path of cgroup `cgroup_id` (as `/proc/PID/cgroup` spells it), found from the id
+    /// alone, without a walk. `Ok(None)`: no such cgroup under the mount (removed, or
+    /// outside it). `Unsupported` or `PermissionDenied`: this host cannot, the resolver
+    /// walks instead (the default).
+    fn cgroup_path(&mut self, _cgroup_id: u64) -> io::Result<Option<String>> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
     fn now(&self) -> Instant {
         Instant::now()
     }
@@ -51,6 +72,80 @@ pub trait Host {
 pub struct SystemHost {
     pub mount: Cgroup2Mount,
     pub pod_log_dir: PathBuf,
+    /// The mount opened for `open_by_handle_at`, on the first lookup by id.
+    handles: Option<Arc<Handles>>,
+}
+
+#[derive(Debug)]
+struct Handles {
+    mount: File,
+    /// The handle type of this filesystem's directories (`FILEID_KERNFS` on cgroupfs).
+    handle_type: i32,
+}
+
+/// A file handle of cgroupfs: the 64-bit cgroup id.
+#[repr(C)]
+struct CgroupHandle {
+    handle_bytes: u32,
+    handle_type: i32,
+    id: [u8; 8],
+}
+
+impl SystemHost {
+    pub fn new(mount: Cgroup2Mount, pod_log_dir: PathBuf) -> SystemHost {
+        SystemHost {
+            mount,
+            pod_log_dir,
+            handles: None,
+        }
+    }
+
+    /// Opens the mount and learns its handle type from the handle of its root directory,
+    /// which must be an 8-byte id like every cgroup's.
+    fn handles(&mut self) -> io::Result<Arc<Handles>> {
+        if let Some(h) = &self.handles {
+            return Ok(h.clone());
+        }
+        let mount = File::open(&self.mount.mount_point)?;
+        let mut handle = CgroupHandle {
+            handle_bytes: 8,
+            handle_type: 0,
+            id: [0; 8],
+        };
+        let mut mount_id = 0;
+        // SAFETY: `handle` has room for the 8 bytes it announces; the empty path with
+        // AT_EMPTY_PATH names the open directory itself.
+        let rc = unsafe {
+            libc::name_to_handle_at(
+                mount.as_raw_fd(),
+                c"".as_ptr(),
+                (&raw mut handle).cast(),
+                &mut mount_id,
+                libc::AT_EMPTY_PATH,
+            )
+        };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                // EOVERFLOW: handles longer than a cgroup id; EOPNOTSUPP: none at all.
+                Some(libc::EOVERFLOW | libc::EOPNOTSUPP) => io::ErrorKind::Unsupported.into(),
+                _ => e,
+            });
+        }
+        let handles = Arc::new(Handles {
+            mount,
+            handle_type: handle.handle_type,
+        });
+        self.handles = Some(handles.clone());
+        Ok(handles)
+    }
+
+    /// The cgroup path of a directory under the mount point; None outside it (a directory
+    /// this mount cannot reach: another cgroup namespace's).
+    fn mount_relative(&self, dir: &Path) -> Option<String> {
+        let rel = dir.strip_prefix(&self.mount.mount_point).ok()?;
+        Some(self.mount.path_of(rel.to_str()?))
+    }
 }
 
 impl Host for SystemHost {
@@ -102,5 +197,44 @@ impl Host for SystemHost {
 
     fn proc_cgroup(&mut self, pid: u32) -> io::Result<String> {
         fs::read_to_string(format!("/proc/{pid}/cgroup"))
+    }
+
+    /// `open_by_handle_at` + `readlink` of the descriptor + `close`.
+    fn cgroup_path(&mut self, cgroup_id: u64) -> io::Result<Option<String>> {
+        let handles = self.handles()?;
+        let mut handle = CgroupHandle {
+            handle_bytes: 8,
+            handle_type: handles.handle_type,
+            id: cgroup_id.to_ne_bytes(),
+        };
+        // SAFETY: a valid mount descriptor and a handle of the announced size.
+        let fd = unsafe {
+            libc::open_by_handle_at(
+                handles.mount.as_raw_fd(),
+                (&raw mut handle).cast(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                // No cgroup has this id (any more).
+                Some(libc::ESTALE | libc::ENOENT) => Ok(None),
+                Some(libc::EPERM) => Err(io::ErrorKind::PermissionDenied.into()),
+                Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => {
+                    Err(io::ErrorKind::Unsupported.into())
+                }
+                _ => Err(e),
+            };
+        }
+        // SAFETY: a descriptor just returned to us, owned from here on.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let target = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+        // Removed since it was opened: its path is still the one it had.
+        let target = match target.to_str().and_then(|t| t.strip_suffix(" (deleted)")) {
+            Some(t) => PathBuf::from(t),
+            None => target,
+        };
+        Ok(self.mount_relative(&target))
     }
 }

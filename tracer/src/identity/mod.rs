@@ -6,13 +6,17 @@
 //! | [`naming`] | cgroup path → [`Identity`]: one table row per runtime's naming scheme (pure) |
 //! | [`mount`] | finding the cgroup2 hierarchy in `/proc/self/mountinfo`; `/proc/PID/cgroup` |
 //! | [`pods`] | pod namespace and name from the kubelet's pod log directories |
-//! | [`resolver`] | cgroup id → [`Identity`]: a bounded cache over the cgroup tree, refreshed on a miss |
+//! | [`resolver`] | cgroup id → [`Identity`]: a bounded cache over the cgroup tree, a lookup by id on a miss |
 //! | [`host`] | what the resolver reads from the host, behind the [`Host`] trait |
+//! | [`label`] | the short label of an owner for text and metric labels: `pod payments/api-7f9c`, `ctr a1b2c3d4e5f6`, `unit nginx.service` |
+//! | [`filter`] | `--container`, `--pod`, `--cgroup`: the owner filter, decided on an [`Identity`] |
+//! | [`owners`] | a tracing session's identities: events' owners resolved, the owner filter decided and handed to the kernel |
 //!
 //! # The data model
 //!
-//! [`Identity`] serializes as one JSON object, meant to become the `container` object under
-//! `process` in the trace format (see `docs/trace-format.md` once integrated):
+//! [`Identity`] serializes as one JSON object: the `container` object under `process` in
+//! the trace format (`docs/trace-format.md`), in events, verdicts, reports and `tracer
+//! sockets --json`:
 //!
 //! | field | type | present | meaning |
 //! |---|---|---|---|
@@ -27,26 +31,33 @@
 //!  "runtime":"containerd","id":"a1b2…","pod":{"namespace":"payments","name":"api-7f9c","uid":"0b8e…","qos":"burstable"}}
 //! ```
 //!
-//! `Display` gives the short form for text output: `pod payments/api-7f9c ctr a1b2c3d4e5f6`,
-//! `ctr a1b2c3d4e5f6`, `unit nginx.service`, or `cgroup /some/path` when nothing is recognised.
+//! `Display` gives the full short form: `pod payments/api-7f9c ctr a1b2c3d4e5f6`,
+//! `ctr a1b2c3d4e5f6`, `unit nginx.service`, or `cgroup /some/path` when nothing is
+//! recognised; [`Identity::short`] the one label per owner that text output shows
+//! (`pod payments/api-7f9c`: a pod's containers share it).
 //!
 //! # Using it
 //!
 //! One [`Resolver`] per tracer process, owned by the event loop ([`Resolver::new`] finds the
-//! cgroup2 mount and walks the tree once):
+//! cgroup2 mount and walks the tree once); a session uses it through [`OwnerIdentities`]:
 //! - per event or verdict: [`Resolver::resolve`]`(process.cgroup_id)`. A hit is a hash
 //!   lookup and an `Arc` clone (about 30 ns, no system call); keep the returned
-//!   `Arc<Identity>` with the socket's owner, so a container that exits later keeps its
-//!   identity. None: owner unknown (id 0), an id no walk can find, or a new cgroup met
+//!   `Arc<Identity>` with the socket's owner ([`crate::event::Owner::container`]), so a
+//!   container that exits later keeps its identity. A miss is looked up by id (three system
+//!   calls, once per new cgroup). None: owner unknown (id 0), an id no cgroup has (gone, or
+//!   outside this cgroup namespace), or, on a host that cannot look ids up, a new cgroup met
 //!   within `refresh_interval` of the last walk;
 //! - on the loop's periodic tick: [`Resolver::poll`], which walks for those new cgroups as
 //!   soon as the rate limit allows;
 //! - per `tracer sockets` row: [`Resolver::resolve_pid`]`(pid)` (reads `/proc/PID/cgroup`,
 //!   `stat`s the directory for the id), or [`parse_cgroup_path`] on a path already read.
 
+pub mod filter;
 pub mod host;
+pub mod label;
 pub mod mount;
 pub mod naming;
+pub mod owners;
 pub mod pods;
 pub mod resolver;
 
@@ -54,9 +65,12 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use filter::{Decision, OwnerFilter};
 pub use host::{Host, SystemHost};
+pub use label::{owner_label, owner_short};
 pub use mount::{Cgroup2Mount, unified_path};
 pub use naming::parse_cgroup_path;
+pub use owners::{CgroupDecisions, OwnerIdentities, SessionStats};
 pub use resolver::{Config, ProcessCgroup, Resolver, Stats};
 
 /// Who a cgroup belongs to, as far as its path (and the pod log directory) tells.

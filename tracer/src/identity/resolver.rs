@@ -2,8 +2,11 @@
 //!
 //! The resolver walks the cgroup2 tree once when built, keeping id → identity for every
 //! cgroup (up to [`Config::capacity`]). A lookup that hits costs a hash lookup and an `Arc`
-//! clone, and touches no file. A miss refreshes: one walk of the tree (and a listing of the
-//! pod log directory when a pod still lacks its name), at most once per
+//! clone, and touches no file. A miss first looks the id up directly
+//! ([`Host::cgroup_path`]: three system calls on a real host, see [`super::host`]), plus one
+//! listing of the pod log directory the first time a pod's uid is met unnamed. Where the
+//! host cannot look ids up, a miss refreshes instead: one walk of the tree (and a listing of
+//! the pod log directory when a pod still lacks its name), at most once per
 //! [`Config::refresh_interval`], so a flood of unknown ids cannot cause a walk per event.
 //! A miss that comes too soon is remembered; [`Resolver::poll`] (from the event loop's
 //! periodic tick) refreshes for it once allowed.
@@ -78,6 +81,8 @@ pub struct Stats {
     pub host_calls: u64,
     /// Identities evicted to stay within `capacity`.
     pub evictions: u64,
+    /// Misses looked up directly by id (three system calls each on a real host).
+    pub lookups: u64,
     /// Cgroups the last successful walk saw.
     pub cgroups: usize,
     /// Identities held now.
@@ -134,6 +139,11 @@ impl<H: Host> Counted<H> {
         self.calls += 1;
         self.host.proc_cgroup(pid)
     }
+
+    fn cgroup_path(&mut self, cgroup_id: u64) -> io::Result<Option<String>> {
+        self.calls += 1;
+        self.host.cgroup_path(cgroup_id)
+    }
 }
 
 /// Cgroup id → [`Identity`]. Not shared between threads: the event loop owns it.
@@ -145,6 +155,10 @@ pub struct Resolver<H: Host = SystemHost> {
     /// Misses since the last refresh.
     pending: HashSet<u64>,
     pods: PodIndex,
+    /// Pod uids a listing of the pod log directory has already looked for.
+    pods_looked_for: HashSet<String>,
+    /// Whether the host can look ids up directly (until it says it cannot).
+    direct: bool,
     last_refresh: Option<Instant>,
     last_pod_scan: Option<Instant>,
     stats: Stats,
@@ -154,10 +168,7 @@ impl Resolver<SystemHost> {
     /// The resolver for this host: finds the cgroup2 mount in `/proc/self/mountinfo` and
     /// walks its tree once.
     pub fn new(config: Config) -> io::Result<Resolver<SystemHost>> {
-        let host = SystemHost {
-            mount: mount::discover()?,
-            pod_log_dir: config.pod_log_dir.clone(),
-        };
+        let host = SystemHost::new(mount::discover()?, config.pod_log_dir.clone());
         Ok(Resolver::with_host(host, config))
     }
 
@@ -176,6 +187,8 @@ impl<H: Host> Resolver<H> {
             unknown: LruCache::new(nonzero(config.unknown_capacity)),
             pending: HashSet::new(),
             pods: PodIndex::new(config.pod_capacity),
+            pods_looked_for: HashSet::new(),
+            direct: true,
             last_refresh: None,
             last_pod_scan: None,
             stats: Stats::default(),
@@ -186,8 +199,9 @@ impl<H: Host> Resolver<H> {
     }
 
     /// The identity of cgroup `cgroup_id` (0: unknown owner → None). A hit makes no system
-    /// call. A miss refreshes if the last refresh is at least `refresh_interval` old, else
-    /// returns None and leaves the id for [`Resolver::poll`].
+    /// call. A miss looks the id up directly where the host can; else it refreshes if the
+    /// last refresh is at least `refresh_interval` old, or returns None and leaves the id
+    /// for [`Resolver::poll`].
     pub fn resolve(&mut self, cgroup_id: u64) -> Option<Arc<Identity>> {
         if cgroup_id == 0 {
             return None;
@@ -199,6 +213,9 @@ impl<H: Host> Resolver<H> {
         self.stats.misses += 1;
         if self.unknown.get(&cgroup_id).is_some() {
             return None;
+        }
+        if let Some(found) = self.look_up(cgroup_id) {
+            return found;
         }
         if self.pending.len() < self.config.unknown_capacity {
             self.pending.insert(cgroup_id);
@@ -220,6 +237,12 @@ impl<H: Host> Resolver<H> {
         let pending: Vec<u64> = self.pending.iter().copied().collect();
         self.refresh();
         pending.iter().filter(|id| self.cache.contains(*id)).count()
+    }
+
+    /// Every identity held, with its cgroup id (most recently used first; does not count
+    /// as a use).
+    pub fn identities(&self) -> impl Iterator<Item = (u64, &Arc<Identity>)> {
+        self.cache.iter().map(|(id, entry)| (*id, &entry.identity))
     }
 
     /// True when cgroup `cgroup_id` was resolved once and a later walk no longer found it
@@ -270,6 +293,39 @@ impl<H: Host> Resolver<H> {
 
     pub fn host(&self) -> &H {
         &self.host.host
+    }
+
+    /// A direct lookup of a missed id: Some(the answer), or None when the host cannot look
+    /// ids up (the caller falls back to a refresh).
+    fn look_up(&mut self, cgroup_id: u64) -> Option<Option<Arc<Identity>>> {
+        if !self.direct {
+            return None;
+        }
+        self.stats.lookups += 1;
+        match self.host.cgroup_path(cgroup_id) {
+            Ok(Some(path)) => {
+                let identity = Arc::new(self.identify_now(&path));
+                self.insert(cgroup_id, identity.clone());
+                self.pending.remove(&cgroup_id);
+                Some(Some(identity))
+            }
+            Ok(None) => {
+                // Gone, or outside the mount: a walk would not find it either.
+                self.unknown.put(cgroup_id, ());
+                self.pending.remove(&cgroup_id);
+                Some(None)
+            }
+            Err(e) => {
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
+                ) {
+                    log::debug!("cgroup identity: no lookups by id on this host ({e}): walking");
+                    self.direct = false;
+                }
+                None
+            }
+        }
     }
 
     fn refresh_due(&self) -> bool {
@@ -343,6 +399,10 @@ impl<H: Host> Resolver<H> {
                     let mut identity = (*entry.identity).clone();
                     if identity.pod.as_mut().is_some_and(|p| self.pods.name(p)) {
                         entry.identity = Arc::new(identity);
+                    } else if let Some(pod) = &identity.pod
+                        && self.pods_looked_for.len() < self.config.pod_capacity
+                    {
+                        self.pods_looked_for.insert(pod.uid.clone());
                     }
                 }
             }
@@ -360,17 +420,24 @@ impl<H: Host> Resolver<H> {
     }
 
     /// The identity of `path`, naming its pod from a fresh listing of the pod log directory
-    /// if the index lacks it and the last listing is at least `refresh_interval` old.
+    /// if the index lacks it and either no listing looked for this pod yet (the kubelet
+    /// creates the directory before the pod's first container: a new pod is named at once)
+    /// or the last listing is at least `refresh_interval` old.
     fn identify_now(&mut self, path: &str) -> Identity {
         let mut identity = identify(path, &self.pods);
         if let Some(pod) = identity.pod.as_mut()
             && pod.name.is_none()
-            && self.last_pod_scan.is_none_or(|t| {
-                self.host.host.now().duration_since(t) >= self.config.refresh_interval
-            })
+            && (!self.pods_looked_for.contains(&pod.uid)
+                || self.last_pod_scan.is_none_or(|t| {
+                    self.host.host.now().duration_since(t) >= self.config.refresh_interval
+                }))
         {
             self.scan_pods();
             self.pods.name(pod);
+            if self.pods_looked_for.len() >= self.config.pod_capacity {
+                self.pods_looked_for.clear();
+            }
+            self.pods_looked_for.insert(pod.uid.clone());
         }
         identity
     }
@@ -405,6 +472,8 @@ mod tests {
         calls: u64,
         walks: u64,
         walk_fails: bool,
+        /// Answers lookups by id (else: unsupported, as on a host without file handles).
+        lookups: bool,
         elapsed: Duration,
     }
 
@@ -479,6 +548,14 @@ mod tests {
                 .cloned()
                 .ok_or_else(|| io::ErrorKind::NotFound.into())
         }
+        fn cgroup_path(&mut self, cgroup_id: u64) -> io::Result<Option<String>> {
+            let mut state = self.state.borrow_mut();
+            if !state.lookups {
+                return Err(io::ErrorKind::Unsupported.into());
+            }
+            state.calls += 1;
+            Ok(state.cgroups.get(&cgroup_id).cloned())
+        }
         fn now(&self) -> Instant {
             self.start + self.state.borrow().elapsed
         }
@@ -542,6 +619,87 @@ mod tests {
         assert_eq!(stats.misses, 0);
         assert_eq!(resolver.resolve(0), None, "0 is an unknown owner");
         assert_eq!(host.calls(), calls);
+    }
+
+    #[test]
+    fn lookups_by_id_resolve_new_cgroups_at_once_without_walks() {
+        let host = FakeHost::new(&[(1, "/")]);
+        host.state.borrow_mut().lookups = true;
+        let mut resolver = Resolver::with_host(host.clone(), config());
+        // Within the refresh interval of the first walk: no walk, one lookup each.
+        host.add(7, &docker(7));
+        host.add(8, "/system.slice/nginx.service");
+        let calls = host.calls();
+        assert_eq!(
+            resolver
+                .resolve(7)
+                .unwrap()
+                .container
+                .as_ref()
+                .unwrap()
+                .runtime,
+            Runtime::Docker
+        );
+        assert_eq!(
+            resolver.resolve(8).unwrap().unit.as_deref(),
+            Some("nginx.service")
+        );
+        assert_eq!(host.calls(), calls + 2, "one lookup per new cgroup");
+        assert_eq!(host.walks(), 1);
+        // Cached from then on; an id no cgroup has is looked up once and remembered.
+        assert!(resolver.resolve(7).is_some());
+        assert_eq!(resolver.resolve(99), None);
+        assert_eq!(resolver.resolve(99), None);
+        host.advance(Duration::from_secs(10));
+        assert_eq!(resolver.resolve(99), None);
+        assert_eq!(resolver.poll(), 0);
+        assert_eq!(host.calls(), calls + 3);
+        let stats = resolver.stats();
+        assert_eq!((stats.lookups, stats.walks, stats.deferred), (3, 1, 0));
+    }
+
+    #[test]
+    fn a_new_pod_is_named_at_once_even_right_after_a_listing() {
+        let host = FakeHost::new(&[
+            (1, "/"),
+            (5, &format!("/kubepods/besteffort/pod{UID}/{ID}")),
+        ]);
+        host.state.borrow_mut().lookups = true;
+        let mut resolver = Resolver::with_host(host.clone(), config());
+        assert_eq!(
+            resolver.stats().pod_scans,
+            1,
+            "the walk found an unnamed pod"
+        );
+        // A second pod starts: its log directory first, then its container.
+        let uid2 = "1c9f6d3b-2e4a-4d7c-8b8f-3e5a7c9b1d2f";
+        host.state.borrow_mut().pod_dirs = vec![format!("shop_cart-1_{uid2}")];
+        host.add(
+            6,
+            &format!("/kubepods/besteffort/pod{uid2}/{}", "ab".repeat(32)),
+        );
+        let named = resolver.resolve(6).unwrap();
+        assert_eq!(named.to_string(), "pod shop/cart-1 ctr abababababab");
+        assert_eq!(resolver.stats().pod_scans, 2);
+        // A pod the directory does not name is looked for once, not per container.
+        host.add(
+            9,
+            &format!("/kubepods/besteffort/pod{UID}/{}", "cd".repeat(32)),
+        );
+        assert_eq!(
+            resolver.resolve(9).unwrap().pod.as_ref().unwrap().name,
+            None
+        );
+        host.add(
+            10,
+            &format!("/kubepods/besteffort/pod{UID}/{}", "ef".repeat(32)),
+        );
+        assert!(resolver.resolve(10).is_some());
+        assert_eq!(
+            resolver.stats().pod_scans,
+            2,
+            "the first listing looked for it"
+        );
     }
 
     #[test]

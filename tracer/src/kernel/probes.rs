@@ -42,6 +42,9 @@ pub struct ProbeOptions {
     pub addrs: Vec<(IpAddr, u8)>,
     pub pids: Vec<u32>,
     pub comm: Option<String>,
+    /// The owner filter (`--container`, `--pod`, `--cgroup`) is on: the kernel drops the
+    /// events of cgroups userspace decided against ([`Probes::cgroup_decisions`]).
+    pub cgroup_filter: bool,
     /// Ring buffer size in bytes (a power of two, at least one page); 0: default.
     pub ring_buffer_bytes: u32,
 }
@@ -392,6 +395,7 @@ pub struct Probes {
     pub missing_members: Vec<Missing>,
     /// `enum sk_rst_reason` value → name, from this kernel's BTF.
     pub reset_reasons: BTreeMap<u32, String>,
+    cgroup_filter: bool,
 }
 
 impl Probes {
@@ -444,6 +448,7 @@ impl Probes {
             hooks,
             missing_members,
             reset_reasons,
+            cgroup_filter: options.cgroup_filter,
         })
     }
 
@@ -501,12 +506,36 @@ impl Probes {
             .collect()
     }
 
+    /// The kernel's side of the owner filter, where userspace writes its decision per
+    /// cgroup; None when the owner filter is off. Taken once.
+    pub fn cgroup_decisions(&mut self) -> Result<Option<CgroupDecisionMap>> {
+        if !self.cgroup_filter {
+            return Ok(None);
+        }
+        let map = self
+            .ebpf
+            .take_map("FILTER_CGROUPS")
+            .context("FILTER_CGROUPS map missing")?;
+        Ok(Some(CgroupDecisionMap(map.try_into()?)))
+    }
+
     /// Kernel ids of our loaded programs (for checks that they are gone after drop).
     pub fn program_ids(&self) -> Vec<u32> {
         self.ebpf
             .programs()
             .filter_map(|(_, p)| p.info().ok().map(|i| i.id()))
             .collect()
+    }
+}
+
+/// The `FILTER_CGROUPS` map: owner cgroup id → 1 (trace it) or 0 (drop in the kernel).
+pub struct CgroupDecisionMap(BpfHashMap<MapData, u64, u8>);
+
+impl crate::identity::CgroupDecisions for CgroupDecisionMap {
+    fn record(&mut self, cgroup_id: u64, wanted: bool) -> std::io::Result<()> {
+        self.0
+            .insert(cgroup_id, u8::from(wanted), 0)
+            .map_err(std::io::Error::other)
     }
 }
 
@@ -544,6 +573,9 @@ fn apply_filter_flags(config: &mut Config, options: &ProbeOptions) -> Result<()>
     }
     if !options.pids.is_empty() {
         flags |= filter::PID;
+    }
+    if options.cgroup_filter {
+        flags |= filter::CGROUP;
     }
     if let Some(comm) = &options.comm {
         if comm.len() >= TASK_COMM_LEN {

@@ -2,7 +2,7 @@
 //!
 //! | trace-event | what |
 //! |---|---|
-//! | process (`pid`, `process_name`) | the process owning the sockets (`comm (pid)`) |
+//! | process (`pid`, `process_name`) | the process owning the sockets (`comm (pid)`, then its container, pod or unit: `curl (4242) [pod payments/api-7f9c]`) |
 //! | thread (`tid`, `thread_name`) | one socket: `laddr:lport → raddr:rport` |
 //! | `X` `connection` | the socket's whole life in the trace |
 //! | `X` in category `state` | each TCP state, from one state change to the next |
@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use super::text::describe;
 use crate::{
     event::{EventKind, TcpState},
+    identity,
     timeline::Timeline,
 };
 
@@ -55,7 +56,10 @@ pub fn write_chrome_trace(
             .as_ref()
             .map_or(UNKNOWN_PROCESS_PID, |p| u64::from(p.pid));
         processes.entry(pid).or_insert_with(|| match &t.process {
-            Some(p) => format!("{} ({})", p.comm, p.pid),
+            Some(p) => match identity::owner_short(p) {
+                Some(short) => format!("{} ({}) [{short}]", p.comm, p.pid),
+                None => format!("{} ({})", p.comm, p.pid),
+            },
             None => "sockets without a known process".to_owned(),
         });
         let track = Track {

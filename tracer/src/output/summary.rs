@@ -1,4 +1,5 @@
-//! The exit summary: verdicts by kind, the sockets with most retransmits, what was lost.
+//! The exit summary: verdicts by kind and by pod, container or unit, the sockets with most
+//! retransmits, what was lost.
 //! A sink like the others, so live tracing and reports summarise the same way.
 
 use std::{
@@ -11,6 +12,7 @@ use anyhow::Result;
 use super::Sink;
 use crate::{
     event::{Connection, Event, EventKind, Owner, SocketId},
+    identity,
     record::{End, Header, LossCause, Lost},
     timeline::{EngineStats, Verdict, VerdictKind},
     words::duration_ms,
@@ -20,6 +22,9 @@ use crate::{
 const MAX_TALLIED: usize = 100_000;
 /// Sockets listed under "most retransmits".
 const TOP: usize = 5;
+/// Bound on the pods, containers and units verdicts are counted for, and how many are shown.
+const MAX_GROUPS: usize = 10_000;
+const GROUPS_SHOWN: usize = 10;
 
 #[derive(Debug, Clone)]
 struct Tally {
@@ -37,6 +42,10 @@ pub struct Summary {
     pub events: u64,
     pub by_kind: BTreeMap<EventKind, u64>,
     pub verdicts: BTreeMap<VerdictKind, u64>,
+    /// Verdicts by the owner's short label (`pod payments/api-7f9c`, `ctr a1b2c3d4e5f6`,
+    /// `unit nginx.service`); those of owners without one are only counted.
+    pub verdicts_by_owner: BTreeMap<String, BTreeMap<VerdictKind, u64>>,
+    verdicts_elsewhere: u64,
     tallies: HashMap<SocketId, Tally>,
     untallied: u64,
     /// Events lost to a full ring buffer.
@@ -52,6 +61,8 @@ pub struct Summary {
 pub struct Extra {
     /// Events the kernel dropped on purpose (filters).
     pub filtered: u64,
+    /// Events the owner filter dropped in userspace (cgroups not decided in the kernel yet).
+    pub owner_filtered: u64,
     pub engine: EngineStats,
 }
 
@@ -80,16 +91,32 @@ impl Summary {
         if extra.filtered > 0 {
             out += &format!(", {} filtered out in the kernel", extra.filtered);
         }
+        if extra.owner_filtered > 0 {
+            out += &format!(", {} by the owner filter", extra.owner_filtered);
+        }
         out += " ──\n";
         if self.verdicts.is_empty() {
             out += "verdicts: none\n";
         } else {
-            let list: Vec<String> = self
-                .verdicts
-                .iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect();
-            out += &format!("verdicts: {}\n", list.join(" · "));
+            out += &format!("verdicts: {}\n", kinds(&self.verdicts));
+        }
+        if !self.verdicts_by_owner.is_empty() {
+            out += "verdicts by pod, container or unit:\n";
+            let mut groups: Vec<(&String, &BTreeMap<VerdictKind, u64>)> =
+                self.verdicts_by_owner.iter().collect();
+            groups.sort_by_key(|(label, kinds)| (Reverse(kinds.values().sum::<u64>()), *label));
+            for (label, by_kind) in groups.iter().take(GROUPS_SHOWN) {
+                out += &format!("  {label:<32} {}\n", kinds(by_kind));
+            }
+            if groups.len() > GROUPS_SHOWN {
+                out += &format!("  … and {} more\n", groups.len() - GROUPS_SHOWN);
+            }
+            if self.verdicts_elsewhere > 0 {
+                out += &format!(
+                    "  {:<32} {}\n",
+                    "(none of them, or not resolved)", self.verdicts_elsewhere
+                );
+            }
         }
         if !self.by_kind.is_empty() {
             let list: Vec<String> = self
@@ -171,6 +198,15 @@ impl Summary {
     }
 }
 
+/// `kind n · kind n`, in the (stable) order of the kinds.
+fn kinds(counts: &BTreeMap<VerdictKind, u64>) -> String {
+    counts
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
 impl Sink for Summary {
     fn header(&mut self, header: &Header) -> Result<()> {
         self.seen(header.started_ns);
@@ -211,6 +247,16 @@ impl Sink for Summary {
     fn verdict(&mut self, v: &Verdict) -> Result<()> {
         self.seen(v.ts_ns);
         *self.verdicts.entry(v.verdict).or_default() += 1;
+        match v.process.as_ref().and_then(identity::owner_short) {
+            Some(label)
+                if self.verdicts_by_owner.len() < MAX_GROUPS
+                    || self.verdicts_by_owner.contains_key(&label) =>
+            {
+                let by_kind = self.verdicts_by_owner.entry(label).or_default();
+                *by_kind.entry(v.verdict).or_default() += 1;
+            }
+            _ => self.verdicts_elsewhere += 1,
+        }
         if let Some(t) = self.tallies.get_mut(&v.socket) {
             t.verdict = Some(v.verdict);
         }
@@ -309,6 +355,7 @@ mod tests {
         .unwrap();
         let extra = Extra {
             filtered: 9,
+            owner_filtered: 0,
             engine: EngineStats {
                 evicted: 2,
                 truncated_events: 30,
@@ -359,5 +406,67 @@ mod tests {
             ),
             "{text}"
         );
+    }
+}
+
+#[cfg(test)]
+mod by_owner {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{identity::Identity, testing::Sock};
+
+    fn verdict_of(unit: Option<&str>, kind: VerdictKind) -> Verdict {
+        let mut v = Sock::new(1).verdict(1, kind);
+        if let Some(unit) = unit {
+            v.process.as_mut().unwrap().container = Some(Arc::new(Identity {
+                unit: Some(unit.into()),
+                ..Identity::bare(format!("/system.slice/{unit}"))
+            }));
+        }
+        v
+    }
+
+    #[test]
+    fn verdicts_by_pod_container_or_unit_most_first() {
+        let mut s = Summary::new();
+        for (unit, kind) in [
+            (Some("a.service"), VerdictKind::PeerReset),
+            (Some("b.service"), VerdictKind::ConnectionRefused),
+            (Some("b.service"), VerdictKind::PeerReset),
+            (Some("b.service"), VerdictKind::PeerReset),
+            (None, VerdictKind::PeerReset),
+        ] {
+            s.verdict(&verdict_of(unit, kind)).unwrap();
+        }
+        let text = s.render(&Extra {
+            filtered: 3,
+            owner_filtered: 2,
+            ..Extra::default()
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].ends_with("3 filtered out in the kernel, 2 by the owner filter ──"),
+            "{text}"
+        );
+        assert_eq!(lines[2], "verdicts by pod, container or unit:");
+        assert_eq!(
+            lines[3].split_whitespace().collect::<Vec<_>>().join(" "),
+            "unit b.service connection_refused 1 · peer_reset 2"
+        );
+        assert_eq!(
+            lines[4].split_whitespace().collect::<Vec<_>>().join(" "),
+            "unit a.service peer_reset 1"
+        );
+        assert_eq!(
+            lines[5].split_whitespace().collect::<Vec<_>>().join(" "),
+            "(none of them, or not resolved) 1"
+        );
+        // Without any identity, no such section.
+        let mut plain = Summary::new();
+        plain
+            .verdict(&verdict_of(None, VerdictKind::PeerReset))
+            .unwrap();
+        assert!(!plain.render(&Extra::default()).contains("by pod"));
     }
 }

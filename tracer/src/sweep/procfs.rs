@@ -45,6 +45,7 @@ pub fn owners_by_inode() -> HashMap<u32, Owner> {
                 comm,
                 cgroup_id: 0,
                 source: OwnerSource::Sweep,
+                container: None,
             });
         }
     }

@@ -118,6 +118,7 @@ fn an_owner_seen_in_its_own_context_is_not_replaced_by_a_guess() {
         comm: "listener".into(),
         cgroup_id: 0,
         source: OwnerSource::Listener,
+        container: None,
     });
     let s = s.close_with(TcpState::ESTABLISHED, Errno::ECONNRESET, None);
     let v = verdicts_of(&s);
