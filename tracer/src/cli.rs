@@ -169,6 +169,9 @@ pub struct LiveArgs {
     /// Colour verdicts: auto (a terminal without NO_COLOR), always, never.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// Also show events that tell little (an error report with no error left pending).
+    #[arg(short, long)]
+    pub verbose: bool,
     #[command(flatten)]
     pub session: SessionArgs,
 }
@@ -205,6 +208,9 @@ pub struct ReportArgs {
     /// Timelines of every socket, not only of those with a verdict (all formats).
     #[arg(long)]
     pub all: bool,
+    /// Text: also list events that tell little (an error report with no error left pending).
+    #[arg(short, long)]
+    pub verbose: bool,
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
 }

@@ -54,6 +54,8 @@ impl Pipeline {
         {
             event.process = Some(owner.clone());
         }
+        // Named by the socket's best-known tuple and owner before anyone shows it.
+        self.engine.name(&mut event);
         self.totals.events += 1;
         sinks.event(&event)?;
         self.engine.push(event, &mut self.verdicts);

@@ -24,7 +24,7 @@ use crate::{
         Sink, Summary,
         perfetto::write_chrome_trace,
         summary::Extra,
-        text::{Text, clock_time, use_color},
+        text::{Text, clock_time, is_noise, use_color},
     },
     record::{End, Header, Record},
     timeline::{Engine, Retain, Timeline, Verdict, VerdictKind},
@@ -141,6 +141,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
             &mut out,
             &replay,
             args.all,
+            args.verbose,
             use_color(ColorChoice::Auto, terminal),
         ),
         ReportFormat::Json => write_json(&mut out, &replay),
@@ -247,7 +248,13 @@ fn socket_label(socket: SocketId) -> String {
 /// Differences listed in the text report before "and N more".
 const DIFFERENCES_SHOWN: usize = 5;
 
-fn write_text(out: &mut dyn Write, replay: &Replay, all: bool, color: bool) -> Result<()> {
+fn write_text(
+    out: &mut dyn Write,
+    replay: &Replay,
+    all: bool,
+    verbose: bool,
+    color: bool,
+) -> Result<()> {
     let h = &replay.header;
     let offset = h.boot_to_wall_offset_ns;
     writeln!(
@@ -341,7 +348,9 @@ fn write_text(out: &mut dyn Write, replay: &Replay, all: bool, color: bool) -> R
             if shown == t.events.len() && t.truncated > 0 {
                 writeln!(out, "  … {} events not kept …", t.truncated)?;
             }
-            writeln!(out, "  {}", text.compact_line(e))?;
+            if verbose || !is_noise(e) {
+                writeln!(out, "  {}", text.compact_line(e))?;
+            }
         }
         for v in verdicts {
             writeln!(out, "  {}", text.compact_verdict(v))?;
