@@ -16,7 +16,7 @@ use crate::{
     event::{Event, KernelFacts, Owner, SocketId, TcpState},
     filter::{self, EventFilter},
     kernel::{DRAIN_INTERVAL, Probes, RingStats, host},
-    output::{Sink, Status},
+    output::{Flow, Sink, Status},
     record::{End, FORMAT, Header, Lost, RecordedThresholds, VERSION},
     sweep,
     timeline::{Engine, EngineStats, Verdict},
@@ -178,7 +178,8 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
             read = probes.read_batch(&mut raw) => read?,
             _ = drain.tick() => probes.drain(&mut raw),
             _ = ticker.tick() => {
-                pipeline.engine.tick(host::boottime_ns(), &mut pipeline.verdicts);
+                let now = host::boottime_ns();
+                pipeline.engine.tick(now, &mut pipeline.verdicts);
                 report_lost(&probes, &mut pipeline.totals, sinks)?;
                 ticks += 1;
                 if ticks.is_multiple_of(STATUS_EVERY_TICKS) {
@@ -192,6 +193,10 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
                     };
                     events_at_last_status = t.events;
                     sinks.status(&status)?;
+                }
+                if sinks.tick(&pipeline.engine, now)? == Flow::Stop {
+                    reason = "quit";
+                    break;
                 }
             }
             _ = sigint.recv() => { reason = "signal"; break; }

@@ -348,6 +348,30 @@ pub fn peer_unresponsive(
         return None;
     }
     let rto = &state.rto;
+    let give_up_ms = predicted_give_up_ms(state, e)?;
+    let now_ms = ns_to_ms(e.ts_ns);
+    Some(Finding {
+        ts_ns: e.ts_ns,
+        peer: e.conn.remote(),
+        facts: Facts::PeerUnresponsive(Warning {
+            retransmits: rto.count,
+            consecutive_rtos: sock.retransmits,
+            span_ms: rto.span_ms(),
+            rto_ms: sock.rto_us / 1000,
+            give_up_ms,
+            give_up_in_ms: give_up_ms.saturating_sub(now_ms),
+            budget: Budget::data(sock.retries2, sock.user_timeout_ms),
+        }),
+        cited: streak(rto),
+    })
+}
+
+/// When the kernel will give up on the unacknowledged data of a streak of RTOs (CLOCK_BOOTTIME
+/// ms), seen from the RTO retransmit `e` that just joined `state.rto`. None without the
+/// socket's counters or a streak.
+pub fn predicted_give_up_ms(state: &SocketState, e: &Event) -> Option<u64> {
+    let sock = e.sock.as_ref()?;
+    let rto = &state.rto;
     let first = rto.first?;
     let budget_ms = tcp_model::data_give_up_budget_ms(sock.retries2, sock.user_timeout_ms);
     // The kernel's clock (retrans_stamp) starts at the streak's first RTO retransmit; read
@@ -363,29 +387,14 @@ pub fn peer_unresponsive(
         }
         _ => 1.0,
     };
-    let now_ms = ns_to_ms(e.ts_ns);
-    let give_up_ms = tcp_model::predicted_data_give_up_ms(
+    Some(tcp_model::predicted_data_give_up_ms(
         clock_start_ms,
         budget_ms,
         sock.user_timeout_ms != 0,
-        now_ms,
+        ns_to_ms(e.ts_ns),
         sock.rto_us / 1000,
         lateness,
-    );
-    Some(Finding {
-        ts_ns: e.ts_ns,
-        peer: e.conn.remote(),
-        facts: Facts::PeerUnresponsive(Warning {
-            retransmits: rto.count,
-            consecutive_rtos: sock.retransmits,
-            span_ms: rto.span_ms(),
-            rto_ms: sock.rto_us / 1000,
-            give_up_ms,
-            give_up_in_ms: give_up_ms.saturating_sub(now_ms),
-            budget: Budget::data(sock.retries2, sock.user_timeout_ms),
-        }),
-        cited: streak(rto),
-    })
+    ))
 }
 
 /// local_abort: a reset this host sent (`mark`) that ended a synchronized connection.

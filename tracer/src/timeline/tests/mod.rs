@@ -9,6 +9,7 @@ mod data;
 mod engine;
 mod held;
 mod keepalive;
+mod now;
 mod properties;
 mod resets;
 mod wording;
