@@ -24,6 +24,7 @@ use crate::{record::RecordedThresholds, timeline::Thresholds};
     after_help = "Examples:\n  \
         tracer                              follow every TCP connection on this host\n  \
         tracer live --port 5432 --verdicts  only verdicts, only PostgreSQL traffic\n  \
+        tracer top                          what is in trouble right now, full screen\n  \
         tracer record -o trace.jsonl        record a trace for later\n  \
         tracer report trace.jsonl           timelines and verdicts, no root needed\n  \
         tracer sockets                      find idle connections that could be half-open\n  \
@@ -40,6 +41,10 @@ pub enum Command {
     Live(LiveArgs),
     /// Record a trace (JSON Lines, the schema of `live --json`) to a file or stdout.
     Record(RecordArgs),
+    /// Full screen, refreshed live: what is in trouble now (unresponsive peers and the time
+    /// left before the kernel gives up, retransmitting sockets, dead sockets held,
+    /// CLOSE_WAIT, recent verdicts).
+    Top(TopArgs),
     /// Rebuild timelines and verdicts from a recorded trace (no privileges needed).
     Report(ReportArgs),
     /// Snapshot of all TCP sockets, flagging idle ones that could be half-open.
@@ -172,6 +177,15 @@ pub struct LiveArgs {
     /// Also show events that tell little (an error report with no error left pending).
     #[arg(short, long)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct TopArgs {
+    /// Colour: auto (unless NO_COLOR is set), always, never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     #[command(flatten)]
     pub session: SessionArgs,
 }

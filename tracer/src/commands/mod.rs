@@ -4,3 +4,4 @@ pub mod doctor;
 pub mod live;
 pub mod report;
 pub mod sockets;
+pub mod top;

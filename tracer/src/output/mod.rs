@@ -1,10 +1,12 @@
-//! Where events and verdicts go: the terminal, JSON Lines, Perfetto, the exit summary.
+//! Where events and verdicts go: the terminal, JSON Lines, Perfetto, the exit summary, the
+//! `top` screen.
 //! Every sink sees the same records in the same order.
 
 mod jsonl;
 pub mod perfetto;
 pub mod summary;
 pub mod text;
+pub mod top;
 
 pub use jsonl::JsonLines;
 pub use summary::Summary;
