@@ -6,7 +6,12 @@ use std::{path::PathBuf, sync::LazyLock, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracer_common::EVENTS_RING_BYTES;
 
-use crate::{record::RecordedThresholds, timeline::Thresholds};
+use crate::{
+    commands::selection::{self, TimeSpec},
+    event::SocketId,
+    record::RecordedThresholds,
+    timeline::{Thresholds, VerdictKind},
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -207,6 +212,9 @@ pub enum ReportFormat {
     Json,
     /// Chrome trace-event JSON for https://ui.perfetto.dev (one track per socket).
     Perfetto,
+    /// One self-contained page (no network needed): the summary, verdicts by kind, and
+    /// each socket's timeline drawn as SVG. Attach it to a ticket.
+    Html,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -225,6 +233,21 @@ pub struct ReportArgs {
     /// Text: also list events that tell little (an error report with no error left pending).
     #[arg(short, long)]
     pub verbose: bool,
+    /// Only this socket, with or without a verdict: its number as in the trace, or sk:HEX
+    /// as `ss -e` shows it (repeatable).
+    #[arg(long = "socket", value_name = "ID", value_parser = selection::parse_socket, help_heading = "Selection")]
+    pub sockets: Vec<SocketId>,
+    /// Only sockets that got this verdict, and verdicts of this kind (repeatable).
+    #[arg(long = "verdict", value_name = "KIND", value_parser = selection::parse_verdict, help_heading = "Selection")]
+    pub verdicts: Vec<VerdictKind>,
+    /// Only sockets with events from this time on (whole timelines), and verdicts from it:
+    /// HH:MM[:SS[.mmm]] (local time, on the day the trace started), an RFC 3339 time, or
+    /// +DURATION after the trace's start.
+    #[arg(long, value_name = "TIME", value_parser = selection::parse_time, help_heading = "Selection")]
+    pub since: Option<TimeSpec>,
+    /// Only sockets with events until this time, and verdicts until it (as --since).
+    #[arg(long, value_name = "TIME", value_parser = selection::parse_time, help_heading = "Selection")]
+    pub until: Option<TimeSpec>,
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
 }

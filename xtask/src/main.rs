@@ -147,8 +147,9 @@ pub fn has(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// The real-kernel tests drive `ip` (iproute2) and `nft` (nftables) and run `tracer top` in
-/// a terminal (tmux); install what is missing.
+/// The real-kernel tests drive `ip` (iproute2) and `nft` (nftables), run `tracer top` in a
+/// terminal (tmux) and render the HTML report in a browser (headless Chromium); install
+/// what is missing.
 fn ensure_test_tools() -> Result<()> {
     let missing: Vec<&str> = [("ip", "iproute2"), ("nft", "nftables"), ("tmux", "tmux")]
         .into_iter()

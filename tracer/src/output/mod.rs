@@ -1,7 +1,8 @@
-//! Where events and verdicts go: the terminal, JSON Lines, Perfetto, the exit summary, the
-//! `top` screen.
+//! Where events and verdicts go: the terminal, JSON Lines, Perfetto, a self-contained HTML
+//! report, the exit summary, the `top` screen.
 //! Every sink sees the same records in the same order.
 
+pub mod html;
 mod jsonl;
 pub mod perfetto;
 pub mod summary;
