@@ -426,3 +426,46 @@ fn write_text(out: &mut dyn Write, r: &Report) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(netns: u32, retries2: u32) -> Namespace {
+        let sysctls = TcpSysctls {
+            tcp_retries2: retries2,
+            tcp_keepalive_probes: 9,
+            ..TcpSysctls::default()
+        };
+        Namespace {
+            netns,
+            names: Vec::new(),
+            detection: detection(&sysctls),
+            sysctls,
+        }
+    }
+
+    #[test]
+    fn namespaces_group_by_settings_own_first_then_the_largest() {
+        let list = [ns(1, 15), ns(2, 11), ns(3, 11), ns(4, 11), ns(5, 8)];
+        let groups = group(&list, Some(1));
+        let members: Vec<&[u32]> = groups.iter().map(|g| g.netns.as_slice()).collect();
+        assert_eq!(members, [&[1][..], &[2, 3, 4], &[5]]);
+        assert!(groups[0].differs_from_first.is_empty());
+        assert_eq!(groups[1].differs_from_first, ["tcp_retries2=11"]);
+        let groups = group(&list, None);
+        assert_eq!(groups[0].netns, [2, 3, 4]);
+        assert_eq!(groups[1].differs_from_first, ["tcp_retries2=15"]);
+        assert!(group(&[], None).is_empty());
+    }
+
+    #[test]
+    fn members_are_listed_compactly() {
+        let list: Vec<Namespace> = (1..=10).map(|i| ns(i, 15)).collect();
+        let refs: Vec<&Namespace> = list.iter().collect();
+        assert_eq!(
+            listing(&refs, Some(1)),
+            "1 (this host), 2, 3, 4, 5, 6, 7, 8, … and 2 more (--json lists each)"
+        );
+    }
+}
