@@ -143,6 +143,8 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 pub struct Tmux {
     socket: String,
     target: String,
+    /// The server's socket file, removed on drop (tmux leaves it behind).
+    socket_path: Option<String>,
 }
 
 impl Tmux {
@@ -157,9 +159,10 @@ impl Tmux {
     ) -> Tmux {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let socket = format!("trc-{}-{n}", std::process::id());
-        let tmux = Tmux {
+        let mut tmux = Tmux {
             target: "screen".into(),
             socket,
+            socket_path: None,
         };
         let mut command = vec![
             "env".to_owned(),
@@ -185,6 +188,8 @@ impl Tmux {
         new_session.extend(command.iter().map(String::as_str));
         tmux.run(&["-f", "/dev/null"], &new_session);
         tmux.run(&[], &["set-option", "-t", "screen", "remain-on-exit", "on"]);
+        let path = tmux.run(&[], &["display-message", "-p", "#{socket_path}"]);
+        tmux.socket_path = Some(path.trim().to_owned()).filter(|p| !p.is_empty());
         tmux
     }
 
@@ -271,5 +276,8 @@ impl Drop for Tmux {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        if let Some(path) = &self.socket_path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }

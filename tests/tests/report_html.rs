@@ -101,9 +101,19 @@ fn count_pixels(png_path: &Path, rgb: [u8; 3]) -> (usize, u32, u32) {
     (n, info.width, info.height)
 }
 
+/// Removes the scratch directory, also when the test fails.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn the_html_report_renders_in_a_browser_with_every_socket_drawn() {
     let dir = scratch();
+    let _cleanup = Cleanup(dir.clone());
     let page = dir.join("report.html");
     run_ok([
         "report",
@@ -190,5 +200,4 @@ fn the_html_report_renders_in_a_browser_with_every_socket_drawn() {
     let (death, ..) = count_pixels(&shot, [0xc8, 0x10, 0x2e]);
     assert!(connecting > 20_000, "SYN_SENT bands: {connecting} pixels");
     assert!(death > 2_000, "verdict lines, RTO marks: {death} pixels");
-    let _ = std::fs::remove_dir_all(&dir);
 }
