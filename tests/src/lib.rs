@@ -1,6 +1,6 @@
 //! Harness for the real-kernel tests: network namespaces as hosts, veth links, nftables
-//! rules, per-namespace sysctls and MIB counters, cgroup trees, and the `tracer` binary
-//! itself.
+//! rules, per-namespace sysctls and MIB counters, cgroup trees, the `tracer` binary
+//! itself, and the terminal a person reads it in (text lines, tmux).
 //!
 //! Every namespace is named uniquely (`trc-<pid>-<n>-<tag>`) and deleted when its guard
 //! drops, also when a test panics. Every wait has a deadline: tests poll the trace, they
@@ -9,6 +9,7 @@
 pub mod cgroup;
 pub mod net;
 pub mod scenario;
+pub mod terminal;
 pub mod tracer;
 
 pub use net::{Hosts, Netns, Routed, Snmp};

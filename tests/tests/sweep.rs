@@ -8,7 +8,7 @@ use socket2::{SockRef, TcpKeepalive};
 use tracer_tests::{
     Hosts, Netns, Tracer, require_root,
     scenario::{ClientOptions, establish},
-    tracer::{run_json, sockets_json, tracer_bin},
+    tracer::{run_json, run_ok, sockets_json, tracer_bin},
     wait_until,
 };
 
@@ -194,4 +194,78 @@ mod connection_opened_before_tracing_gets_its_verdict {
     fn ipv6() {
         super::opened_before_tracing(true);
     }
+}
+
+/// A host with many namespaces of identical settings (a Kubernetes node) gets one block for
+/// them, and only the differences of the others.
+#[test]
+fn doctor_prints_one_block_for_namespaces_with_identical_settings() {
+    require_root();
+    // Settings no other namespace has, so that the group is exactly these.
+    let set = |ns: &Netns, retries2: &'static str| {
+        ns.run_in("sysctl", move || {
+            for (name, value) in [
+                ("tcp_retries2", retries2),
+                ("tcp_keepalive_probes", "7"),
+                ("tcp_syn_retries", "4"),
+            ] {
+                std::fs::write(format!("/proc/sys/net/ipv4/{name}"), value).unwrap();
+            }
+        })
+    };
+    let same: Vec<Netns> = (0..50).map(|i| Netns::new(&format!("same{i}"))).collect();
+    for ns in &same {
+        set(ns, "11");
+    }
+    let odd = Netns::new("odd");
+    set(&odd, "12");
+
+    let report = run_json(["doctor", "--json"]);
+    let groups = report["groups"].as_array().unwrap();
+    let inodes = |group: &Value| -> Vec<u64> {
+        let mut v: Vec<u64> = group["netns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let group_of = |inode: u32| {
+        groups
+            .iter()
+            .find(|g| inodes(g).contains(&u64::from(inode)))
+            .expect("every namespace is in a group")
+    };
+    let mut ours: Vec<u64> = same.iter().map(|ns| u64::from(ns.inode)).collect();
+    ours.sort_unstable();
+    let group = group_of(same[0].inode);
+    assert_eq!(inodes(group), ours, "the 50 namespaces, and only them");
+    let differs = group["differs_from_first"].to_string();
+    assert!(differs.contains("tcp_retries2=11"), "{differs}");
+    assert_eq!(inodes(group_of(odd.inode)), [u64::from(odd.inode)]);
+
+    let text = String::from_utf8(run_ok(["doctor"]).stdout).unwrap();
+    let headings: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("  50 namespaces: ")
+                && l.contains(&format!("trc-{}-", std::process::id()))
+        })
+        .collect();
+    assert_eq!(headings.len(), 1, "{text}");
+    assert!(headings[0].contains("and 42 more"), "{}", headings[0]);
+    // Their settings are printed once, for all 50.
+    assert_eq!(text.matches("tcp_retries2=11 (").count(), 1, "{text}");
+    assert_eq!(text.matches("tcp_retries2=12 (").count(), 1, "{text}");
+    let odd_heading = text
+        .lines()
+        .position(|l| l.starts_with("  1 namespace: ") && l.contains(&odd.name))
+        .unwrap_or_else(|| panic!("{text}"));
+    let differs = text.lines().nth(odd_heading + 1).unwrap();
+    assert!(
+        differs.contains("differs from the first group:") && differs.contains("tcp_retries2=12"),
+        "{differs}"
+    );
 }

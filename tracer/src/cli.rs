@@ -6,7 +6,13 @@ use std::{path::PathBuf, sync::LazyLock, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracer_common::EVENTS_RING_BYTES;
 
-use crate::{identity, record::RecordedThresholds, timeline::Thresholds};
+use crate::{
+    commands::selection::{self, TimeSpec},
+    event::SocketId,
+    identity,
+    record::RecordedThresholds,
+    timeline::{Thresholds, VerdictKind},
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,6 +30,7 @@ use crate::{identity, record::RecordedThresholds, timeline::Thresholds};
     after_help = "Examples:\n  \
         tracer                              follow every TCP connection on this host\n  \
         tracer live --port 5432 --verdicts  only verdicts, only PostgreSQL traffic\n  \
+        tracer top                          what is in trouble right now, full screen\n  \
         tracer record -o trace.jsonl        record a trace for later\n  \
         tracer report trace.jsonl           timelines and verdicts, no root needed\n  \
         tracer sockets                      find idle connections that could be half-open\n  \
@@ -40,6 +47,10 @@ pub enum Command {
     Live(LiveArgs),
     /// Record a trace (JSON Lines, the schema of `live --json`) to a file or stdout.
     Record(RecordArgs),
+    /// Full screen, refreshed live: what is in trouble now (unresponsive peers and the time
+    /// left before the kernel gives up, retransmitting sockets, dead sockets held,
+    /// CLOSE_WAIT, recent verdicts).
+    Top(TopArgs),
     /// Rebuild timelines and verdicts from a recorded trace (no privileges needed).
     Report(ReportArgs),
     /// Snapshot of all TCP sockets, flagging idle ones that could be half-open.
@@ -214,6 +225,18 @@ pub struct LiveArgs {
     /// Colour verdicts: auto (a terminal without NO_COLOR), always, never.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// Also show events that tell little (an error report with no error left pending).
+    #[arg(short, long)]
+    pub verbose: bool,
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct TopArgs {
+    /// Colour: auto (unless NO_COLOR is set), always, never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     #[command(flatten)]
     pub session: SessionArgs,
 }
@@ -235,6 +258,9 @@ pub enum ReportFormat {
     Json,
     /// Chrome trace-event JSON for https://ui.perfetto.dev (one track per socket).
     Perfetto,
+    /// One self-contained page (no network needed): the summary, verdicts by kind, and
+    /// each socket's timeline drawn as SVG. Attach it to a ticket.
+    Html,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -250,6 +276,24 @@ pub struct ReportArgs {
     /// Timelines of every socket, not only of those with a verdict (all formats).
     #[arg(long)]
     pub all: bool,
+    /// Text: also list events that tell little (an error report with no error left pending).
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Only this socket, with or without a verdict: its number as in the trace, or sk:HEX
+    /// as `ss -e` shows it (repeatable).
+    #[arg(long = "socket", value_name = "ID", value_parser = selection::parse_socket, help_heading = "Selection")]
+    pub sockets: Vec<SocketId>,
+    /// Only sockets that got this verdict, and verdicts of this kind (repeatable).
+    #[arg(long = "verdict", value_name = "KIND", value_parser = selection::parse_verdict, help_heading = "Selection")]
+    pub verdicts: Vec<VerdictKind>,
+    /// Only sockets with events from this time on (whole timelines), and verdicts from it:
+    /// HH:MM[:SS[.mmm]] (local time, on the day the trace started), an RFC 3339 time, or
+    /// +DURATION after the trace's start.
+    #[arg(long, value_name = "TIME", value_parser = selection::parse_time, help_heading = "Selection")]
+    pub since: Option<TimeSpec>,
+    /// Only sockets with events until this time, and verdicts until it (as --since).
+    #[arg(long, value_name = "TIME", value_parser = selection::parse_time, help_heading = "Selection")]
+    pub until: Option<TimeSpec>,
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
 }

@@ -130,7 +130,8 @@ impl fmt::Display for Owner {
     }
 }
 
-/// One end of a connection: `10.0.0.1:80`, `[fd00::1]:80`.
+/// One end of a connection: `10.0.0.1:80`, `[fd00::1]:80`; `10.0.0.1:*` while its port is
+/// not known (a connect reports SYN_SENT before the kernel picks the local port).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     pub addr: IpAddr,
@@ -139,6 +140,13 @@ pub struct Endpoint {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.port == 0 {
+            let text = match self.addr {
+                IpAddr::V4(a) => format!("{a}:*"),
+                IpAddr::V6(a) => format!("[{a}]:*"),
+            };
+            return f.pad(&text);
+        }
         f.pad(&SocketAddr::new(self.addr, self.port).to_string())
     }
 }
@@ -203,6 +211,28 @@ impl Connection {
 impl fmt::Display for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(&format!("{} → {}", self.local(), self.remote()))
+    }
+}
+
+/// The two ends exactly as the kernel reported them at one event: the `raw` object of an
+/// event whose socket is known by other ends (the kernel clears addresses and ports while a
+/// socket closes; the event names the socket by the ends learned from its earlier events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Tuple {
+    pub laddr: IpAddr,
+    pub lport: u16,
+    pub raddr: IpAddr,
+    pub rport: u16,
+}
+
+impl Tuple {
+    pub fn of(conn: &Connection) -> Tuple {
+        Tuple {
+            laddr: conn.laddr,
+            lport: conn.lport,
+            raddr: conn.raddr,
+            rport: conn.rport,
+        }
     }
 }
 
@@ -333,6 +363,10 @@ pub struct Event {
     /// Sweep events: why the socket deserves a look (`half_open_risk`, `unresponsive_now`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
+    /// The ends as the kernel reported them, when they differ from `conn` (the socket's
+    /// best-known ends, see [`crate::timeline::Engine::name`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Tuple>,
 }
 
 /// How an `event` record is read: [`Event`] with its connection's fields inline. serde's
@@ -373,6 +407,8 @@ struct EventRecord {
     sock: Option<SocketCounters>,
     #[serde(default)]
     flags: Vec<String>,
+    #[serde(default)]
+    raw: Option<Tuple>,
 }
 
 impl From<EventRecord> for Event {
@@ -400,6 +436,7 @@ impl From<EventRecord> for Event {
             probe: r.probe,
             sock: r.sock,
             flags: r.flags,
+            raw: r.raw,
         }
     }
 }
@@ -424,6 +461,7 @@ impl Event {
             probe: None,
             sock: None,
             flags: Vec::new(),
+            raw: None,
         }
     }
 
@@ -703,6 +741,7 @@ impl KernelFacts {
                 .then_some(raw.probes_out),
             sock: counters,
             flags: Vec::new(),
+            raw: None,
         })
     }
 }
@@ -845,11 +884,32 @@ mod tests {
                 ..SocketCounters::default()
             }),
             flags: vec!["half_open_risk".into()],
+            raw: Some(Tuple {
+                laddr: "::".parse().unwrap(),
+                lport: 1,
+                raddr: "fd00::2".parse().unwrap(),
+                rport: 0,
+            }),
             ..Event::new(9, EventKind::Sweep, TcpState(200))
         };
         let json = serde_json::to_string(&e).unwrap();
         assert!(json.contains(r#""state":"UNKNOWN_200""#), "{json}");
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn an_unknown_port_reads_as_a_star() {
+        let v4 = Endpoint {
+            addr: IpAddr::from([10, 0, 0, 1]),
+            port: 0,
+        };
+        assert_eq!(v4.to_string(), "10.0.0.1:*");
+        let v6 = Endpoint {
+            addr: Ipv6Addr::LOCALHOST.into(),
+            port: 0,
+        };
+        assert_eq!(format!("{v6:<10}|"), "[::1]:*   |");
+        assert_eq!(Endpoint { port: 80, ..v6 }.to_string(), "[::1]:80");
     }
 
     #[test]

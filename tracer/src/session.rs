@@ -17,7 +17,7 @@ use crate::{
     filter::{self, EventFilter},
     identity::{CgroupDecisions, OwnerIdentities, SessionStats},
     kernel::{DRAIN_INTERVAL, Probes, RingStats, host},
-    output::{Sink, Status},
+    output::{Flow, Sink, Status},
     record::{End, FORMAT, Header, LossCause, Lost, Reconciled, RecordedThresholds, VERSION},
     sweep::{self, mib},
     timeline::{Engine, EngineStats, Verdict, VerdictKind},
@@ -60,6 +60,8 @@ impl Pipeline {
         {
             event.process = Some(owner.clone());
         }
+        // Named by the socket's best-known tuple and owner before anyone shows it.
+        self.engine.name(&mut event);
         if !self.identities.event(&mut event) {
             return Ok(());
         }
@@ -275,7 +277,8 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
             read = probes.read_batch(&mut raw) => read?,
             _ = drain.tick() => probes.drain(&mut raw),
             _ = ticker.tick() => {
-                pipeline.engine.tick(host::boottime_ns(), &mut pipeline.verdicts);
+                let now = host::boottime_ns();
+                pipeline.engine.tick(now, &mut pipeline.verdicts);
                 pipeline.identities.tick();
                 report_lost(&probes, &mut pipeline.totals, sinks)?;
                 ticks += 1;
@@ -290,6 +293,10 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
                     };
                     events_at_last_status = t.events;
                     sinks.status(&status)?;
+                }
+                if sinks.tick(&pipeline.engine, now)? == Flow::Stop {
+                    reason = "quit";
+                    break;
                 }
             }
             _ = sigint.recv() => { reason = "signal"; break; }

@@ -216,6 +216,18 @@ impl Sock {
         self
     }
 
+    /// RTOs number `from` to `to`, continuing a streak: each after its RTO, doubling from
+    /// 200 ms for the first.
+    pub fn rtos_from(mut self, from: u8, to: u8) -> Self {
+        let mut rto = 200 << (from - 1);
+        for k in from..=to {
+            self = self.after_ms(rto).retransmit(RetransmitClass::Rto, k, rto);
+            rto *= 2;
+        }
+        self.rto_ms = rto;
+        self
+    }
+
     /// Progress: an ACK arrived (icsk_retransmits and icsk_probes_out back to 0), seen on
     /// the next event.
     pub fn progress(mut self) -> Self {

@@ -734,3 +734,137 @@ fn help_version_completions_and_man_need_no_privileges() {
         assert!(!run.out.is_empty(), "{args:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Selection: --socket, --verdict, --since, --until
+
+fn sockets_of(doc: &Value) -> Vec<u64> {
+    doc["timelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["socket"].as_u64().unwrap())
+        .collect()
+}
+
+fn verdicts_in(doc: &Value) -> Vec<(u64, String)> {
+    doc["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["socket"].as_u64().unwrap(),
+                v["verdict"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn selection_by_socket_verdict_and_time() {
+    let path = synthetic_file("select.jsonl");
+    // By verdict: the sockets that got it, and only verdicts of that kind.
+    let doc = json_report(&path, &["--verdict", "retries_exhausted"]);
+    assert_eq!(sockets_of(&doc), [0x101]);
+    assert_eq!(verdicts_in(&doc), [(0x101, "retries_exhausted".to_owned())]);
+    assert_eq!(doc["selection"]["options"], "--verdict retries_exhausted");
+    assert_eq!(
+        doc["live_verdicts"]["same"], true,
+        "compared on the whole trace"
+    );
+    // By socket, as ss -e shows it, with or without a verdict.
+    let doc = json_report(&path, &["--socket", "sk:103", "--socket", "258"]);
+    assert_eq!(sockets_of(&doc), [0x102, 0x103]);
+    assert_eq!(verdicts_in(&doc), [(0x102, "peer_reset".to_owned())]);
+    // By time: sockets with events in the window (whole), verdicts in it.
+    let all = json_report(&path, &[]);
+    // From just after the reset socket's last event.
+    let reset = all["timelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["socket"] == 0x102)
+        .unwrap();
+    let since_ms = (reset["last_ns"].as_u64().unwrap() - STARTED_NS) / MS + 1;
+    let since = format!("+{since_ms}ms");
+    let doc = json_report(&path, &["--since", &since]);
+    let expected: Vec<u64> = all["timelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["last_ns"].as_u64().unwrap() >= STARTED_NS + since_ms * MS)
+        .map(|t| t["socket"].as_u64().unwrap())
+        .collect();
+    assert!(
+        expected.contains(&0x104) && !expected.contains(&0x102),
+        "{expected:?}"
+    );
+    assert_eq!(sockets_of(&doc), expected);
+    let doc = json_report(&path, &["--until", &since, "--verdict", "peer_reset"]);
+    assert_eq!(sockets_of(&doc), [0x102]);
+    // The text report says what was selected; an empty selection says so.
+    let text = report(&path, &["--verdict", "keepalive_exhausted"]);
+    assert!(
+        text.out
+            .contains("selected: 1 sockets (--verdict keepalive_exhausted)"),
+        "{}",
+        text.out
+    );
+    assert!(text.out.contains("socket 260 (sk:104)"), "{}", text.out);
+    assert!(!text.out.contains("sk:101"), "{}", text.out);
+    let none = report(&path, &["--socket", "999"]);
+    assert!(
+        none.out.contains("no socket matches the selection"),
+        "{}",
+        none.out
+    );
+    // Bad values: one line, saying what would do.
+    let bad = report(&path, &["--verdict", "dead"]);
+    assert!(
+        !bad.ok && bad.err.contains("keepalive_exhausted"),
+        "{}",
+        bad.err
+    );
+    let bad = report(&path, &["--since", "soon"]);
+    assert!(!bad.ok && bad.err.contains("+30s"), "{}", bad.err);
+    let bad = report(&path, &["--socket", "sk:xyz"]);
+    assert!(!bad.ok && bad.err.contains("ss -e"), "{}", bad.err);
+}
+
+#[test]
+fn html_report_of_a_selection_is_one_page_without_outside_references() {
+    let path = synthetic_file("html.jsonl");
+    let out = scratch("report.html", "");
+    let run = tracer(&[
+        "report",
+        "--format",
+        "html",
+        "-o",
+        out.to_str().unwrap(),
+        "--verdict",
+        "retries_exhausted",
+        path.to_str().unwrap(),
+    ]);
+    assert!(run.ok, "{}", run.err);
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("Content-Security-Policy"));
+    assert!(html.contains("id=\"socket-257\""), "the selected socket");
+    assert!(!html.contains("id=\"socket-258\""), "not selected");
+    assert!(html.contains("Selected: --verdict retries_exhausted"));
+    // The backoff: the waits between RTOs, doubling.
+    for wait in ["400 ms", "800 ms", "1.6 s", "3.2 s", "6.4 s"] {
+        assert!(
+            html.contains(&format!("<title>waited {wait}</title>")),
+            "{wait}"
+        );
+    }
+    assert!(
+        html.matches("<svg").count() == 3,
+        "chart, legend, one socket"
+    );
+    for outside in ["http:", "https:", "<script", "src="] {
+        assert!(!html.contains(outside), "{outside}");
+    }
+}

@@ -147,9 +147,11 @@ pub fn has(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// The real-kernel tests drive `ip` (iproute2) and `nft` (nftables); install what is missing.
+/// The real-kernel tests drive `ip` (iproute2) and `nft` (nftables), run `tracer top` in a
+/// terminal (tmux) and render the HTML report in a browser (headless Chromium); install
+/// what is missing.
 fn ensure_test_tools() -> Result<()> {
-    let missing: Vec<&str> = [("ip", "iproute2"), ("nft", "nftables")]
+    let missing: Vec<&str> = [("ip", "iproute2"), ("nft", "nftables"), ("tmux", "tmux")]
         .into_iter()
         .filter(|(tool, _)| !has(tool))
         .map(|(_, package)| package)
@@ -157,10 +159,7 @@ fn ensure_test_tools() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!(
-        "xtask: installing {} for the namespace tests",
-        missing.join(", ")
-    );
+    eprintln!("xtask: installing {} for the tests", missing.join(", "));
     let install = |pkgs: &[&str]| {
         Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends"])

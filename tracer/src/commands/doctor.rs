@@ -45,6 +45,15 @@ pub struct Hook {
     pub without_it: String,
 }
 
+/// Namespaces with identical settings: shown as one block.
+#[derive(Debug, Serialize)]
+pub struct Group {
+    /// Their inodes, in the order of `namespaces`.
+    pub netns: Vec<u32>,
+    /// Settings that differ from the first group's (empty for the first group).
+    pub differs_from_first: Vec<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub kernel_release: String,
@@ -59,6 +68,11 @@ pub struct Report {
     /// Kernel struct members this kernel lacks, with what that costs.
     pub missing: Vec<String>,
     pub namespaces: Vec<Namespace>,
+    /// The namespaces grouped by identical settings: first the group of the tracer's own
+    /// namespace (else the largest), then the others, largest first.
+    pub groups: Vec<Group>,
+    /// The tracer's own network namespace.
+    pub own_netns: Option<u32>,
     pub problems: Vec<String>,
 }
 
@@ -134,21 +148,26 @@ pub fn examine() -> Report {
         })
         .collect();
     let names = netns_names();
-    let namespaces = netns::in_each(&netns::discover(), |_| crate::sweep::sysctl::read_current())
-        .into_iter()
-        .filter_map(|(inode, result)| match result {
-            Ok(sysctls) => Some(Namespace {
-                netns: inode,
-                names: names.get(&inode).cloned().unwrap_or_default(),
-                detection: detection(&sysctls),
-                sysctls,
-            }),
-            Err(e) => {
-                problems.push(format!("netns {inode}: {e:#}"));
-                None
-            }
-        })
-        .collect();
+    let namespaces: Vec<Namespace> =
+        netns::in_each(&netns::discover(), |_| crate::sweep::sysctl::read_current())
+            .into_iter()
+            .filter_map(|(inode, result)| match result {
+                Ok(sysctls) => Some(Namespace {
+                    netns: inode,
+                    names: names.get(&inode).cloned().unwrap_or_default(),
+                    detection: detection(&sysctls),
+                    sysctls,
+                }),
+                Err(e) => {
+                    problems.push(format!("netns {inode}: {e:#}"));
+                    None
+                }
+            })
+            .collect();
+    let own_netns = std::fs::metadata("/proc/self/ns/net")
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m) as u32);
+    let groups = group(&namespaces, own_netns);
     Report {
         kernel_release: host::kernel_release(),
         hz: host::kernel_hz().ok(),
@@ -158,8 +177,54 @@ pub fn examine() -> Report {
         hooks,
         missing,
         namespaces,
+        groups,
+        own_netns,
         problems,
     }
+}
+
+/// The settings as `name=value`, in a fixed order.
+fn settings(s: &TcpSysctls) -> Vec<String> {
+    let value = serde_json::to_value(s).unwrap_or_default();
+    let mut out = Vec::new();
+    if let Some(map) = value.as_object() {
+        for (name, v) in map {
+            if !v.is_null() {
+                out.push(format!("{name}={v}"));
+            }
+        }
+    }
+    out
+}
+
+/// Groups namespaces with identical settings (see [`Report::groups`]).
+pub fn group(namespaces: &[Namespace], own: Option<u32>) -> Vec<Group> {
+    let mut groups: Vec<(TcpSysctls, Vec<u32>)> = Vec::new();
+    for ns in namespaces {
+        match groups.iter_mut().find(|(s, _)| *s == ns.sysctls) {
+            Some((_, members)) => members.push(ns.netns),
+            None => groups.push((ns.sysctls, vec![ns.netns])),
+        }
+    }
+    groups.sort_by_key(|(_, members)| {
+        (
+            !own.is_some_and(|o| members.contains(&o)),
+            std::cmp::Reverse(members.len()),
+        )
+    });
+    let Some(first) = groups.first().map(|(s, _)| settings(s)) else {
+        return Vec::new();
+    };
+    groups
+        .into_iter()
+        .map(|(sysctls, netns)| Group {
+            netns,
+            differs_from_first: settings(&sysctls)
+                .into_iter()
+                .filter(|setting| !first.contains(setting))
+                .collect(),
+        })
+        .collect()
 }
 
 /// Without the privileges to verify: which tracepoints this kernel has (from its BTF).
@@ -195,6 +260,74 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         write_text(&mut out, &report)?;
     }
     out.flush().context("writing to stdout")
+}
+
+/// Namespaces named at most, before "and N more".
+const LISTED: usize = 8;
+
+/// `4026531840 (this host), trc-1, trc-2, … and 40 more`: names where `ip netns` has them,
+/// else inodes.
+fn listing(members: &[&Namespace], own: Option<u32>) -> String {
+    let mut items: Vec<String> = members
+        .iter()
+        .take(LISTED)
+        .map(|ns| {
+            let mut item = if ns.names.is_empty() {
+                ns.netns.to_string()
+            } else {
+                ns.names.join("/")
+            };
+            if Some(ns.netns) == own {
+                item += " (this host)";
+            }
+            item
+        })
+        .collect();
+    if members.len() > LISTED {
+        items.push(format!(
+            "… and {} more (--json lists each)",
+            members.len() - LISTED
+        ));
+    }
+    items.join(", ")
+}
+
+/// How long a dead peer goes unnoticed in `ns`, line by line.
+fn detection_lines(ns: &Namespace) -> Vec<String> {
+    let s = &ns.sysctls;
+    let d = &ns.detection;
+    vec![
+        format!(
+            "data in flight    {:>14}   tcp_retries2={} (retries1={})",
+            duration_ms(d.data_in_flight_ms),
+            s.tcp_retries2,
+            s.tcp_retries1
+        ),
+        format!(
+            "idle, keepalive   {:>14}   tcp_keepalive_time={}s intvl={}s probes={}",
+            duration_ms(d.idle_with_keepalive_ms),
+            s.tcp_keepalive_time,
+            s.tcp_keepalive_intvl,
+            s.tcp_keepalive_probes
+        ),
+        format!(
+            "idle, no keepalive {:>13}   only `tracer sockets` can flag it",
+            "never"
+        ),
+        format!(
+            "connect           {:>14}   tcp_syn_retries={}{}",
+            duration_ms(d.connect_ms),
+            s.tcp_syn_retries,
+            s.tcp_syn_linear_timeouts
+                .map(|l| format!(" (linear timeouts {l})"))
+                .unwrap_or_default()
+        ),
+        format!(
+            "orphaned socket   {:>14}   tcp_orphan_retries={}",
+            duration_ms(d.orphan_ms),
+            s.tcp_orphan_retries
+        ),
+    ]
 }
 
 fn write_text(out: &mut dyn Write, r: &Report) -> Result<()> {
@@ -261,55 +394,86 @@ fn write_text(out: &mut dyn Write, r: &Report) -> Result<()> {
     }
     writeln!(
         out,
-        "\ntime until a dead peer is noticed, per network namespace:"
+        "\ntime until a dead peer is noticed, per network namespace (grouped by identical \
+         settings):"
     )?;
-    for ns in &r.namespaces {
-        let s = &ns.sysctls;
-        let d = &ns.detection;
-        let names = if ns.names.is_empty() {
-            String::new()
+    let by_inode: BTreeMap<u32, &Namespace> = r.namespaces.iter().map(|n| (n.netns, n)).collect();
+    let mut first_lines: Vec<String> = Vec::new();
+    for (i, group) in r.groups.iter().enumerate() {
+        let members: Vec<&Namespace> = group
+            .netns
+            .iter()
+            .filter_map(|inode| by_inode.get(inode).copied())
+            .collect();
+        let Some(ns) = members.first() else { continue };
+        let lines = detection_lines(ns);
+        let noun = if members.len() == 1 {
+            "1 namespace"
         } else {
-            format!(" ({})", ns.names.join(", "))
+            &format!("{} namespaces", members.len())
         };
-        writeln!(out, "  netns {}{names}", ns.netns)?;
+        writeln!(out, "  {noun}: {}", listing(&members, r.own_netns))?;
+        if i == 0 {
+            first_lines = lines.clone();
+            for line in &lines {
+                writeln!(out, "    {line}")?;
+            }
+            continue;
+        }
         writeln!(
             out,
-            "    data in flight    {:>14}   tcp_retries2={} (retries1={})",
-            duration_ms(d.data_in_flight_ms),
-            s.tcp_retries2,
-            s.tcp_retries1
+            "    differs from the first group: {}",
+            group.differs_from_first.join(" ")
         )?;
-        writeln!(
-            out,
-            "    idle, keepalive   {:>14}   tcp_keepalive_time={}s intvl={}s probes={}",
-            duration_ms(d.idle_with_keepalive_ms),
-            s.tcp_keepalive_time,
-            s.tcp_keepalive_intvl,
-            s.tcp_keepalive_probes
-        )?;
-        writeln!(
-            out,
-            "    idle, no keepalive {:>13}   only `tracer sockets` can flag it",
-            "never"
-        )?;
-        writeln!(
-            out,
-            "    connect           {:>14}   tcp_syn_retries={}{}",
-            duration_ms(d.connect_ms),
-            s.tcp_syn_retries,
-            s.tcp_syn_linear_timeouts
-                .map(|l| format!(" (linear timeouts {l})"))
-                .unwrap_or_default()
-        )?;
-        writeln!(
-            out,
-            "    orphaned socket   {:>14}   tcp_orphan_retries={}",
-            duration_ms(d.orphan_ms),
-            s.tcp_orphan_retries
-        )?;
+        for line in lines.iter().filter(|l| !first_lines.contains(l)) {
+            writeln!(out, "    {line}")?;
+        }
     }
     for p in &r.problems {
         writeln!(out, "  not visible: {p}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(netns: u32, retries2: u32) -> Namespace {
+        let sysctls = TcpSysctls {
+            tcp_retries2: retries2,
+            tcp_keepalive_probes: 9,
+            ..TcpSysctls::default()
+        };
+        Namespace {
+            netns,
+            names: Vec::new(),
+            detection: detection(&sysctls),
+            sysctls,
+        }
+    }
+
+    #[test]
+    fn namespaces_group_by_settings_own_first_then_the_largest() {
+        let list = [ns(1, 15), ns(2, 11), ns(3, 11), ns(4, 11), ns(5, 8)];
+        let groups = group(&list, Some(1));
+        let members: Vec<&[u32]> = groups.iter().map(|g| g.netns.as_slice()).collect();
+        assert_eq!(members, [&[1][..], &[2, 3, 4], &[5]]);
+        assert!(groups[0].differs_from_first.is_empty());
+        assert_eq!(groups[1].differs_from_first, ["tcp_retries2=11"]);
+        let groups = group(&list, None);
+        assert_eq!(groups[0].netns, [2, 3, 4]);
+        assert_eq!(groups[1].differs_from_first, ["tcp_retries2=15"]);
+        assert!(group(&[], None).is_empty());
+    }
+
+    #[test]
+    fn members_are_listed_compactly() {
+        let list: Vec<Namespace> = (1..=10).map(|i| ns(i, 15)).collect();
+        let refs: Vec<&Namespace> = list.iter().collect();
+        assert_eq!(
+            listing(&refs, Some(1)),
+            "1 (this host), 2, 3, 4, 5, 6, 7, 8, … and 2 more (--json lists each)"
+        );
+    }
 }

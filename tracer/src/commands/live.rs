@@ -35,6 +35,7 @@ pub async fn live(args: LiveArgs) -> Result<()> {
         let mut sink = Text::new(stdout.lock(), color).with_status_line();
         sink.show_events = show != Show::Verdicts;
         sink.show_verdicts = show != Show::Events;
+        sink.verbose = args.verbose;
         let totals = session::run(
             &args.session,
             &mut [&mut sink as &mut dyn Sink, &mut summary],
@@ -46,7 +47,7 @@ pub async fn live(args: LiveArgs) -> Result<()> {
     Ok(())
 }
 
-fn extra(totals: &Totals) -> Extra {
+pub(super) fn extra(totals: &Totals) -> Extra {
     Extra {
         filtered: totals.ring.filtered,
         owner_filtered: totals.identity.dropped,

@@ -3,4 +3,6 @@
 pub mod doctor;
 pub mod live;
 pub mod report;
+pub mod selection;
 pub mod sockets;
+pub mod top;

@@ -1,5 +1,5 @@
 //! `tracer report FILE`: rebuild timelines and verdicts from a recorded trace, without
-//! privileges, and print them as text, JSON or a Perfetto trace.
+//! privileges, and print them as text, JSON, a Perfetto trace or a self-contained HTML page.
 //!
 //! The events go through the same engine as live tracing, with the thresholds the trace
 //! was recorded with; time-based verdicts are decided at the trace's last timestamp. The
@@ -17,16 +17,18 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::json;
 
+use super::selection::{Selection, TimeSpec};
 use crate::{
     cli::{ColorChoice, ReportArgs, ReportFormat},
     event::{Connection, Errno, Event, Owner, SocketId, TcpState},
     output::{
         Sink, Summary,
+        html::{HtmlReport, write_html},
         perfetto::write_chrome_trace,
         summary::Extra,
-        text::{Text, clock_time, use_color},
+        text::{Text, clock_time, is_noise, use_color},
     },
-    record::{End, Header, Record},
+    record::{End, Header, Record, WallClock},
     timeline::{Engine, Retain, Timeline, Verdict, VerdictKind},
     trace_file::TraceReader,
     words::duration_ms,
@@ -56,7 +58,9 @@ pub struct Replay {
 pub fn replay(args: &ReportArgs) -> Result<Replay> {
     let (mut reader, header) = TraceReader::open(&args.input)?;
     let mut engine = Engine::new(args.thresholds.thresholds(header.thresholds));
-    engine.retain(if args.all {
+    // A socket asked for by name is reported with or without a verdict.
+    let all = args.all || !args.sockets.is_empty();
+    engine.retain(if all {
         Retain::All
     } else {
         Retain::WithVerdicts
@@ -95,7 +99,7 @@ pub fn replay(args: &ReportArgs) -> Result<Replay> {
     timelines.extend(
         engine
             .timelines()
-            .filter(|t| args.all || !t.verdicts.is_empty())
+            .filter(|t| all || !t.verdicts.is_empty())
             .cloned(),
     );
     timelines.sort_by_key(|t| (t.first_ns, t.socket));
@@ -112,8 +116,44 @@ pub fn replay(args: &ReportArgs) -> Result<Replay> {
     })
 }
 
+/// The selection options, resolved against the trace.
+fn selection(args: &ReportArgs, header: &Header) -> Result<Selection> {
+    let mut words = Vec::new();
+    words.extend(args.sockets.iter().map(|s| format!("--socket {}", s.0)));
+    words.extend(args.verdicts.iter().map(|v| format!("--verdict {v}")));
+    let mut resolve = |spec: &Option<TimeSpec>, option: &str| -> Result<Option<u64>> {
+        let Some(spec) = spec else { return Ok(None) };
+        let ts = spec
+            .resolve(header)
+            .with_context(|| format!("{option}: the trace cannot say when that was"))?;
+        let clock = WallClock {
+            boot_to_wall_offset_ns: header.boot_to_wall_offset_ns,
+        };
+        words.push(format!("{option} {}", clock.rfc3339(ts)));
+        Ok(Some(ts))
+    };
+    let since_ns = resolve(&args.since, "--since")?;
+    let until_ns = resolve(&args.until, "--until")?;
+    Ok(Selection {
+        sockets: args.sockets.clone(),
+        verdicts: args.verdicts.clone(),
+        since_ns,
+        until_ns,
+        words,
+    })
+}
+
 pub fn run(args: ReportArgs) -> Result<()> {
-    let replay = replay(&args)?;
+    let mut replay = replay(&args)?;
+    let selection = selection(&args, &replay.header)?;
+    replay.timelines.retain(|t| selection.keeps_timeline(t));
+    let selected: Vec<Verdict> = replay
+        .verdicts
+        .iter()
+        .filter(|v| selection.keeps_verdict(v))
+        .cloned()
+        .collect();
+    let selected_words = (!selection.is_everything()).then(|| selection.words.join(" "));
     if let Some(warning) = &replay.truncated {
         eprintln!("tracer: warning: {warning}; reporting the rest");
     }
@@ -140,10 +180,24 @@ pub fn run(args: ReportArgs) -> Result<()> {
         ReportFormat::Text => write_text(
             &mut out,
             &replay,
-            args.all,
+            selected_words.as_deref(),
+            args.all || !args.sockets.is_empty(),
+            args.verbose,
             use_color(ColorChoice::Auto, terminal),
         ),
-        ReportFormat::Json => write_json(&mut out, &replay),
+        ReportFormat::Json => write_json(&mut out, &replay, &selected, selected_words.as_deref()),
+        ReportFormat::Html => write_html(
+            &mut out,
+            &HtmlReport {
+                header: &replay.header,
+                end_ns: replay.end_ns,
+                end: replay.end.as_ref(),
+                summary: &replay.summary,
+                verdicts: &selected,
+                timelines: &replay.timelines,
+                selection: selected_words.clone(),
+            },
+        ),
         ReportFormat::Perfetto => write_chrome_trace(
             &mut out,
             &replay.timelines,
@@ -247,7 +301,14 @@ fn socket_label(socket: SocketId) -> String {
 /// Differences listed in the text report before "and N more".
 const DIFFERENCES_SHOWN: usize = 5;
 
-fn write_text(out: &mut dyn Write, replay: &Replay, all: bool, color: bool) -> Result<()> {
+fn write_text(
+    out: &mut dyn Write,
+    replay: &Replay,
+    selection: Option<&str>,
+    all: bool,
+    verbose: bool,
+    color: bool,
+) -> Result<()> {
     let h = &replay.header;
     let offset = h.boot_to_wall_offset_ns;
     writeln!(
@@ -314,6 +375,17 @@ fn write_text(out: &mut dyn Write, replay: &Replay, all: bool, color: bool) -> R
             }
         }
     }
+    if let Some(selection) = selection {
+        writeln!(
+            out,
+            "selected: {} sockets ({selection})",
+            replay.timelines.len()
+        )?;
+        if replay.timelines.is_empty() {
+            writeln!(out, "\nno socket matches the selection")?;
+            return Ok(());
+        }
+    }
     if replay.timelines.is_empty() {
         if !all {
             writeln!(out, "\nno socket got a verdict (--all shows every socket)")?;
@@ -342,7 +414,9 @@ fn write_text(out: &mut dyn Write, replay: &Replay, all: bool, color: bool) -> R
             if shown == t.events.len() && t.truncated > 0 {
                 writeln!(out, "  … {} events not kept …", t.truncated)?;
             }
-            writeln!(out, "  {}", text.compact_line(e))?;
+            if verbose || !is_noise(e) {
+                writeln!(out, "  {}", text.compact_line(e))?;
+            }
         }
         for v in verdicts {
             writeln!(out, "  {}", text.compact_verdict(v))?;
@@ -369,7 +443,12 @@ struct TimelineJson<'a> {
 }
 
 /// Written piece by piece: a report of a million events must not build a document tree.
-fn write_json(out: &mut dyn Write, replay: &Replay) -> Result<()> {
+fn write_json(
+    out: &mut dyn Write,
+    replay: &Replay,
+    verdicts: &[Verdict],
+    selection: Option<&str>,
+) -> Result<()> {
     let h = &replay.header;
     let engine = replay.extra.engine;
     let trace = json!({
@@ -396,8 +475,13 @@ fn write_json(out: &mut dyn Write, replay: &Replay) -> Result<()> {
     serde_json::to_writer(&mut *out, &replay.summary.verdicts)?;
     write!(out, ",\"live_verdicts\":")?;
     serde_json::to_writer(&mut *out, &replay.compare_with_live())?;
+    write!(out, ",\"selection\":")?;
+    let selection = selection.map(|words| {
+        json!({"options": words, "sockets": replay.timelines.len(), "verdicts": verdicts.len()})
+    });
+    serde_json::to_writer(&mut *out, &selection)?;
     write!(out, ",\"verdicts\":")?;
-    serde_json::to_writer(&mut *out, &replay.verdicts)?;
+    serde_json::to_writer(&mut *out, verdicts)?;
     write!(out, ",\"timelines\":[")?;
     for (i, t) in replay.timelines.iter().enumerate() {
         if i > 0 {

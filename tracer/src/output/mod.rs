@@ -1,10 +1,13 @@
-//! Where events and verdicts go: the terminal, JSON Lines, Perfetto, the exit summary.
+//! Where events and verdicts go: the terminal, JSON Lines, Perfetto, a self-contained HTML
+//! report, the exit summary, the `top` screen.
 //! Every sink sees the same records in the same order.
 
+pub mod html;
 mod jsonl;
 pub mod perfetto;
 pub mod summary;
 pub mod text;
+pub mod top;
 
 pub use jsonl::JsonLines;
 pub use summary::Summary;
@@ -15,7 +18,7 @@ use anyhow::Result;
 use crate::{
     event::Event,
     record::{End, Header, Lost},
-    timeline::Verdict,
+    timeline::{Engine, Verdict},
 };
 
 pub trait Sink {
@@ -30,6 +33,20 @@ pub trait Sink {
     fn status(&mut self, _status: &Status) -> Result<()> {
         Ok(())
     }
+    /// Called about four times a second while tracing live, with the engine (read-only)
+    /// and the time (CLOCK_BOOTTIME ns): live views read what sockets are going through.
+    /// [`Flow::Stop`] ends the session, as a signal would.
+    fn tick(&mut self, _engine: &Engine, _now_ns: u64) -> Result<Flow> {
+        Ok(Flow::Continue)
+    }
+}
+
+/// Whether a live session goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// The user asked to stop (`q` in `tracer top`).
+    Stop,
 }
 
 /// Several sinks as one: each record goes to every sink, in order.
@@ -60,6 +77,16 @@ impl Sink for [&mut dyn Sink] {
 
     fn status(&mut self, status: &Status) -> Result<()> {
         self.iter_mut().try_for_each(|s| s.status(status))
+    }
+
+    fn tick(&mut self, engine: &Engine, now_ns: u64) -> Result<Flow> {
+        let mut flow = Flow::Continue;
+        for sink in self.iter_mut() {
+            if sink.tick(engine, now_ns)? == Flow::Stop {
+                flow = Flow::Stop;
+            }
+        }
+        Ok(flow)
     }
 }
 

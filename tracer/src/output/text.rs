@@ -146,6 +146,13 @@ pub fn describe(e: &Event) -> (&'static str, String) {
     }
 }
 
+/// Events that tell a person nothing, shown only with `-v`: an error report whose error was
+/// already consumed (`tcp_disconnect()` reports one after a failed connect, with no error
+/// left pending).
+pub fn is_noise(e: &Event) -> bool {
+    e.kind == EventKind::ErrorReport && e.err.unwrap_or(0) == 0
+}
+
 struct Styles {
     /// Verdicts that end a connection, and dead_socket_held.
     death: Style,
@@ -201,6 +208,8 @@ pub struct Text<W: Write> {
     styles: Styles,
     pub show_events: bool,
     pub show_verdicts: bool,
+    /// Show the events [`is_noise`] leaves out.
+    pub verbose: bool,
     /// The status line, kept on stderr (a terminal) below the output and redrawn after
     /// each batch.
     status_line: Option<String>,
@@ -216,6 +225,7 @@ impl<W: Write> Text<W> {
             styles: Styles::new(color),
             show_events: true,
             show_verdicts: true,
+            verbose: false,
             status_line: None,
             status_shown: false,
             status_enabled: false,
@@ -344,7 +354,7 @@ impl<W: Write> Sink for Text<W> {
     }
 
     fn event(&mut self, e: &Event) -> Result<()> {
-        if !self.show_events {
+        if !self.show_events || (!self.verbose && is_noise(e)) {
             return Ok(());
         }
         let line = self.event_line(e);
@@ -643,6 +653,26 @@ mod tests {
         assert!(plain.status_text(&lossy).len() < 80);
         let coloured = Text::new(Vec::new(), true);
         assert!(coloured.lost_line(&lost).contains("\x1b[35m"));
+    }
+
+    #[test]
+    fn an_error_report_with_no_error_is_shown_only_when_verbose() {
+        let mut consumed = event(EventKind::ErrorReport);
+        consumed.err = Some(0);
+        let mut refused = consumed.clone();
+        refused.err = Some(111);
+        assert!(is_noise(&consumed) && !is_noise(&refused));
+        let run = |verbose: bool| {
+            let mut text = Text::new(Vec::new(), false);
+            text.verbose = verbose;
+            text.event(&refused).unwrap();
+            text.event(&consumed).unwrap();
+            String::from_utf8(text.into_inner()).unwrap()
+        };
+        let quiet = run(false);
+        assert!(quiet.contains("ECONNREFUSED"), "{quiet}");
+        assert!(!quiet.contains("no error"), "{quiet}");
+        assert!(run(true).contains("reported, no error"));
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::collections::VecDeque;
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::{Verdict, explain, reorder::Reorder, rules::Finding, state::SocketState};
-use crate::event::{Connection, Errno, Event, EventKind, Owner, OwnerSource, SocketId, TcpState};
+use crate::event::{
+    Connection, Errno, Event, EventKind, Owner, OwnerSource, SocketId, TcpState, Tuple,
+};
 
 /// How long after its evidence a socket's CLOSE must have been applied before the engine
 /// decides the death without it: the CLOSE comes from the same kernel callback.
@@ -81,8 +83,9 @@ pub struct Timeline {
     pub process: Option<Owner>,
     pub first_ns: u64,
     pub last_ns: u64,
-    /// The latest TCP state seen.
+    /// The latest TCP state seen, and since when.
     pub state: TcpState,
+    pub state_since_ns: u64,
     /// Kept only when the engine retains finished timelines (reports): the first
     /// quarter of `max_events_per_timeline` events (how the connection started), then
     /// the most recent ones (how it ended), with `truncated` events between them dropped.
@@ -108,6 +111,7 @@ impl Timeline {
             first_ns: e.ts_ns,
             last_ns: e.ts_ns,
             state: e.state,
+            state_since_ns: e.ts_ns,
             events: Vec::new(),
             recent: VecDeque::new(),
             truncated: 0,
@@ -118,22 +122,21 @@ impl Timeline {
         }
     }
 
-    fn learn(&mut self, e: &Event) {
+    /// Who the socket is: its most complete tuple and its best-known owner. Learned as
+    /// events arrive (before reordering), so that every event can be named by them.
+    fn learn_identity(&mut self, e: &Event) {
         self.conn.learn(&e.conn);
-        // The owner seen in its own context beats one inferred from a listener or a sweep.
-        if let Some(p) = &e.process {
-            let better = match &self.process {
-                None => true,
-                Some(known) => {
-                    known != p
-                        && (p.source == OwnerSource::Owner || known.source != OwnerSource::Owner)
-                }
-            };
-            if better {
-                self.process = Some(p.clone());
-            }
-        }
+        learn_owner(&mut self.process, e.process.as_ref());
+    }
+
+    /// What the event, applied in time order, says about the socket's course.
+    fn learn(&mut self, e: &Event) {
+        self.learn_identity(e);
+        self.first_ns = self.first_ns.min(e.ts_ns);
         self.last_ns = self.last_ns.max(e.ts_ns);
+        if e.state != self.state {
+            self.state_since_ns = e.ts_ns;
+        }
         self.state = e.state;
     }
 
@@ -178,6 +181,28 @@ impl Timeline {
     }
 }
 
+/// Keeps the best owner seen: one seen in its own context beats one inferred from a
+/// listener or a sweep.
+fn learn_owner(known: &mut Option<Owner>, seen: Option<&Owner>) {
+    let Some(p) = seen else { return };
+    let better = match known {
+        None => true,
+        Some(known) => {
+            known != p && (p.source == OwnerSource::Owner || known.source != OwnerSource::Owner)
+        }
+    };
+    if better {
+        *known = Some(p.clone());
+    }
+}
+
+/// Who a socket is, learned from events still in the reorder window before its timeline
+/// exists.
+struct Arriving {
+    conn: Connection,
+    process: Option<Owner>,
+}
+
 /// Which finished timelines an engine keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retain {
@@ -203,6 +228,8 @@ pub struct Engine {
     /// The newest event applied: one older than this arrived beyond the window.
     applied_ns: u64,
     timelines: HashMap<SocketId, Timeline>,
+    /// Sockets whose first events wait in the reorder window: who they are, so far.
+    arriving: HashMap<SocketId, Arriving>,
     /// Sockets whose death may turn into dead_socket_held: (due, socket), in due order.
     held_queue: VecDeque<(u64, SocketId)>,
     /// Sockets with evidence of a death whose CLOSE was not seen: (due, socket), decided
@@ -224,6 +251,7 @@ impl Engine {
             thresholds,
             applied_ns: 0,
             timelines: HashMap::new(),
+            arriving: HashMap::new(),
             held_queue: VecDeque::new(),
             unseen_queue: VecDeque::new(),
             released: VecDeque::new(),
@@ -249,6 +277,7 @@ impl Engine {
 
     /// Feeds one event; verdicts reached are appended to `out`.
     pub fn push(&mut self, event: Event, out: &mut Vec<Verdict>) {
+        self.admit(&event);
         self.reorder.push(event);
         while let Some(e) = self.reorder.pop_ready(None) {
             self.apply(e, out);
@@ -276,6 +305,47 @@ impl Engine {
         }
         self.decide_unseen(u64::MAX, out);
         self.check_held(now_ns, out);
+    }
+
+    /// Names `e` as its socket is known: learns from it (at once, before reordering), then
+    /// gives it the socket's most complete tuple and best-known owner. The kernel clears a
+    /// socket's addresses and ports while it closes; its last events would otherwise name a
+    /// tuple that never existed. The ends the kernel reported go to `e.raw` when they
+    /// differ. Call before [`Engine::push`], for events shown to people as they arrive.
+    pub fn name(&mut self, e: &mut Event) {
+        let Some((conn, process)) = self.admit(e) else {
+            return;
+        };
+        let reported = Tuple::of(&e.conn);
+        if Tuple::of(conn) != reported {
+            e.raw.get_or_insert(reported);
+            e.conn.learn(conn);
+        }
+        if process.is_some() && *process != e.process {
+            e.process.clone_from(process);
+        }
+    }
+
+    /// What `e` says about who its socket is, learned at once; returns the socket's
+    /// best-known tuple and owner. None for socketless events and stragglers of released
+    /// sockets.
+    fn admit(&mut self, e: &Event) -> Option<(&Connection, &Option<Owner>)> {
+        let socket = e.socket?;
+        if self.timelines.contains_key(&socket) {
+            let t = self.timelines.get_mut(&socket)?;
+            t.learn_identity(e);
+            return Some((&t.conn, &t.process));
+        }
+        if self.released_set.contains(&socket) {
+            return None;
+        }
+        let a = self.arriving.entry(socket).or_insert_with(|| Arriving {
+            conn: e.conn,
+            process: None,
+        });
+        a.conn.learn(&e.conn);
+        learn_owner(&mut a.process, e.process.as_ref());
+        Some((&a.conn, &a.process))
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -312,7 +382,12 @@ impl Engine {
             if self.timelines.len() >= self.thresholds.max_timelines.max(1) {
                 self.evict();
             }
-            self.timelines.insert(socket, Timeline::new(&e, socket));
+            let mut timeline = Timeline::new(&e, socket);
+            if let Some(known) = self.arriving.remove(&socket) {
+                timeline.conn = known.conn;
+                timeline.process = known.process;
+            }
+            self.timelines.insert(socket, timeline);
         }
         let Some(timeline) = self.timelines.get_mut(&socket) else {
             return;

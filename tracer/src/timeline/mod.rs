@@ -7,9 +7,12 @@
 //!   net/ipv4/tcp_timer.c; they produce typed findings, no words.
 //! - `explain`: the words: a finding rendered as the verdict record.
 //! - `verdict`: the verdict record (stable names).
+//! - `now`: what a socket is going through right now (an RTO streak and when the kernel
+//!   will give up, a dead socket still held), read-only, for live views.
 
 mod engine;
 mod explain;
+mod now;
 mod reorder;
 mod rules;
 mod state;
@@ -19,4 +22,5 @@ pub mod verdict;
 mod tests;
 
 pub use engine::{Engine, EngineStats, Retain, Thresholds, Timeline};
+pub use now::{DeadHeld, RtoStreak};
 pub use verdict::{Evidence, Verdict, VerdictFacts, VerdictKind};

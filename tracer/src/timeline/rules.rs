@@ -351,30 +351,8 @@ pub fn peer_unresponsive(
         return None;
     }
     let rto = &state.rto;
-    let first = rto.first?;
-    let budget_ms = tcp_model::data_give_up_budget_ms(sock.retries2, sock.user_timeout_ms);
-    // The kernel's clock (retrans_stamp) starts at the streak's first RTO retransmit; read
-    // from the socket, it is right even when the tracer started mid-streak.
-    let clock_start_ms = match sock.retrans_elapsed_ms {
-        Some(elapsed) => ns_to_ms(e.ts_ns).saturating_sub(elapsed),
-        None => ns_to_ms(first.ts_ns),
-    };
-    // The RTO that just expired is the interval since the previous RTO, nominally.
-    let lateness = match rto.previous {
-        Some(prev) if sock.rto_us > 0 => {
-            e.ts_ns.saturating_sub(prev.ts_ns) as f64 / (sock.rto_us as f64 * 1000.0)
-        }
-        _ => 1.0,
-    };
+    let give_up_ms = predicted_give_up_ms(state, e)?;
     let now_ms = ns_to_ms(e.ts_ns);
-    let give_up_ms = tcp_model::predicted_data_give_up_ms(
-        clock_start_ms,
-        budget_ms,
-        sock.user_timeout_ms != 0,
-        now_ms,
-        sock.rto_us / 1000,
-        lateness,
-    );
     Some(Finding {
         ts_ns: e.ts_ns,
         peer: e.conn.remote(),
@@ -390,6 +368,37 @@ pub fn peer_unresponsive(
         cited: streak(rto),
         inferred_from: None,
     })
+}
+
+/// When the kernel will give up on the unacknowledged data of a streak of RTOs (CLOCK_BOOTTIME
+/// ms), seen from the RTO retransmit `e` that just joined `state.rto`. None without the
+/// socket's counters or a streak.
+pub fn predicted_give_up_ms(state: &SocketState, e: &Event) -> Option<u64> {
+    let sock = e.sock.as_ref()?;
+    let rto = &state.rto;
+    let first = rto.first?;
+    let budget_ms = tcp_model::data_give_up_budget_ms(sock.retries2, sock.user_timeout_ms);
+    // The kernel's clock (retrans_stamp) starts at the streak's first RTO retransmit; read
+    // from the socket, it is right even when the tracer started mid-streak.
+    let clock_start_ms = match sock.retrans_elapsed_ms {
+        Some(elapsed) => ns_to_ms(e.ts_ns).saturating_sub(elapsed),
+        None => ns_to_ms(first.ts_ns),
+    };
+    // The RTO that just expired is the interval since the previous RTO, nominally.
+    let lateness = match rto.previous {
+        Some(prev) if sock.rto_us > 0 => {
+            e.ts_ns.saturating_sub(prev.ts_ns) as f64 / (sock.rto_us as f64 * 1000.0)
+        }
+        _ => 1.0,
+    };
+    Some(tcp_model::predicted_data_give_up_ms(
+        clock_start_ms,
+        budget_ms,
+        sock.user_timeout_ms != 0,
+        ns_to_ms(e.ts_ns),
+        sock.rto_us / 1000,
+        lateness,
+    ))
 }
 
 /// The reset tcp_keepalive_timer() sends when it gives up, just before tcp_write_err().

@@ -142,6 +142,10 @@ pub struct SocketState {
     pub syn: Streak,
     pub rto: Streak,
     pub consecutive_rtos: u8,
+    /// When the kernel will give up on the RTO streak in progress (CLOCK_BOOTTIME ms), as
+    /// predicted at its latest RTO; None outside a streak of a connection the application
+    /// holds.
+    pub give_up_ms: Option<u64>,
     pub keepalive: Probes,
     pub zero_window: Probes,
     /// The reset received, and how many RTOs in a row were unanswered before it.
@@ -196,6 +200,7 @@ impl SocketState {
             // icsk_retransmits drops back when an ACK makes progress: the streak ends.
             if sock.retransmits < self.consecutive_rtos {
                 self.rto = Streak::default();
+                self.give_up_ms = None;
             }
             self.consecutive_rtos = sock.retransmits;
             // icsk_probes_out back to 0: the peer answered (tcp_ack() clears it).
@@ -216,6 +221,10 @@ impl SocketState {
                     Some(RetransmitClass::Syn) => self.syn.add(mark),
                     Some(RetransmitClass::Rto) => {
                         self.rto.add(mark);
+                        let held = e.sock.as_ref().is_some_and(|s| !s.orphan);
+                        self.give_up_ms = (held && e.state.is_synchronized())
+                            .then(|| rules::predicted_give_up_ms(self, e))
+                            .flatten();
                         let warning = rules::peer_unresponsive(self, e, warn_after_rtos);
                         self.decide(warning, out);
                     }

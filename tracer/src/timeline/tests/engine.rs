@@ -124,3 +124,71 @@ fn an_owner_seen_in_its_own_context_is_not_replaced_by_a_guess() {
     let v = verdicts_of(&s);
     assert_eq!(v[0].process.as_ref().unwrap().comm, "app");
 }
+
+/// A failed connect as 6.18 reports it on loopback: tcp_disconnect() then clears the local
+/// address and the remote port, and the socket's last events (an error report, the release)
+/// carry a tuple that never existed, and no owner.
+fn refused_then_cleared() -> Vec<Event> {
+    let mut events = Sock::new(3).connection_refused().destroy().events;
+    let n = events.len();
+    for e in &mut events[n - 2..] {
+        e.conn.laddr = "0.0.0.0".parse().unwrap();
+        e.conn.rport = 0;
+        e.process = None;
+    }
+    events
+}
+
+#[test]
+fn events_are_named_by_the_sockets_best_known_tuple_and_owner() {
+    let mut engine = Engine::new(Thresholds::default());
+    let mut out = Vec::new();
+    let mut named = Vec::new();
+    for mut e in refused_then_cleared() {
+        engine.name(&mut e);
+        named.push(e.clone());
+        engine.push(e, &mut out);
+    }
+    let full = Sock::new(3).connection();
+    // The connect comes before the port is chosen: nothing better is known yet.
+    assert_eq!(named[0].conn.lport, 0);
+    assert_eq!(named[0].raw, None);
+    let release = named.last().unwrap();
+    assert_eq!(release.kind, EventKind::Destroy);
+    assert_eq!(release.conn, full);
+    assert_eq!(release.process.as_ref().unwrap().comm, "app");
+    let raw = release.raw.expect("the kernel's own tuple is kept");
+    assert_eq!(
+        (raw.laddr.to_string(), raw.lport, raw.rport),
+        ("0.0.0.0".to_owned(), full.lport, 0)
+    );
+    // Events whose tuple was complete carry no raw copy.
+    assert!(named[1..named.len() - 2].iter().all(|e| e.raw.is_none()));
+    // Read back from a trace, the named event is the same.
+    let json = serde_json::to_string(release).unwrap();
+    assert!(
+        json.contains(&format!(
+            r#""raw":{{"laddr":"0.0.0.0","lport":{},"raddr":"10.0.0.2","rport":0}}"#,
+            full.lport
+        )),
+        "{json}"
+    );
+    assert_eq!(&serde_json::from_str::<Event>(&json).unwrap(), release);
+}
+
+#[test]
+fn naming_changes_no_verdict() {
+    let mut named = Engine::new(Thresholds::default());
+    let mut plain = Engine::new(Thresholds::default());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for e in refused_then_cleared() {
+        let mut n = e.clone();
+        named.name(&mut n);
+        named.push(n, &mut a);
+        plain.push(e, &mut b);
+    }
+    named.finish(u64::MAX / 2, &mut a);
+    plain.finish(u64::MAX / 2, &mut b);
+    assert_eq!(a, b);
+    assert_eq!(kinds(&a), [VerdictKind::ConnectionRefused]);
+}

@@ -10,6 +10,7 @@ mod engine;
 mod held;
 mod inference;
 mod keepalive;
+mod now;
 mod properties;
 mod resets;
 mod wording;
