@@ -281,6 +281,8 @@ impl Prepared {
                 Some((name.to_owned(), *tracepoint, program))
             })
             .collect();
+        work.sort_by_key(|(name, _, _)| names.iter().position(|(n, _)| n == name));
+        let work_len = work.len();
         let mut results: HashMap<String, Result<(), String>> = names
             .iter()
             .map(|(n, _)| {
@@ -290,31 +292,35 @@ impl Prepared {
                 )
             })
             .collect();
+        // A queue the workers take from, in the hook table's order: no worker idles while
+        // another has a backlog.
+        let queue = std::sync::Mutex::new(work.iter_mut());
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
-            .min(work.len().max(1));
-        let chunk = work.len().div_ceil(workers).max(1);
+            .min(work_len.max(1));
         std::thread::scope(|s| {
-            let handles: Vec<_> = work
-                .chunks_mut(chunk)
-                .map(|batch| {
-                    s.spawn(move || {
-                        batch
-                            .iter_mut()
-                            .map(|(name, tracepoint, program)| {
-                                let started = Instant::now();
-                                let result = verify_one(program, tracepoint, btf);
-                                let insns = program
-                                    .info()
-                                    .ok()
-                                    .and_then(|i| i.verified_instruction_count());
-                                log::debug!(
-                                    "{name} verified in {:?} ({insns:?} instructions)",
-                                    started.elapsed()
-                                );
-                                (name.clone(), result)
-                            })
-                            .collect::<Vec<_>>()
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let next = queue.lock().ok().and_then(|mut q| q.next());
+                            let Some((name, tracepoint, program)) = next else {
+                                break;
+                            };
+                            let started = Instant::now();
+                            let result = verify_one(program, tracepoint, btf);
+                            let insns = program
+                                .info()
+                                .ok()
+                                .and_then(|i| i.verified_instruction_count());
+                            log::debug!(
+                                "{name} verified in {:?} ({insns:?} instructions)",
+                                started.elapsed()
+                            );
+                            done.push((name.clone(), result));
+                        }
+                        done
                     })
                 })
                 .collect();
