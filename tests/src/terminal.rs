@@ -13,7 +13,7 @@ use std::{
 };
 
 use crate::{
-    tracer::{START_TIMEOUT, tracer_bin},
+    tracer::{start_timeout, tracer_bin},
     wait_until,
 };
 
@@ -74,8 +74,9 @@ impl TextTracer {
                 );
             }
             assert!(
-                started.elapsed() < START_TIMEOUT,
-                "tracer did not start within {START_TIMEOUT:?}"
+                started.elapsed() < start_timeout(),
+                "tracer did not start within {:?}",
+                start_timeout()
             );
             std::thread::sleep(Duration::from_millis(20));
         }

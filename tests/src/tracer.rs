@@ -69,7 +69,14 @@ pub fn sockets_json(netns_inode: u32, idle_threshold: &str) -> Value {
 
 /// Loading BTF and attaching programs takes a moment, longer in a debug build on a busy
 /// machine.
-pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// `TRACER_START_TIMEOUT_SECS` overrides it (kernel-check under emulation, where start-up
+/// takes tens of seconds on a loaded host).
+pub fn start_timeout() -> Duration {
+    std::env::var("TRACER_START_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(60), Duration::from_secs)
+}
 
 pub struct Tracer {
     child: Child,
@@ -131,8 +138,9 @@ impl Tracer {
                 );
             }
             assert!(
-                started.elapsed() < START_TIMEOUT,
-                "tracer did not start within {START_TIMEOUT:?}"
+                started.elapsed() < start_timeout(),
+                "tracer did not start within {:?}",
+                start_timeout()
             );
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tracer_tests::{
     Hosts, require_root,
     scenario::{ClientOptions, abort, connect, establish},
-    tracer::{START_TIMEOUT, run_json, run_ok, tracer_bin},
+    tracer::{run_json, run_ok, start_timeout, tracer_bin},
     wait_until,
 };
 
@@ -44,7 +44,7 @@ fn verdict_set(values: impl Iterator<Item = Value>) -> Vec<(u64, String)> {
 
 /// Waits for a recorder to have written its header (the probes are attached).
 fn wait_for_header(path: &std::path::Path) {
-    wait_until(START_TIMEOUT, "the recorder's header", || {
+    wait_until(start_timeout(), "the recorder's header", || {
         std::fs::read_to_string(path)
             .ok()
             .filter(|t| t.starts_with(r#"{"type":"header""#) && t.contains('\n'))

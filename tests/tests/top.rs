@@ -7,7 +7,7 @@ use tracer_tests::{
     Hosts, require_root,
     scenario::{ClientOptions, abort, establish},
     terminal::Tmux,
-    tracer::{START_TIMEOUT, tracer_bin},
+    tracer::{start_timeout, tracer_bin},
 };
 
 const TIMEOUT: Duration = Duration::from_secs(40);
@@ -63,7 +63,7 @@ fn an_unresponsive_peer_counts_down_then_turns_into_its_verdict() {
         tracer_bin().to_str().unwrap(),
         &args,
     );
-    tmux.wait_for(START_TIMEOUT, "the top screen", |s| {
+    tmux.wait_for(start_timeout(), "the top screen", |s| {
         s.contains("tracer top · ").then_some(())
     });
 

@@ -68,6 +68,9 @@ fn main() {
         std::process::exit(2);
     };
     std::fs::create_dir_all(&out).expect("create the output directory");
+    // Under emulation start-up takes tens of seconds, more on a loaded host.
+    // SAFETY: single-threaded here, before any thread is started.
+    unsafe { std::env::set_var("TRACER_START_TIMEOUT_SECS", "600") };
     // Scenario failures are caught and reported in result.json, not as backtraces.
     std::panic::set_hook(Box::new(|_| {}));
     let started = Instant::now();
@@ -101,7 +104,11 @@ fn main() {
             run,
         })
         .collect();
-    let mut tracer_args: Vec<String> = ["live", "--json", "--no-sweep"].map(String::from).to_vec();
+    // The early warning at the first RTO: under emulation a slow RTT makes the RTOs so long
+    // that TCP_USER_TIMEOUT can expire after two, before tcp_retries1 (3) is reached.
+    let mut tracer_args: Vec<String> = ["live", "--json", "--no-sweep", "--warn-after-rtos", "1"]
+        .map(String::from)
+        .to_vec();
     for s in &scenarios {
         tracer_args.extend(s.hosts.netns_args());
     }

@@ -23,7 +23,7 @@ use tracer::{
 use tracer_tests::{
     Hosts,
     scenario::{ClientOptions, connect, listen, retransmitted_segments},
-    tracer::{START_TIMEOUT, tracer_bin},
+    tracer::{start_timeout, tracer_bin},
     wait_until,
 };
 
@@ -118,7 +118,7 @@ fn start_recorder(path: &Path, args: &[String]) -> Measured {
         .stderr(File::create(path.with_extension("stderr")).unwrap())
         .spawn()
         .expect("spawn tracer");
-    wait_until(START_TIMEOUT, "the recorder's header record", || {
+    wait_until(start_timeout(), "the recorder's header record", || {
         let text = std::fs::read_to_string(path).ok()?;
         let (first, _) = text.split_once('\n')?;
         read_header(first)
