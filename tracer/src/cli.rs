@@ -40,6 +40,9 @@ pub enum Command {
     Live(LiveArgs),
     /// Record a trace (JSON Lines, the schema of `live --json`) to a file or stdout.
     Record(RecordArgs),
+    /// Run on every node: verdicts and counts as Prometheus metrics and OpenTelemetry log
+    /// records, no terminal output, the agent's state as logfmt lines on stderr.
+    Agent(crate::commands::agent::AgentArgs),
     /// Rebuild timelines and verdicts from a recorded trace (no privileges needed).
     Report(ReportArgs),
     /// Snapshot of all TCP sockets, flagging idle ones that could be half-open.

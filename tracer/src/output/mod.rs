@@ -15,6 +15,7 @@ use anyhow::Result;
 use crate::{
     event::Event,
     record::{End, Header, Lost},
+    session::Snapshot,
     timeline::Verdict,
 };
 
@@ -28,6 +29,14 @@ pub trait Sink {
     fn flush(&mut self) -> Result<()>;
     /// Called about once a second while tracing live.
     fn status(&mut self, _status: &Status) -> Result<()> {
+        Ok(())
+    }
+    /// Called after each status: the session's state, for gauges and self-metrics.
+    fn snapshot(&mut self, _snapshot: &Snapshot<'_>) -> Result<()> {
+        Ok(())
+    }
+    /// SIGHUP in a session that asked for it (`tracer agent`): reopen what can be reopened.
+    fn reopen(&mut self) -> Result<()> {
         Ok(())
     }
 }
@@ -60,6 +69,14 @@ impl Sink for [&mut dyn Sink] {
 
     fn status(&mut self, status: &Status) -> Result<()> {
         self.iter_mut().try_for_each(|s| s.status(status))
+    }
+
+    fn snapshot(&mut self, snapshot: &Snapshot<'_>) -> Result<()> {
+        self.iter_mut().try_for_each(|s| s.snapshot(snapshot))
+    }
+
+    fn reopen(&mut self) -> Result<()> {
+        self.iter_mut().try_for_each(|s| s.reopen())
     }
 }
 
