@@ -147,18 +147,23 @@ pub fn has(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// The real-kernel tests drive `ip` (iproute2) and `nft` (nftables); install what is missing.
+/// The real-kernel tests drive `ip` (iproute2) and `nft` (nftables), and the agent's tests
+/// a real Prometheus server and `promtool` (prometheus); install what is missing.
 fn ensure_test_tools() -> Result<()> {
-    let missing: Vec<&str> = [("ip", "iproute2"), ("nft", "nftables")]
-        .into_iter()
-        .filter(|(tool, _)| !has(tool))
-        .map(|(_, package)| package)
-        .collect();
+    let missing: Vec<&str> = [
+        ("ip", "iproute2"),
+        ("nft", "nftables"),
+        ("promtool", "prometheus"),
+    ]
+    .into_iter()
+    .filter(|(tool, _)| !has(tool))
+    .map(|(_, package)| package)
+    .collect();
     if missing.is_empty() {
         return Ok(());
     }
     eprintln!(
-        "xtask: installing {} for the namespace tests",
+        "xtask: installing {} for the real-component tests",
         missing.join(", ")
     );
     let install = |pkgs: &[&str]| {

@@ -40,7 +40,7 @@ use tokio::{net::TcpStream, sync::Notify, task::JoinHandle};
 
 use super::{labels, metrics::OtlpCounters};
 use crate::{
-    event::{Connection, Event, EventKind, Family, Owner, OwnerSource, SocketId, TcpState},
+    event::{Connection, Event, Family, Owner, OwnerSource, SocketId, TcpState},
     kernel::host,
     output::Sink,
     record::{End, Header, Lost},
@@ -207,11 +207,9 @@ impl OtlpSink {
     }
 
     fn learn_role(&mut self, e: &Event) {
+        // Kept past the socket's release (verdicts can follow it out of the reorder
+        // window); the least recently used go first.
         let Some(socket) = e.socket else { return };
-        if e.kind == EventKind::Destroy {
-            self.roles.pop(&socket);
-            return;
-        }
         if self.roles.contains(&socket) {
             return;
         }
