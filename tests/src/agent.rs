@@ -10,7 +10,10 @@ use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -329,6 +332,8 @@ impl Received {
 pub struct OtlpReceiver {
     pub addr: SocketAddr,
     pub records: Arc<Mutex<Vec<Received>>>,
+    /// Records received (kept or not).
+    pub count: Arc<AtomicU64>,
     /// Requests that were not a decodable export request.
     pub bad_requests: Arc<Mutex<Vec<String>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -336,14 +341,25 @@ pub struct OtlpReceiver {
 }
 
 impl OtlpReceiver {
+    /// A receiver that keeps every record.
     pub fn start(port: u16) -> OtlpReceiver {
+        Self::with(port, true)
+    }
+
+    /// A receiver that only counts what it decodes (for long runs).
+    pub fn counting(port: u16) -> OtlpReceiver {
+        Self::with(port, false)
+    }
+
+    fn with(port: u16, keep_records: bool) -> OtlpReceiver {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let listener = TcpListener::bind(addr).expect("bind the OTLP receiver");
         listener.set_nonblocking(true).unwrap();
         let records = Arc::new(Mutex::new(Vec::new()));
         let bad_requests = Arc::new(Mutex::new(Vec::new()));
+        let count = Arc::new(AtomicU64::new(0));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (keep, bad) = (records.clone(), bad_requests.clone());
+        let (keep, bad, counted) = (records.clone(), bad_requests.clone(), count.clone());
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -356,11 +372,19 @@ impl OtlpReceiver {
                         let Ok((stream, _)) = listener.accept().await else {
                             continue;
                         };
-                        let (keep, bad) = (keep.clone(), bad.clone());
+                        let (keep, bad, counted) = (keep.clone(), bad.clone(), counted.clone());
                         tokio::spawn(async move {
                             let service = service_fn(move |req: Request<Incoming>| {
-                                let (keep, bad) = (keep.clone(), bad.clone());
-                                async move { Ok::<_, Infallible>(receive(req, &keep, &bad).await) }
+                                let (keep, bad, counted) =
+                                    (keep.clone(), bad.clone(), counted.clone());
+                                async move {
+                                    let sink = Sink {
+                                        keep: keep_records.then_some(&*keep),
+                                        count: &counted,
+                                        bad: &bad,
+                                    };
+                                    Ok::<_, Infallible>(receive(req, sink).await)
+                                }
                             });
                             let _ = hyper::server::conn::http1::Builder::new()
                                 .serve_connection(TokioIo::new(stream), service)
@@ -377,6 +401,7 @@ impl OtlpReceiver {
         OtlpReceiver {
             addr,
             records,
+            count,
             bad_requests,
             stop: Some(stop),
             thread: Some(thread),
@@ -388,11 +413,15 @@ impl OtlpReceiver {
     }
 }
 
-async fn receive(
-    req: Request<Incoming>,
-    keep: &Mutex<Vec<Received>>,
-    bad: &Mutex<Vec<String>>,
-) -> Response<Full<Bytes>> {
+/// Where a receiver puts what it decodes.
+struct Sink<'a> {
+    keep: Option<&'a Mutex<Vec<Received>>>,
+    count: &'a AtomicU64,
+    bad: &'a Mutex<Vec<String>>,
+}
+
+async fn receive(req: Request<Incoming>, sink: Sink<'_>) -> Response<Full<Bytes>> {
+    let bad = sink.bad;
     let path = req.uri().path().to_owned();
     let content_type = req
         .headers()
@@ -421,10 +450,13 @@ async fn receive(
     }
     match ExportLogsServiceRequest::decode(body) {
         Ok(request) => {
-            let mut keep = keep.lock().unwrap();
             for resource_logs in request.resource_logs {
                 let resource = resource_logs.resource.unwrap_or_default().attributes;
                 for scope in resource_logs.scope_logs {
+                    let n = scope.log_records.len() as u64;
+                    sink.count.fetch_add(n, Ordering::Relaxed);
+                    let Some(keep) = sink.keep else { continue };
+                    let mut keep = keep.lock().unwrap();
                     for record in scope.log_records {
                         keep.push(Received {
                             resource: resource.clone(),
