@@ -31,6 +31,9 @@ const PROBES: u32 = 20;
 /// while too.
 const KEEP_FOR: Duration = Duration::from_secs(40);
 
+/// Refused connects per second (about six events each).
+const CONNECTS_PER_SEC: u64 = 5_000;
+
 /// One reading of the agent.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Reading {
@@ -154,13 +157,19 @@ fn keepalive_connect(to: SocketAddr) -> std::io::Result<TcpStream> {
     Ok(socket.into())
 }
 
-/// Connects to a closed port as fast as one thread can: connection_refused each time.
+/// Connects to a closed port, `CONNECTS_PER_SEC`: connection_refused each time.
 fn connect_storm(hosts: &Hosts, stop: &Arc<AtomicBool>) -> u64 {
     let to = SocketAddr::new(Hosts::server_addr(true), 9);
     let stop = stop.clone();
     hosts.client.run_in("refused-soak", move || {
+        let started = Instant::now();
         let mut n = 0u64;
         while !stop.load(Ordering::Relaxed) {
+            let due = started.elapsed().as_millis() as u64 * CONNECTS_PER_SEC / 1000;
+            if n >= due {
+                thread::sleep(Duration::from_millis(1));
+                continue;
+            }
             let _ = TcpStream::connect(to);
             n += 1;
         }
@@ -198,7 +207,8 @@ pub(crate) fn soak() -> String {
         let started = Instant::now();
         // The agent is scraped every second, as Prometheus would.
         let mut readings = Vec::new();
-        let warm_up = Duration::from_secs(30);
+        // Past the first connections' whole life (opened, probing, dead, held, closed).
+        let warm_up = KEEP_FOR + Duration::from_secs(20);
         let marks = [
             warm_up,
             Duration::from_secs(secs / 2),
@@ -212,6 +222,7 @@ pub(crate) fn soak() -> String {
                 thread::sleep(Duration::from_secs(1));
             }
             let r = read(&agent, started);
+            peak_rss = peak_rss.max(r.rss_kib);
             eprintln!("soak: {r:?}");
             readings.push(r);
         }
@@ -284,13 +295,14 @@ fn render(s: &Summary) -> String {
     }
     out += &format!(
         "\nPeak VmRSS {:.1} MiB. From start to end ({wall:.0} s): {events_per_sec:.0} events/s, \
-         {verdicts_per_sec:.0} verdicts/s; the agent used {:.1}% of a core, i.e. **{:.1}% of a \
-         core per 100 000 events/s**.\n\n\
+         {verdicts_per_sec:.0} verdicts/s, {:.0} lost; the agent used {:.1}% of a core, i.e. \
+         **{:.1}% of a core per 100 000 events/s**.\n\n\
          Storms: {} keepalive connections in waves of {WAVE} every {}s ({PROBES} probes each, \
          then held dead), {:.0} probes, {:.0} keepalive deaths; {} refused connects \
-         ({:.0} connection_refused verdicts). OTLP: {:.0} records exported ({} received), \
+         ({CONNECTS_PER_SEC}/s; {:.0} connection_refused verdicts). OTLP: {:.0} records exported ({} received), \
          {:.0} dropped.\n",
         s.peak_rss as f64 / 1024.0,
+        last.lost - first.lost,
         core * 100.0,
         core * 100.0 * 100_000.0 / events_per_sec.max(1.0),
         s.opened,
