@@ -154,6 +154,11 @@ impl Agent {
             .unwrap_or(0)
     }
 
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill with a valid pid and signal.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
     /// Stops the agent with `signal`; asserts a clean exit and returns its stderr.
     pub fn stop_with(mut self, signal: i32) -> String {
         // SAFETY: kill with a valid pid and signal.

@@ -308,9 +308,11 @@ fn agent_exports_each_death_to_prometheus_and_otlp() {
         Some(i64::from(reset_server)),
         "the accepted side is the server"
     );
-    assert_eq!(
-        prometheus.value("tracer_otlp_exported_records_total"),
-        expected.len() as f64
+    wait_for_value(
+        &agent,
+        "the exported records counted",
+        expected.len() as f64,
+        || prometheus.value("tracer_otlp_exported_records_total"),
     );
 
     let log = agent.stop_with(libc::SIGTERM);
@@ -448,6 +450,19 @@ fn an_unreachable_collector_costs_bounded_memory_and_counted_drops() {
             .count();
         assert_eq!(n, 1, "the refused connect to port {port}, once");
     }
+    // SIGHUP reopens the collector's connection; export goes on.
+    agent.signal(libc::SIGHUP);
+    wait_for_value(&agent, "outputs reopened", true, || {
+        agent.stderr().contains("msg=\"SIGHUP: outputs reopened\"")
+    });
+    refuse(1, 7900);
+    wait_for_value(&agent, "the record after SIGHUP", 1, || {
+        receiver
+            .records()
+            .iter()
+            .filter(|r| r.int("network.peer.port") == Some(7900))
+            .count()
+    });
     agent.stop_with(libc::SIGINT);
 }
 

@@ -456,17 +456,8 @@ impl Metrics {
              oldest dropped first) or export_failed (every retry failed, or refused)",
             dropped.clone(),
         );
-        dropped
-            .get_or_create(&ReasonLabels {
-                reason: "queue_full",
-            })
-            .inc_by(0);
-        dropped
-            .get_or_create(&ReasonLabels {
-                reason: "export_failed",
-            })
-            .inc_by(0);
-        // The family's counters and these handles are the same counters.
+        // The family's counters and these handles are the same counters (both reasons are
+        // exported from the start, at 0).
         let queue_full = dropped.get_or_create_owned(&ReasonLabels {
             reason: "queue_full",
         });

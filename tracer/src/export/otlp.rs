@@ -678,6 +678,32 @@ mod tests {
     }
 
     #[test]
+    fn an_event_carries_its_details_as_tracer_event_attributes() {
+        let sock = Sock::new(4).established().rtos(2);
+        let e = sock.events.last().unwrap();
+        let r = event_record(e, 7, None);
+        assert!(
+            matches!(&r.body, Some(AnyValue { value: Some(Value::StringValue(b)) }) if b == "retransmit")
+        );
+        assert_eq!(r.event_name, "tracer.event");
+        assert!(
+            matches!(attribute(&r, "tracer.event.class"), Some(Value::StringValue(c)) if c == "rto")
+        );
+        assert!(matches!(
+            attribute(&r, "tracer.event.sock.retransmits"),
+            Some(Value::IntValue(2))
+        ));
+        assert!(matches!(
+            attribute(&r, "network.peer.port"),
+            Some(Value::IntValue(80))
+        ));
+        assert!(
+            attribute(&r, "tracer.event.laddr").is_none(),
+            "named by network.*"
+        );
+    }
+
+    #[test]
     fn roles_come_from_the_first_state_change() {
         let counters = OtlpCounters::default();
         let runtime = tokio::runtime::Builder::new_current_thread()
