@@ -38,7 +38,7 @@ pub struct Totals {
 
 /// What a long-running session (`tracer agent`) changes in how a session behaves.
 #[derive(Default)]
-pub struct Options {
+pub struct Hooks {
     /// SIGHUP asks the sinks to reopen their outputs ([`Sink::reopen`]) instead of ending
     /// the process.
     pub reopen_on_hangup: bool,
@@ -46,7 +46,7 @@ pub struct Options {
     pub say: Option<fn(log::Level, &str)>,
 }
 
-impl Options {
+impl Hooks {
     fn say(&self, level: log::Level, message: &str) {
         match self.say {
             Some(say) => say(level, message),
@@ -122,12 +122,12 @@ fn sweep_existing(
     netns: &[u32],
     filter: &EventFilter,
     sinks: &mut [&mut dyn Sink],
-    options: &Options,
+    hooks: &Hooks,
 ) -> Result<()> {
     let snapshot = match sweep::snapshot(netns, SWEEP_IDLE_THRESHOLD) {
         Ok(s) => s,
         Err(e) => {
-            options.say(
+            hooks.say(
                 log::Level::Warn,
                 &format!(
                     "socket sweep failed ({e:#}): connections opened before tracing \
@@ -138,7 +138,7 @@ fn sweep_existing(
         }
     };
     for problem in &snapshot.problems {
-        options.say(log::Level::Warn, &format!("sweep: not visible: {problem}"));
+        hooks.say(log::Level::Warn, &format!("sweep: not visible: {problem}"));
     }
     pipeline.owners = snapshot.owners();
     let now = host::boottime_ns();
@@ -155,26 +155,26 @@ fn sweep_existing(
 }
 
 pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<Totals> {
-    run_with(session, sinks, &Options::default()).await
+    run_with(session, sinks, &Hooks::default()).await
 }
 
-/// [`run`], as `options` change it.
+/// [`run`], as `hooks` change it.
 pub async fn run_with(
     session: &SessionArgs,
     sinks: &mut [&mut dyn Sink],
-    options: &Options,
+    hooks: &Hooks,
 ) -> Result<Totals> {
     // Before anything is printed: a signal that arrives once the header is out (or during
     // the sweep) must end the trace with its end record, not kill the process.
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut sighup = match options.reopen_on_hangup {
+    let mut sighup = match hooks.reopen_on_hangup {
         true => Some(signal(SignalKind::hangup()).context("installing SIGHUP handler")?),
         false => None,
     };
-    let probe_options = filter::probe_options(&session.filters, session.kernel.ring_buffer)?;
+    let options = filter::probe_options(&session.filters, session.kernel.ring_buffer)?;
     let thresholds = session.thresholds.thresholds(None);
-    let mut probes = Probes::load(&probe_options)?;
+    let mut probes = Probes::load(&options)?;
     let facts = KernelFacts {
         hz: host::kernel_hz()?,
         reset_reasons: probes.reset_reasons.clone(),
@@ -197,7 +197,7 @@ pub async fn run_with(
         command: std::env::args().collect(),
         thresholds: Some(RecordedThresholds::of(&thresholds)),
     };
-    report_degradations(&probes, options);
+    report_degradations(&probes, hooks);
     sinks.header(&header)?;
     let mut pipeline = Pipeline {
         facts,
@@ -210,14 +210,14 @@ pub async fn run_with(
     // The probes are attached first: nothing between the sweep and the first event is missed.
     if !session.no_sweep {
         let filter = EventFilter::new(&session.filters)?;
-        sweep_existing(&mut pipeline, &probe_options.netns, &filter, sinks, options)?;
+        sweep_existing(&mut pipeline, &options.netns, &filter, sinks, hooks)?;
     }
     let attached = probes.hooks.iter().filter(|h| h.attached).count();
-    options.say(
+    hooks.say(
         log::Level::Info,
         &format!("tracing TCP connections ({attached} kernel hooks attached); Ctrl-C to stop"),
     );
-    let ring_records = ring_records(probe_options.ring_buffer_bytes);
+    let ring_records = ring_records(options.ring_buffer_bytes);
 
     let deadline = session.duration.map(|d| Instant::now() + d);
     let mut ticker = interval(TICK);
@@ -264,7 +264,7 @@ pub async fn run_with(
                 }
             } => {
                 sinks.reopen()?;
-                options.say(log::Level::Info, "SIGHUP: outputs reopened");
+                hooks.say(log::Level::Info, "SIGHUP: outputs reopened");
             }
             _ = sigint.recv() => { reason = "signal"; break; }
             _ = sigterm.recv() => { reason = "signal"; break; }
@@ -324,9 +324,9 @@ fn ring_records(ring_buffer_bytes: u32) -> f64 {
 }
 
 /// One line per missing hook or struct member: what is missing and what it costs.
-fn report_degradations(probes: &Probes, options: &Options) {
+fn report_degradations(probes: &Probes, hooks: &Hooks) {
     for hook in probes.hooks.iter().filter(|h| !h.attached) {
-        options.say(
+        hooks.say(
             log::Level::Warn,
             &format!(
                 "no {} on this kernel ({}): without it, no {}",
@@ -337,7 +337,7 @@ fn report_degradations(probes: &Probes, options: &Options) {
         );
     }
     for missing in &probes.missing_members {
-        options.say(
+        hooks.say(
             log::Level::Warn,
             &format!(
                 "kernel has no {}: without it, no {}",

@@ -29,7 +29,7 @@ use crate::{
     },
     output::{Sink, Status},
     record::{End, Header, Lost},
-    session::{self, Options},
+    session::{self, Hooks},
     timeline::Verdict,
 };
 
@@ -111,11 +111,11 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     if let Some(otlp) = otlp.as_mut() {
         sinks.push(otlp);
     }
-    let options = Options {
+    let hooks = Hooks {
         reopen_on_hangup: true,
         say: Some(|level, message| log(level, message, &[])),
     };
-    let totals = session::run_with(&args.session, &mut sinks, &options).await?;
+    let totals = session::run_with(&args.session, &mut sinks, &hooks).await?;
     drop(sinks);
     if let Some(otlp) = otlp {
         otlp.shutdown(Duration::from_secs(5)).await;
