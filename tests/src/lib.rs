@@ -6,6 +6,7 @@
 //! drops, also when a test panics. Every wait has a deadline: tests poll the trace, they
 //! never sleep a fixed time and hope.
 
+pub mod agent;
 pub mod cgroup;
 pub mod net;
 pub mod scenario;

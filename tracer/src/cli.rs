@@ -51,6 +51,9 @@ pub enum Command {
     /// left before the kernel gives up, retransmitting sockets, dead sockets held,
     /// CLOSE_WAIT, recent verdicts).
     Top(TopArgs),
+    /// Run on every node: verdicts and counts as Prometheus metrics and OpenTelemetry log
+    /// records, no terminal output, the agent's state as logfmt lines on stderr.
+    Agent(crate::commands::agent::AgentArgs),
     /// Rebuild timelines and verdicts from a recorded trace (no privileges needed).
     Report(ReportArgs),
     /// Snapshot of all TCP sockets, flagging idle ones that could be half-open.

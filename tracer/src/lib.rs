@@ -12,6 +12,7 @@
 //! | [`record`] | the JSON Lines trace records |
 //! | [`trace_file`] | reading recorded traces, with file:line errors |
 //! | [`output`] | terminal text, JSON Lines, Perfetto, summaries |
+//! | [`export`] | Prometheus metrics and OpenTelemetry log records (`tracer agent`) |
 //! | [`session`] | a tracing session (`live`, `record`): load, sweep, follow the ring buffer, feed the engine and the sinks, stop cleanly |
 //! | [`sweep`] | sock_diag snapshots across namespaces, owners, per-namespace sysctls |
 //! | [`identity`] | cgroup id → container, pod and systemd unit of a socket's owner |
@@ -22,6 +23,7 @@
 pub mod cli;
 pub mod commands;
 pub mod event;
+pub mod export;
 pub mod filter;
 pub mod identity;
 pub mod kernel;

@@ -37,6 +37,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Live(args) => runtime()?.block_on(commands::live::live(args)),
         Command::Record(args) => runtime()?.block_on(commands::live::record(args)),
         Command::Top(args) => runtime()?.block_on(commands::top::run(args)),
+        Command::Agent(args) => runtime()?.block_on(commands::agent::run(args)),
         Command::Report(args) => commands::report::run(args),
         Command::Sockets(args) => commands::sockets::run(args),
         Command::Doctor(args) => commands::doctor::run(args),

@@ -2,7 +2,7 @@
 //! what is already open, follow the ring buffer, feed the timeline engine, hand events and
 //! verdicts to the sinks, stop cleanly.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, future::pending, time::Duration};
 
 use anyhow::{Context, Result};
 use tokio::{
@@ -16,7 +16,7 @@ use crate::{
     event::{Event, KernelFacts, Owner, SocketId, TcpState},
     filter::{self, EventFilter},
     identity::{CgroupDecisions, OwnerIdentities, SessionStats},
-    kernel::{DRAIN_INTERVAL, Probes, RingStats, host},
+    kernel::{DRAIN_INTERVAL, Probes, ProgramStats, RingStats, host},
     output::{Flow, Sink, Status},
     record::{End, FORMAT, Header, LossCause, Lost, Reconciled, RecordedThresholds, VERSION},
     sweep::{self, mib},
@@ -38,6 +38,38 @@ pub struct Totals {
     pub identity: SessionStats,
 }
 
+/// What a long-running session (`tracer agent`) changes in how a session behaves.
+#[derive(Default)]
+pub struct Hooks {
+    /// SIGHUP asks the sinks to reopen their outputs ([`Sink::reopen`]) instead of ending
+    /// the process.
+    pub reopen_on_hangup: bool,
+    /// Where the session's own messages go; default: `tracer: ...` lines on stderr.
+    pub say: Option<fn(log::Level, &str)>,
+}
+
+impl Hooks {
+    fn say(&self, level: log::Level, message: &str) {
+        match self.say {
+            Some(say) => say(level, message),
+            None => eprintln!("tracer: {message}"),
+        }
+    }
+}
+
+/// The session's state, handed to the sinks with each status (about once a second): for
+/// sinks that export gauges and self-metrics.
+pub struct Snapshot<'a> {
+    /// The timelines held now.
+    pub engine: &'a Engine,
+    /// The kernel side's counters, as of now.
+    pub ring: RingStats,
+    /// Each attached program's runs and CPU time (0 unless bpf_stats is on).
+    pub programs: &'a [ProgramStats],
+    /// The fullest the ring buffer was found at a read since the last snapshot (0..1).
+    pub ring_fill: f64,
+}
+
 /// Decoded events on their way to the engine and the sinks.
 struct Pipeline {
     facts: KernelFacts,
@@ -51,6 +83,8 @@ struct Pipeline {
     timeout_deaths: BTreeMap<u32, u64>,
     /// Owners' containers, pods and units; the owner filter.
     identities: OwnerIdentities,
+    /// The most records one read found since the last snapshot.
+    peak_batch: usize,
 }
 
 impl Pipeline {
@@ -72,6 +106,7 @@ impl Pipeline {
     }
 
     fn raw(&mut self, raw: &mut Vec<RawEvent>, sinks: &mut [&mut dyn Sink]) -> Result<()> {
+        self.peak_batch = self.peak_batch.max(raw.len());
         let mut decoded = Vec::with_capacity(raw.len());
         for r in raw.drain(..) {
             self.facts.decode_into(&r, &mut |e| decoded.push(e));
@@ -172,19 +207,23 @@ fn sweep_existing(
     netns: &[u32],
     filter: &EventFilter,
     sinks: &mut [&mut dyn Sink],
+    hooks: &Hooks,
 ) -> Result<()> {
     let snapshot = match sweep::snapshot(netns, SWEEP_IDLE_THRESHOLD) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!(
-                "tracer: socket sweep failed ({e:#}): connections opened before tracing \
-                 started will have no owner until they are used"
+            hooks.say(
+                log::Level::Warn,
+                &format!(
+                    "socket sweep failed ({e:#}): connections opened before tracing \
+                     started will have no owner until they are used"
+                ),
             );
             return Ok(());
         }
     };
     for problem in &snapshot.problems {
-        eprintln!("tracer: sweep: not visible: {problem}");
+        hooks.say(log::Level::Warn, &format!("sweep: not visible: {problem}"));
     }
     pipeline.owners = snapshot.owners();
     let now = host::boottime_ns();
@@ -201,10 +240,23 @@ fn sweep_existing(
 }
 
 pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<Totals> {
+    run_with(session, sinks, &Hooks::default()).await
+}
+
+/// [`run`], as `hooks` change it.
+pub async fn run_with(
+    session: &SessionArgs,
+    sinks: &mut [&mut dyn Sink],
+    hooks: &Hooks,
+) -> Result<Totals> {
     // Before anything is printed: a signal that arrives once the header is out (or during
     // the sweep) must end the trace with its end record, not kill the process.
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut sighup = match hooks.reopen_on_hangup {
+        true => Some(signal(SignalKind::hangup()).context("installing SIGHUP handler")?),
+        false => None,
+    };
     let options = filter::probe_options(&session.filters, session.kernel.ring_buffer)?;
     let owner_filter = filter::owner_filter(&session.filters)?;
     let mut thresholds = session.thresholds.thresholds(None);
@@ -243,7 +295,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
         command: std::env::args().collect(),
         thresholds: Some(RecordedThresholds::of(&thresholds)),
     };
-    report_degradations(&probes);
+    report_degradations(&probes, hooks);
     sinks.header(&header)?;
     let mut pipeline = Pipeline {
         facts,
@@ -253,15 +305,20 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
         totals: Totals::default(),
         timeout_deaths: BTreeMap::new(),
         identities,
+        peak_batch: 0,
     };
     // The probes are attached first: nothing between the sweep and the first event is missed.
     if !session.no_sweep {
         let filter = EventFilter::new(&session.filters)?;
-        sweep_existing(&mut pipeline, &options.netns, &filter, sinks)?;
+        sweep_existing(&mut pipeline, &options.netns, &filter, sinks, hooks)?;
     }
     let reconciliation = Reconciliation::start(&options);
     let attached = probes.hooks.iter().filter(|h| h.attached).count();
-    eprintln!("tracer: tracing TCP connections ({attached} kernel hooks attached); Ctrl-C to stop");
+    hooks.say(
+        log::Level::Info,
+        &format!("tracing TCP connections ({attached} kernel hooks attached); Ctrl-C to stop"),
+    );
+    let ring_records = ring_records(options.ring_buffer_bytes);
 
     let deadline = session.duration.map(|d| Instant::now() + d);
     let mut ticker = interval(TICK);
@@ -293,11 +350,28 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
                     };
                     events_at_last_status = t.events;
                     sinks.status(&status)?;
+                    let programs = probes.program_stats();
+                    sinks.snapshot(&Snapshot {
+                        engine: &pipeline.engine,
+                        ring: pipeline.totals.ring,
+                        programs: &programs,
+                        ring_fill: (pipeline.peak_batch as f64 / ring_records).min(1.0),
+                    })?;
+                    pipeline.peak_batch = 0;
                 }
                 if sinks.tick(&pipeline.engine, now)? == Flow::Stop {
                     reason = "quit";
                     break;
                 }
+            }
+            _ = async {
+                match &mut sighup {
+                    Some(hup) => hup.recv().await,
+                    None => pending().await,
+                }
+            } => {
+                sinks.reopen()?;
+                hooks.say(log::Level::Info, "SIGHUP: outputs reopened");
             }
             _ = sigint.recv() => { reason = "signal"; break; }
             _ = sigterm.recv() => { reason = "signal"; break; }
@@ -367,25 +441,45 @@ fn report_lost(probes: &Probes, totals: &mut Totals, sinks: &mut [&mut dyn Sink]
     Ok(())
 }
 
+/// How many records the ring buffer holds when full (each is a RawEvent behind the
+/// kernel's 8-byte header, 8-byte aligned).
+fn ring_records(ring_buffer_bytes: u32) -> f64 {
+    let bytes = match ring_buffer_bytes {
+        0 => tracer_common::EVENTS_RING_BYTES,
+        b => b,
+    };
+    let record = (size_of::<RawEvent>() + 8).next_multiple_of(8);
+    f64::from(bytes) / record as f64
+}
+
 /// One line per missing hook, degraded hook or struct member: what is missing and what it
 /// costs.
-fn report_degradations(probes: &Probes) {
+fn report_degradations(probes: &Probes, hooks: &Hooks) {
     for hook in &probes.hooks {
         if !hook.attached {
-            eprintln!(
-                "tracer: no {} on this kernel ({}): without it, no {}",
-                hook.tracepoint,
-                hook.problem.as_deref().unwrap_or("not attached"),
-                hook.provides
+            hooks.say(
+                log::Level::Warn,
+                &format!(
+                    "no {} on this kernel ({}): without it, no {}",
+                    hook.tracepoint,
+                    hook.problem.as_deref().unwrap_or("not attached"),
+                    hook.provides
+                ),
             );
         } else if let Some(lost) = &hook.degraded {
-            eprintln!("tracer: {} on this kernel gives no {lost}", hook.tracepoint);
+            hooks.say(
+                log::Level::Warn,
+                &format!("{} on this kernel gives no {lost}", hook.tracepoint),
+            );
         }
     }
     for missing in &probes.missing_members {
-        eprintln!(
-            "tracer: kernel has no {}: without it, no {}",
-            missing.member, missing.cost
+        hooks.say(
+            log::Level::Warn,
+            &format!(
+                "kernel has no {}: without it, no {}",
+                missing.member, missing.cost
+            ),
         );
     }
 }

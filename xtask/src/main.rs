@@ -148,14 +148,19 @@ pub fn has(tool: &str) -> bool {
 }
 
 /// The real-kernel tests drive `ip` (iproute2) and `nft` (nftables), run `tracer top` in a
-/// terminal (tmux) and render the HTML report in a browser (headless Chromium); install
-/// what is missing.
+/// terminal (tmux), and the agent's tests a real Prometheus server and `promtool`
+/// (prometheus); install what is missing.
 fn ensure_test_tools() -> Result<()> {
-    let missing: Vec<&str> = [("ip", "iproute2"), ("nft", "nftables"), ("tmux", "tmux")]
-        .into_iter()
-        .filter(|(tool, _)| !has(tool))
-        .map(|(_, package)| package)
-        .collect();
+    let missing: Vec<&str> = [
+        ("ip", "iproute2"),
+        ("nft", "nftables"),
+        ("tmux", "tmux"),
+        ("promtool", "prometheus"),
+    ]
+    .into_iter()
+    .filter(|(tool, _)| !has(tool))
+    .map(|(_, package)| package)
+    .collect();
     if missing.is_empty() {
         return Ok(());
     }

@@ -1,5 +1,6 @@
 //! One module per subcommand; `main.rs` only dispatches.
 
+pub mod agent;
 pub mod doctor;
 pub mod live;
 pub mod report;

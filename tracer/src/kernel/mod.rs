@@ -14,7 +14,9 @@ mod probes;
 use anyhow::{Result, bail};
 
 pub use hooks::{HookState, HookStatus};
-pub use probes::{DRAIN_INTERVAL, ProbeOptions, Probes, RingStats, Verification, verify};
+pub use probes::{
+    DRAIN_INTERVAL, ProbeOptions, Probes, ProgramStats, RingStats, Verification, verify,
+};
 
 /// The oldest kernel line the tracer is proven on (`cargo xtask kernels`): tp_btf, the BPF
 /// ring buffer and `bpf_skc_to_tcp_sock` in tracing programs all exist from there.

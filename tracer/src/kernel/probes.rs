@@ -76,6 +76,14 @@ impl RingStats {
     }
 }
 
+/// One attached program's kernel-side cost so far (0 unless bpf_stats is on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub name: String,
+    pub run_time_ns: u64,
+    pub run_count: u64,
+}
+
 /// How a loaded program serves its hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -525,6 +533,24 @@ impl Probes {
         Ok(Some(CgroupDecisionMap(map.try_into()?)))
     }
 
+    /// Each attached program's runs and kernel CPU time, as /proc/self/fdinfo reports them:
+    /// counted only while bpf_stats is on (kernel.bpf_stats_enabled), else 0.
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        self.programs
+            .iter()
+            .filter_map(|(name, _)| {
+                let fd = self.ebpf.program(name)?.fd().ok()?.as_fd().as_raw_fd();
+                let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+                let field = |f| fdinfo_value(&text, f).unwrap_or(0);
+                Some(ProgramStats {
+                    name: name.clone(),
+                    run_time_ns: field("run_time_ns"),
+                    run_count: field("run_cnt"),
+                })
+            })
+            .collect()
+    }
+
     /// Kernel ids of our loaded programs (for checks that they are gone after drop).
     pub fn program_ids(&self) -> Vec<u32> {
         self.ebpf
@@ -558,6 +584,10 @@ fn drain_ring(ring: &mut RingBuf<MapData>, out: &mut Vec<RawEvent>) {
 /// `recursion_misses`, ...); None when this kernel does not report it.
 fn fdinfo_field(fd: i32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    fdinfo_value(&text, field)
+}
+
+fn fdinfo_value(text: &str, field: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let (name, value) = line.split_once(':')?;
         (name.trim() == field)

@@ -18,6 +18,7 @@ use anyhow::Result;
 use crate::{
     event::Event,
     record::{End, Header, Lost},
+    session::Snapshot,
     timeline::{Engine, Verdict},
 };
 
@@ -38,6 +39,14 @@ pub trait Sink {
     /// [`Flow::Stop`] ends the session, as a signal would.
     fn tick(&mut self, _engine: &Engine, _now_ns: u64) -> Result<Flow> {
         Ok(Flow::Continue)
+    }
+    /// Called after each status: the session's state, for gauges and self-metrics.
+    fn snapshot(&mut self, _snapshot: &Snapshot<'_>) -> Result<()> {
+        Ok(())
+    }
+    /// SIGHUP in a session that asked for it (`tracer agent`): reopen what can be reopened.
+    fn reopen(&mut self) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -87,6 +96,14 @@ impl Sink for [&mut dyn Sink] {
             }
         }
         Ok(flow)
+    }
+
+    fn snapshot(&mut self, snapshot: &Snapshot<'_>) -> Result<()> {
+        self.iter_mut().try_for_each(|s| s.snapshot(snapshot))
+    }
+
+    fn reopen(&mut self) -> Result<()> {
+        self.iter_mut().try_for_each(|s| s.reopen())
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
-use super::{Verdict, explain, reorder::Reorder, rules::Finding, state::SocketState};
+use super::{Verdict, VerdictKind, explain, reorder::Reorder, rules::Finding, state::SocketState};
 use crate::event::{
     Connection, Errno, Event, EventKind, Owner, OwnerSource, SocketId, TcpState, Tuple,
 };
@@ -174,6 +174,29 @@ impl Timeline {
     /// connection, when it has released it since.
     pub fn held_after_death_ns(&self) -> Option<u64> {
         Some(self.released_ns?.saturating_sub(self.died_ns?))
+    }
+
+    /// In a retransmit streak past its peer_unresponsive warning now: warned, no progress
+    /// since (icsk_retransmits has not dropped below the warning's), the connection not
+    /// ended.
+    pub fn unresponsive_now(&self) -> bool {
+        let Some(warned_at) = self
+            .verdicts
+            .iter()
+            .find(|v| v.verdict == VerdictKind::PeerUnresponsive)
+            .and_then(|v| v.facts.consecutive_rtos)
+        else {
+            return false;
+        };
+        self.story.close.is_none()
+            && self.story.rto.count > 0
+            && u32::from(self.story.consecutive_rtos) >= warned_at
+    }
+
+    /// Holding a dead socket now: dead_socket_held was reached and the socket is not
+    /// released (released sockets leave the engine).
+    pub fn dead_socket_held_now(&self) -> bool {
+        self.story.has(VerdictKind::DeadSocketHeld)
     }
 
     fn verdict(&self, finding: Finding) -> Verdict {

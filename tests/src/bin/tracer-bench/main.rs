@@ -5,10 +5,12 @@
 //! reads the kernel's counters and the traces (typed, through the tracer's own reader);
 //! `report.rs` writes the Markdown report (printed, and saved as target/bench/report.md).
 //! Arguments name the parts to run: retransmit, keepalive, timers, reset, throughput,
-//! report (default: all).
+//! report (default: all); `soak` (10 minutes of `tracer agent`, never part of all) runs
+//! only when named.
 
 mod measure;
 mod report;
+mod soak;
 
 use std::thread;
 
@@ -17,6 +19,14 @@ use tracer_tests::{Netns, tracer::tracer_bin};
 fn main() {
     tracer_tests::require_root();
     let only: Vec<String> = std::env::args().skip(1).collect();
+    if only.iter().any(|o| o == "soak") {
+        let text = soak::soak();
+        print!("{text}");
+        std::fs::write(measure::out_dir().join("soak.md"), &text).unwrap();
+        if only.len() == 1 {
+            return;
+        }
+    }
     let wants = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     // Keep bpf_stats on for the whole run (released when this fd closes).
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
