@@ -362,10 +362,26 @@ fn connection_attributes(
         out.push(int("process.pid", owner.pid));
         out.push(string("process.executable.name", owner.comm.clone()));
     }
-    // Where it runs, as metrics label it (the owner's container and pod join these once
-    // the owner carries its identity: container.id, k8s.pod.name, k8s.namespace.name).
+    // Where it runs, as metrics label it, under the semantic conventions' names.
     let labels = labels::labels(conn, owner);
     out.push(int("tracer.netns", labels.netns));
+    let identity = owner.and_then(|o| o.container.as_deref());
+    if let Some(container) = identity.and_then(|i| i.container.as_ref()) {
+        out.push(string("container.id", container.id.clone()));
+        out.push(string("container.runtime", container.runtime.to_string()));
+    }
+    if let Some(pod) = identity.and_then(|i| i.pod.as_ref()) {
+        out.push(string("k8s.pod.uid", pod.uid.clone()));
+    }
+    for (key, value) in [
+        ("k8s.pod.name", labels.pod),
+        ("k8s.namespace.name", labels.pod_namespace),
+        ("tracer.systemd.unit", labels.unit),
+    ] {
+        if let Some(value) = value {
+            out.push(string(key, value));
+        }
+    }
     out
 }
 
