@@ -116,8 +116,14 @@ impl Prepared {
         super::check_kernel_floor(&host::kernel_release())?;
         raise_memlock_limit();
         let (btf, loader, symbols, layouts) = std::thread::scope(|s| {
-            let btf = s.spawn(aya::Btf::from_sys_fs);
-            let loader = s.spawn(EbpfLoader::new);
+            // aya parses the kernel's BTF twice (its object loader always parses its own
+            // copy, which the tracer does not need: no CO-RE): the loader's first, dropped at
+            // once, then the one that stays for loading programs, so they never coexist.
+            let btf_and_loader = s.spawn(|| {
+                let mut loader = EbpfLoader::new();
+                loader.btf(None);
+                (aya::Btf::from_sys_fs(), loader)
+            });
             let symbols = s.spawn(|| host::kallsyms(&["tcp_keepalive_timer", "tcp_write_timer"]));
             let layouts = KernelBtf::load().and_then(|kernel_btf| {
                 let (config, missing) = layout::resolve(&kernel_btf)?;
@@ -125,9 +131,10 @@ impl Prepared {
             });
             log::debug!("layouts resolved at {:?}", started.elapsed());
             let join = |what| move |_| anyhow!("{what} panicked");
+            let (btf, loader) = btf_and_loader.join().map_err(join("parsing BTF"))?;
             Ok::<_, anyhow::Error>((
-                btf.join().map_err(join("parsing BTF"))?,
-                loader.join().map_err(join("the object loader"))?,
+                btf,
+                loader,
                 symbols.join().map_err(join("reading kallsyms"))?,
                 layouts?,
             ))
@@ -136,7 +143,6 @@ impl Prepared {
         let mut loader = loader;
         let (kernel_btf, mut config, missing_members) = layouts;
         log::debug!("BTF parsed at {:?}", started.elapsed());
-        loader.btf(None);
         let features = features::probe(&mut loader, &btf)?;
         config.features = features.bits;
         log::debug!("features {:#x} at {:?}", features.bits, started.elapsed());
@@ -431,8 +437,11 @@ impl Probes {
             mut ebpf,
             kernel_btf,
             missing_members,
+            btf,
             ..
         } = prepared;
+        // Before the ring buffer is mapped (its pages count as this process's memory).
+        release_startup_memory(btf);
         let ring: RingBuf<MapData> = ebpf
             .take_map("EVENTS")
             .context("EVENTS map missing")?
@@ -663,6 +672,18 @@ fn install_filters(ebpf: &mut Ebpf, options: &ProbeOptions) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Start-up parsed the kernel's BTF (tens of MB, on several threads): once the programs are
+/// loaded, it goes, and so does what the allocator kept of it, so that tracing runs in what
+/// it needs.
+fn release_startup_memory(btf: aya::Btf) {
+    drop(btf);
+    // SAFETY: no preconditions; glibc returns free heap pages to the kernel.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0)
+    };
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
