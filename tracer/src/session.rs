@@ -108,7 +108,10 @@ fn gave_up_on_timeout(kind: VerdictKind) -> bool {
         | VerdictKind::PeerReset
         | VerdictKind::LocalAbort
         | VerdictKind::PeerUnresponsive
-        | VerdictKind::DeadSocketHeld => false,
+        | VerdictKind::DeadSocketHeld
+        | VerdictKind::CloseWaitHeld
+        | VerdictKind::ReceiverStalled
+        | VerdictKind::RetryStorm => false,
     }
 }
 
@@ -224,6 +227,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
     let facts = KernelFacts {
         hz: host::kernel_hz()?,
         reset_reasons: probes.reset_reasons.clone(),
+        drop_reasons: probes.drop_reasons.clone(),
     };
     let header = Header {
         format: FORMAT.into(),

@@ -384,6 +384,12 @@ fn mark(kind: EventKind, class: Option<RetransmitClass>, x: f64, y: f64, title: 
             x - 1.5,
             y - 7.0
         ),
+        EventKind::Drop => format!(
+            "<path d=\"M{:.1} {:.1} l4 8 l-8 0 z\" fill=\"#8a6d00\" transform=\"rotate(180 {x:.1} {y:.1})\">\
+             {title}</path>",
+            x,
+            y - 4.0
+        ),
         EventKind::StateChange | EventKind::Sweep => format!(
             "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"#5d6b78\">{title}</circle>"
         ),
