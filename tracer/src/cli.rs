@@ -335,6 +335,10 @@ pub struct SocketsArgs {
     /// Flag ESTABLISHED sockets without keepalive idle longer than this (half_open_risk).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub idle_threshold: Duration,
+    /// Flag CLOSE_WAIT sockets idle longer than this: the peer closed and the owner has not
+    /// (close_wait_held).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub close_wait_after: Duration,
     /// Only sockets in these network namespaces (name, inode or path; repeatable).
     #[arg(long = "netns", value_name = "NETNS")]
     pub netns: Vec<String>,

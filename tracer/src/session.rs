@@ -176,7 +176,7 @@ fn sweep_existing(
     filter: &EventFilter,
     sinks: &mut [&mut dyn Sink],
 ) -> Result<()> {
-    let snapshot = match sweep::snapshot(netns, SWEEP_IDLE_THRESHOLD) {
+    let snapshot = match sweep::snapshot(netns, sweep::FlagLimits::idle(SWEEP_IDLE_THRESHOLD)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!(
