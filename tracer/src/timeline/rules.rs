@@ -146,7 +146,8 @@ pub enum Facts {
         probes: u32,
         /// From the stall's first probe to this one.
         duration_ms: u64,
-        /// The peer stopped answering the probes as well (icsk_probes_out rose past 1).
+        /// The peer stopped answering the probes as well (the latest is the third or later
+        /// in a row without an answer).
         unanswered: bool,
     },
     RetryStorm(Storm),

@@ -158,7 +158,9 @@ pub struct WindowStall {
     /// icsk_backoff at the latest probe: tcp_send_probe0() raises it with every probe of
     /// a stall, tcp_ack_probe() clears it when the window opens.
     pub backoff: u8,
-    /// The peer stopped answering the probes too (icsk_probes_out above 1).
+    /// The peer stopped answering the probes too: the latest one is the third or later
+    /// without an answer (icsk_probes_out; a single unanswered probe is common, the peer
+    /// rate-limits its answers to out-of-window segments).
     pub unanswered: bool,
 }
 
@@ -182,9 +184,7 @@ impl WindowStall {
         }
         self.probes.add(mark);
         self.backoff = backoff;
-        if e.probe.unwrap_or(0) > 1 {
-            self.unanswered = true;
-        }
+        self.unanswered = e.probe.unwrap_or(0) >= 3;
     }
 }
 

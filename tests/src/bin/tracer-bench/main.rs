@@ -4,8 +4,8 @@
 //! Everything runs in network namespaces created here: `measure.rs` runs the storms and
 //! reads the kernel's counters and the traces (typed, through the tracer's own reader);
 //! `report.rs` writes the Markdown report (printed, and saved as target/bench/report.md).
-//! Arguments name the parts to run: retransmit, keepalive, timers, reset, throughput,
-//! report (default: all).
+//! Arguments name the parts to run: retransmit, keepalive, timers, reset, drops,
+//! throughput, report (default: all).
 
 mod measure;
 mod report;
@@ -43,6 +43,9 @@ fn main() {
     }
     if wants("reset") {
         run.resets = Some(measure::reset_storms());
+    }
+    if wants("drops") {
+        run.drops = Some(measure::drop_filter());
     }
     if wants("throughput") {
         run.throughput = Some(measure::throughput());

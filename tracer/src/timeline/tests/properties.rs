@@ -133,7 +133,7 @@ proptest! {
             .collect();
         arrivals.sort_by_key(|(arrival, i, _)| (*arrival, *i));
         let together = by_socket(run(arrivals.into_iter().map(|(_, _, e)| e).collect(), end));
-        let differ: Vec<(&u64, Option<&Vec<Verdict>>, Option<&Vec<Verdict>>)> = alone
+        let differ: Vec<_> = alone
             .keys()
             .chain(together.keys())
             .filter(|id| alone.get(id) != together.get(id))
