@@ -173,10 +173,17 @@ impl Measured {
 fn sweep_existing(
     pipeline: &mut Pipeline,
     netns: &[u32],
+    close_wait: Duration,
     filter: &EventFilter,
     sinks: &mut [&mut dyn Sink],
 ) -> Result<()> {
-    let snapshot = match sweep::snapshot(netns, sweep::FlagLimits::idle(SWEEP_IDLE_THRESHOLD)) {
+    let snapshot = match sweep::snapshot(
+        netns,
+        sweep::FlagLimits {
+            idle: SWEEP_IDLE_THRESHOLD,
+            close_wait,
+        },
+    ) {
         Ok(s) => s,
         Err(e) => {
             eprintln!(
@@ -211,6 +218,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
     let options = filter::probe_options(&session.filters, session.kernel.ring_buffer)?;
     let owner_filter = filter::owner_filter(&session.filters)?;
     let mut thresholds = session.thresholds.thresholds(None);
+    let close_wait = Duration::from_nanos(thresholds.close_wait_after_ns);
     let mut probes = Probes::load(&options)?;
     thresholds.releases_seen = probes
         .hooks
@@ -261,7 +269,7 @@ pub async fn run(session: &SessionArgs, sinks: &mut [&mut dyn Sink]) -> Result<T
     // The probes are attached first: nothing between the sweep and the first event is missed.
     if !session.no_sweep {
         let filter = EventFilter::new(&session.filters)?;
-        sweep_existing(&mut pipeline, &options.netns, &filter, sinks)?;
+        sweep_existing(&mut pipeline, &options.netns, close_wait, &filter, sinks)?;
     }
     let reconciliation = Reconciliation::start(&options);
     let attached = probes.hooks.iter().filter(|h| h.attached).count();

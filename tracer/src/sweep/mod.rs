@@ -93,7 +93,9 @@ impl FlagLimits {
     pub fn idle(idle: Duration) -> FlagLimits {
         FlagLimits {
             idle,
-            close_wait: Duration::from_secs(30),
+            close_wait: Duration::from_nanos(
+                crate::timeline::Thresholds::DEFAULT_CLOSE_WAIT_AFTER_NS,
+            ),
         }
     }
 }
