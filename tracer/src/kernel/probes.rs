@@ -415,6 +415,8 @@ pub struct Probes {
     pub missing_members: Vec<Missing>,
     /// `enum sk_rst_reason` value → name, from this kernel's BTF.
     pub reset_reasons: BTreeMap<u32, String>,
+    /// `enum skb_drop_reason` value → name, from this kernel's BTF.
+    pub drop_reasons: BTreeMap<u32, String>,
     cgroup_filter: bool,
 }
 
@@ -450,17 +452,8 @@ impl Probes {
             .take_map("STATS")
             .context("STATS map missing")?
             .try_into()?;
-        let reset_reasons = kernel_btf
-            .enum_values("sk_rst_reason")
-            .map(|m| {
-                m.into_iter()
-                    .map(|(v, n)| {
-                        let short = n.strip_prefix("SK_RST_REASON_").unwrap_or(&n);
-                        (v as u32, short.to_owned())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let reset_reasons = enum_names(&kernel_btf, "sk_rst_reason", "SK_RST_REASON_");
+        let drop_reasons = enum_names(&kernel_btf, "skb_drop_reason", "SKB_DROP_REASON_");
         Ok(Self {
             ebpf,
             // SAFETY: the RingBuf owns its map fd and keeps it open for as long as it lives.
@@ -471,6 +464,7 @@ impl Probes {
             hooks,
             missing_members,
             reset_reasons,
+            drop_reasons,
             cgroup_filter: options.cgroup_filter,
         })
     }
@@ -578,6 +572,21 @@ impl crate::identity::CgroupDecisions for CgroupDecisionMap {
             .insert(cgroup_id, u8::from(wanted), 0)
             .map_err(std::io::Error::other)
     }
+}
+
+/// The names of a kernel enum's values without their common prefix, from BTF (empty when
+/// this kernel lacks the enum).
+fn enum_names(btf: &KernelBtf, name: &str, prefix: &str) -> BTreeMap<u32, String> {
+    btf.enum_values(name)
+        .map(|m| {
+            m.into_iter()
+                .map(|(v, n)| {
+                    let short = n.strip_prefix(prefix).unwrap_or(&n);
+                    (v as u32, short.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn drain_ring(ring: &mut RingBuf<MapData>, out: &mut Vec<RawEvent>) {

@@ -4,9 +4,9 @@
 //! Everything runs in network namespaces created here: `measure.rs` runs the storms and
 //! reads the kernel's counters and the traces (typed, through the tracer's own reader);
 //! `report.rs` writes the Markdown report (printed, and saved as target/bench/report.md).
-//! Arguments name the parts to run: retransmit, keepalive, timers, reset, throughput,
-//! report (default: all); `soak` (10 minutes of `tracer agent`, never part of all) runs
-//! only when named.
+//! Arguments name the parts to run: retransmit, keepalive, timers, reset, drops,
+//! throughput, report (default: all); `soak` (10 minutes of `tracer agent`, never part of all)
+//! runs only when named.
 
 mod measure;
 mod report;
@@ -53,6 +53,9 @@ fn main() {
     }
     if wants("reset") {
         run.resets = Some(measure::reset_storms());
+    }
+    if wants("drops") {
+        run.drops = Some(measure::drop_filter());
     }
     if wants("throughput") {
         run.throughput = Some(measure::throughput());
