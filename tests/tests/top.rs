@@ -134,8 +134,11 @@ fn an_unresponsive_peer_counts_down_then_turns_into_its_verdict() {
 
     // q quits: the terminal is back, with the session's summary.
     tmux.send_keys(&["q"]);
-    let screen = tmux.wait_for(TIMEOUT, "top to quit", |s| {
-        tmux.exited().then(|| s.to_owned())
+    // The screen is captured before `exited` is asked: wait for both, or the capture may
+    // predate the summary's last lines.
+    let screen = tmux.wait_for(TIMEOUT, "top to quit and print its summary", |s| {
+        (tmux.exited() && s.contains("── summary:") && s.contains("retries_exhausted"))
+            .then(|| s.to_owned())
     });
     assert!(screen.contains("── summary:"), "{screen}");
     assert!(screen.contains("retries_exhausted 1"), "{screen}");

@@ -6,71 +6,148 @@
 //! `recursion_misses`. A death inside a TCP timer could be lost that way. So each such hook
 //! has two programs on its tracepoint, attached in this order, and every hit runs both
 //! unless the kernel skips one:
-//! - the primary handles every hit it runs for, and marks it on its CPU (the tracepoint's
-//!   arguments) when it starts and again when it ends;
-//! - the twin handles a hit only when the mark is not that hit's: the primary did not run
-//!   for it, because the kernel skipped it. It counts those in `RESCUED`.
+//! - the primary claims the hit (pushes its arguments on this CPU's stack of claims for the
+//!   hook) before handling it;
+//! - the twin looks for the hit's claim: found, the primary ran, and the twin pops it (and
+//!   any claim above it); not found, the kernel skipped the primary, and the twin handles
+//!   the hit and counts it in `RESCUED`.
 //!
-//! There is no window: a hit nested before the primary's first store, or after its last,
-//! still finds another hit's mark. On kernels without the recursion guard the nested
-//! primary runs itself and the outer primary's final store restores its own mark, so the
-//! twin never doubles an event. Only a hit identical to the one before (same arguments)
-//! that is also skipped could be missed, and reported as lost.
+//! Why a stack, and not a "primary is busy" flag or a single "last hit" mark: a hit can
+//! nest anywhere, including before the primary's first instruction, after its last, and
+//! between the primary and the twin of the hit it interrupted. A flag loses hits nested at
+//! the primary's edges (they find the flag down); a single mark is overwritten by a nested
+//! hit's primary, so the twin of the interrupted hit handles it a second time. With a
+//! stack, a claim stays until its own twin pops it:
+//! - a nested hit whose primary ran claims and pops above the interrupted hit's claim,
+//!   which is untouched (the push reserves its slot before writing it);
+//! - claims made while the twin itself runs (their twin is skipped) sit above the claim
+//!   the twin is looking for, and go with it.
+//!
+//! What is left: a hit skipped for both programs (nested in the twin, or three deep) is
+//! lost, and counted (`recursion_misses` minus `RESCUED`). A claim whose twin was skipped
+//! stays on the stack, stale, until a twin pops a claim below it or a primary finds it older
+//! than any nesting lasts; a skipped hit whose arguments equal a stale claim is taken as
+//! handled, and counted the same way. On kernels without the recursion guard a nested
+//! primary runs and its twin pops its own claim, so nothing is doubled.
 
-use aya_ebpf::{macros::map, maps::PerCpuArray};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::map, maps::PerCpuArray};
 use tracer_common::{hook, stat};
 
 use crate::emit::count;
 
 /// A hit: the tracepoint's arguments that tell it from others (unused words 0). Pointers
-/// among them are stored as they are: the verifier allows no arithmetic on them, and a copy
+/// among them are kept as numbers: the verifier allows no arithmetic on them, and a copy
 /// read back from a map is a plain number.
 pub type Hit = [u64; 3];
 
-/// Per CPU and hook: the last hit the primary ran for.
-#[map]
-static HANDLED: PerCpuArray<Hit> = PerCpuArray::with_max_entries(hook::COUNT, 0);
+/// Claims deeper than contexts can nest (task, softirq, hardirq, NMI) plus stale ones.
+const DEPTH: usize = 8;
 
-/// Per CPU and hook: the twin's copy of the hit at hand, to compare as numbers.
+/// A claim older than this is stale: no program, and no interrupt nested in one, runs this
+/// long between a primary and its twin.
+const STALE_NS: u64 = 100_000_000;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Claim {
+    hit: Hit,
+    at_ns: u64,
+}
+
+/// Per CPU and hook: the hits whose primary ran and whose twin has not run yet.
+#[repr(C)]
+pub struct Claims {
+    depth: u64,
+    claims: [Claim; DEPTH],
+}
+
 #[map]
-static AT_HAND: PerCpuArray<Hit> = PerCpuArray::with_max_entries(hook::COUNT, 0);
+static CLAIMS: PerCpuArray<Claims> = PerCpuArray::with_max_entries(hook::COUNT, 0);
 
 /// Per CPU and hook: hits the twin handled because the kernel skipped the primary.
 #[map]
 static RESCUED: PerCpuArray<u64> = PerCpuArray::with_max_entries(hook::COUNT, 0);
 
+// Every access to a claim stack is volatile: a nested program may change it between any
+// two instructions of ours, and the compiler must neither merge nor reorder them.
 #[inline(always)]
-fn store(map: &PerCpuArray<Hit>, hook: u32, hit: &Hit) -> Option<*mut Hit> {
-    let slot = map.get_ptr_mut(hook)?;
-    // SAFETY: this CPU's slot of a per-CPU array; volatile, so that the store before the
-    // handler is not merged with the one after it.
-    unsafe { core::ptr::write_volatile(slot, *hit) };
-    Some(slot)
+fn load<T: Copy>(p: *const T) -> T {
+    // SAFETY: a pointer into this CPU's slot of a per-CPU array.
+    unsafe { core::ptr::read_volatile(p) }
+}
+
+#[inline(always)]
+fn store<T>(p: *mut T, value: T) {
+    // SAFETY: as in `load`.
+    unsafe { core::ptr::write_volatile(p, value) }
 }
 
 #[inline(always)]
 pub fn primary(hook: u32, hit: Hit, handle: impl FnOnce()) {
-    store(&HANDLED, hook, &hit);
+    if let Some(claims) = CLAIMS.get_ptr_mut(hook) {
+        // SAFETY: this CPU's slot; only pointers to its fields are formed.
+        let (depth, slots) = unsafe { (&raw mut (*claims).depth, &raw mut (*claims).claims) };
+        // SAFETY: a helper without arguments.
+        let now = unsafe { bpf_ktime_get_ns() };
+        let mut at = (load(depth) as usize).min(DEPTH - 1);
+        if at > 0 {
+            // SAFETY: `at - 1 < DEPTH`.
+            let below_ns = load(unsafe { &raw const (*(*slots).as_ptr().add(at - 1)).at_ns });
+            if now.wrapping_sub(below_ns) > STALE_NS {
+                at = 0;
+            }
+        }
+        // Reserve the slot first: a hit nesting after this pushes above it.
+        store(depth, at as u64 + 1);
+        // SAFETY: `at < DEPTH`.
+        let slot = unsafe { (*slots).as_mut_ptr().add(at) };
+        // Word by word: the verifier refuses the wide copies a whole-struct store becomes.
+        for (i, word) in hit.iter().enumerate() {
+            // SAFETY: `i < 3`, inside the slot.
+            store(
+                unsafe { (&raw mut (*slot).hit).cast::<u64>().add(i) },
+                *word,
+            );
+        }
+        store(unsafe { &raw mut (*slot).at_ns }, now);
+    }
     handle();
-    store(&HANDLED, hook, &hit);
 }
 
 #[inline(always)]
 pub fn nested(hook: u32, hit: Hit, handle: impl FnOnce()) {
-    let (Some(at_hand), Some(handled)) = (store(&AT_HAND, hook, &hit), HANDLED.get(hook)) else {
+    let Some(claims) = CLAIMS.get_ptr_mut(hook) else {
         return;
     };
-    // SAFETY: this CPU's slot, written just above.
-    let at_hand = unsafe { core::ptr::read_volatile(at_hand) };
-    if at_hand == *handled {
-        return;
+    // SAFETY: as in `primary`.
+    let (depth, slots) = unsafe { (&raw mut (*claims).depth, &raw mut (*claims).claims) };
+    let top = (load(depth) as usize).min(DEPTH);
+    // The claim is the topmost equal one: claims above it were made while this twin ran.
+    let mut found = None;
+    for at in (0..DEPTH).rev() {
+        if at < top {
+            // SAFETY: `at < DEPTH`.
+            let slot = unsafe { (*slots).as_ptr().add(at) };
+            let word = |i: usize| {
+                // SAFETY: `i < 3`, inside the slot.
+                load(unsafe { (&raw const (*slot).hit).cast::<u64>().add(i) })
+            };
+            if word(0) == hit[0] && word(1) == hit[1] && word(2) == hit[2] {
+                found = Some(at);
+                break;
+            }
+        }
     }
-    if let Some(rescued) = RESCUED.get_ptr_mut(hook) {
-        // SAFETY: this CPU's slot.
-        unsafe { *rescued += 1 };
+    match found {
+        Some(at) => store(depth, at as u64),
+        None => {
+            if let Some(rescued) = RESCUED.get_ptr_mut(hook) {
+                store(rescued, load(rescued) + 1);
+            }
+            count(stat::RESCUED);
+            handle();
+        }
     }
-    count(stat::RESCUED);
-    handle();
 }
 
 /// Defines the primary program of a hook and its twin; both call `$handler(&ctx)`, and

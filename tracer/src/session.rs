@@ -322,7 +322,14 @@ pub async fn run_with(
     // The probes are attached first: nothing between the sweep and the first event is missed.
     if !session.no_sweep {
         let filter = EventFilter::new(&session.filters)?;
-        sweep_existing(&mut pipeline, &options.netns, close_wait, &filter, sinks, hooks)?;
+        sweep_existing(
+            &mut pipeline,
+            &options.netns,
+            close_wait,
+            &filter,
+            sinks,
+            hooks,
+        )?;
     }
     let reconciliation = Reconciliation::start(&options);
     let attached = probes.hooks.iter().filter(|h| h.attached).count();
