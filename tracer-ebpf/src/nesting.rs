@@ -48,7 +48,6 @@ const DEPTH: usize = 8;
 const STALE_NS: u64 = 100_000_000;
 
 #[repr(C)]
-#[derive(Clone, Copy)]
 pub struct Claim {
     hit: Hit,
     at_ns: u64,
@@ -109,6 +108,7 @@ pub fn primary(hook: u32, hit: Hit, handle: impl FnOnce()) {
                 *word,
             );
         }
+        // SAFETY: a field of the slot above.
         store(unsafe { &raw mut (*slot).at_ns }, now);
     }
     handle();
