@@ -46,6 +46,15 @@ pub fn require_root() {
     );
 }
 
+/// The keepalive probes of the last unanswered run: an answered probe (an ACK resets
+/// `icsk_probes_out`) restarts the count at 1. It happens when the blackhole a test installs
+/// with `nft` takes longer than the idle time on a loaded machine; the kernel really sent
+/// those probes, and the count still equals `TCPKeepAlive`.
+pub fn unanswered_probes(numbers: &[u64]) -> &[u64] {
+    let start = numbers.iter().rposition(|&n| n == 1).unwrap_or(0);
+    &numbers[start..]
+}
+
 /// Polls `probe` until it returns Some or `timeout` passes; panics with `what` on timeout.
 pub fn wait_until<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
