@@ -7,7 +7,7 @@ use super::{
     measure::{
         Cost, KeepaliveStorm, ReportSpeed, ResetStorm, RetransmitStorm, STORM_BYTES, Throughput,
     },
-    storms::{Round, Storm, Tool},
+    storms::{Profile, Round, Storm, Tool},
 };
 
 /// Where a run measured.
@@ -23,6 +23,7 @@ pub(crate) struct Setting {
 pub(crate) struct Run {
     pub(crate) setting: Setting,
     pub(crate) storms: Option<Vec<Storm>>,
+    pub(crate) profiles: Option<Vec<Profile>>,
     pub(crate) retransmit: Option<RetransmitStorm>,
     pub(crate) keepalive: Option<KeepaliveStorm>,
     pub(crate) timers: Option<Vec<Cost>>,
@@ -38,6 +39,25 @@ pub(crate) fn render(run: &Run) -> String {
     );
     if let Some(storms) = &run.storms {
         side_by_side(&mut out, storms);
+    }
+    for p in run.profiles.iter().flatten() {
+        let _ = write!(
+            out,
+            "\n## Profile: {}, {}{}\n\n`perf report --no-children --sort dso,symbol`, top \
+             items:\n\n```text\n{}\n```\n",
+            p.tool,
+            p.storm,
+            match p.round.records {
+                0 => String::new(),
+                records => format!(
+                    " ({records} records, {:.2} s of CPU during the storm: {:.2} µs per \
+                     record; `perf record -F 1999 -p PID` from the storm's start to its end)",
+                    p.round.storm_cpu.as_secs_f64(),
+                    p.round.storm_cpu.as_secs_f64() * 1e6 / records as f64
+                ),
+            },
+            p.top
+        );
     }
     if let Some(r) = &run.retransmit {
         retransmit(&mut out, r);

@@ -197,6 +197,8 @@ fn cpu_of(pid: u32) -> Duration {
 /// A tool attached and waiting for the storm.
 struct Running {
     child: Option<Child>,
+    /// `perf record` attached to the tool for the storm, when profiling.
+    perf: Option<Child>,
     startup_cpu: Duration,
     output: PathBuf,
     /// CPU when the storm started.
@@ -234,6 +236,7 @@ impl Running {
         let startup_cpu = child.as_ref().map_or(Duration::ZERO, |c| cpu_of(c.id()));
         Running {
             child,
+            perf: None,
             startup_cpu,
             output,
             cpu_at_storm: startup_cpu,
@@ -243,6 +246,21 @@ impl Running {
     fn storm_starts(&mut self) {
         if let Some(c) = &self.child {
             self.cpu_at_storm = cpu_of(c.id());
+            let profile = PROFILE.lock().unwrap().clone();
+            if let Some(data) = profile {
+                let perf = Command::new("perf")
+                    .args(["record", "-F", "1999", "-o", data.to_str().unwrap(), "-p"])
+                    .arg(c.id().to_string())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("perf record (Debian: linux-perf)");
+                // perf is attached once it has opened its output.
+                wait_until(Duration::from_secs(10), "perf record", || {
+                    data.metadata().ok().filter(|m| m.len() > 0)
+                });
+                self.perf = Some(perf);
+            }
         }
     }
 
@@ -257,6 +275,11 @@ impl Running {
             );
         };
         let storm_cpu = cpu_of(child.id()).saturating_sub(self.cpu_at_storm);
+        if let Some(mut perf) = self.perf {
+            // SAFETY: signalling our own child, which has not been reaped yet.
+            unsafe { libc::kill(perf.id() as i32, libc::SIGINT) };
+            let _ = perf.wait();
+        }
         let peak = watch_peak_rss(child.id());
         // SAFETY: signalling our own child, which has not been reaped yet.
         unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -307,6 +330,104 @@ fn bpftrace_lines(path: &Path) -> (HashMap<String, u64>, u64) {
         *words.entry(word).or_default() += 1;
     }
     (words, lost)
+}
+
+/// Where `perf record` writes while profiling (None: not profiling).
+static PROFILE: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// One profile: where the CPU of `tracer record` went during a storm.
+pub(crate) struct Profile {
+    pub(crate) storm: &'static str,
+    pub(crate) tool: String,
+    pub(crate) round: Round,
+    /// `perf report`'s top symbols.
+    pub(crate) top: String,
+}
+
+/// `perf record` on the tracer while the connect storm runs (not its start-up), and over
+/// its start-up and 2 s of idling: the top symbols of each.
+pub(crate) fn profiles() -> Vec<Profile> {
+    let mut out = Vec::new();
+    for tool in tools()
+        .into_iter()
+        .filter(|t| matches!(t, Tool::Tracer { .. }))
+    {
+        let label = tool.label().replace(' ', "-");
+        let mut profile = |storm: &'static str, run: &mut dyn FnMut(&Tool) -> Round| {
+            let data = out_dir().join(format!("perf-{}-{label}.data", storm.replace(' ', "-")));
+            let _ = std::fs::remove_file(&data);
+            *PROFILE.lock().unwrap() = Some(data.clone());
+            let round = run(&tool);
+            *PROFILE.lock().unwrap() = None;
+            out.push(Profile {
+                storm,
+                tool: tool.label(),
+                round,
+                top: top_symbols(&data),
+            });
+        };
+        let hosts = Hosts::new("bench-prof");
+        profile("connect storm", &mut |tool| {
+            connect_storm(&hosts, tool, Duration::from_secs(5))
+        });
+        // Start-up and idling: where the CPU goes when events are few (the 2% loss bulk
+        // and the keepalive storm cost the tracer next to nothing beyond this).
+        let data = out_dir().join(format!("perf-startup-{label}.data"));
+        let Tool::Tracer { args, .. } = &tool else {
+            continue;
+        };
+        let status = Command::new("perf")
+            .args(["record", "-F", "1999", "-o", data.to_str().unwrap(), "--"])
+            .arg(tracer_bin())
+            .args([
+                "record",
+                "-o",
+                "/dev/null",
+                "--no-sweep",
+                "--duration",
+                "2s",
+            ])
+            .args(hosts.netns_args())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("perf record");
+        assert!(status.success(), "perf record -- tracer record: {status}");
+        out.push(Profile {
+            storm: "start-up and 2 s idle (`--duration 2s`)",
+            tool: tool.label(),
+            round: Round::default(),
+            top: top_symbols(&data),
+        });
+    }
+    out
+}
+
+/// `perf report`'s top symbols in a profile.
+fn top_symbols(data: &Path) -> String {
+    let report = Command::new("perf")
+        .args([
+            "report",
+            "--no-children",
+            "--sort",
+            "dso,symbol",
+            "--stdio",
+            "-i",
+        ])
+        .arg(data)
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let top: Vec<String> = report
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .take(25)
+        // perf pads every line to the terminal's width.
+        .map(|l| l.trim_end().trim_end_matches(['-', ' ']).to_owned())
+        .collect();
+    top.join("\n")
 }
 
 /// A trace, counted as it streams by (a connect storm's trace holds millions of events).
