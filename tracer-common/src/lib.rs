@@ -119,6 +119,11 @@ codes! {
         Destroy = 9 => "destroy",
         /// Never written by the kernel: the loader's sweep found this socket already open.
         Sweep = 10 => "sweep",
+        /// `skb:kfree_skb`: this host dropped a TCP segment, with the kernel's
+        /// `enum skb_drop_reason` in [`RawEvent::reason`]. The addresses and ports are the
+        /// segment's own (source → destination); the cookie is the socket the kernel named
+        /// with the drop (0: none, userspace matches the segment's tuple).
+        Drop = 11 => "drop",
     }
 }
 
@@ -211,6 +216,7 @@ pub mod kind {
     pub const ZERO_WINDOW_PROBE: u8 = EventKind::ZeroWindowProbe as u8;
     pub const ERROR_REPORT: u8 = EventKind::ErrorReport as u8;
     pub const DESTROY: u8 = EventKind::Destroy as u8;
+    pub const DROP: u8 = EventKind::Drop as u8;
 }
 
 /// [`RetransmitClass`] codes, for the kernel programs.
@@ -256,6 +262,12 @@ pub mod flags {
     pub const OWNER_FROM_LISTENER: u8 = 8;
     /// The socket counters and budgets below `flags` were read (full sockets only).
     pub const COUNTERS: u8 = 16;
+    /// Drops: the cookie is the socket the kernel attached to the dropped segment
+    /// (`skb->sk`, or the tracepoint's `rx_sk`).
+    pub const SOCKET_NAMED: u8 = 32;
+    /// Drops: the segment was leaving through that socket (its source port is the socket's
+    /// local port); else it was arriving.
+    pub const OUTGOING: u8 = 64;
 }
 
 /// Bits of [`Config::features`]: what this kernel allows tracing programs to do. The loader
@@ -286,7 +298,8 @@ pub mod hook {
     pub const RECV_RESET: u32 = 4;
     pub const ERROR_REPORT: u32 = 5;
     pub const DESTROY: u32 = 6;
-    pub const COUNT: u32 = 7;
+    pub const DROP: u32 = 7;
+    pub const COUNT: u32 = 8;
 }
 
 /// Bits of [`Config::filters`]: which in-kernel filters are active.
@@ -379,15 +392,19 @@ pub struct RawEvent {
     /// probes whose own timer run went unseen are reported with the next one); 0: only
     /// `probes_out`.
     pub probe_first: u8,
-    pub _pad0: u8,
+    /// Drops: the dropped segment's TCP flags (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08,
+    /// ACK 0x10).
+    pub tcp_flags: u8,
     /// sk_err (positive errno), or sk_err_soft when sk_err is 0 — see `err_soft`.
     pub sk_err: i32,
     pub sk_err_soft: i32,
     /// tcp_retransmit_skb's `err`.
     pub err: i32,
-    /// `enum sk_rst_reason` value (names come from the kernel's BTF). u32::MAX: not provided.
+    /// Resets sent: `enum sk_rst_reason` value; drops: `enum skb_drop_reason` value (names
+    /// come from the kernel's BTF). u32::MAX: not provided.
     pub reason: u32,
-    /// Segments covered by this retransmit (tcp_skb_pcount: a GSO buffer carries several).
+    /// Retransmits: segments covered (tcp_skb_pcount: a GSO buffer carries several); drops:
+    /// the dropped segment's TCP payload in bytes.
     pub segs: u32,
     pub rto_jiffies: u32,
     pub total_retrans: u32,
@@ -497,6 +514,9 @@ pub struct Config {
     pub skb_network_header: FieldLoc,
     pub skb_transport_header: FieldLoc,
     pub skb_dev: FieldLoc,
+    /// `skb->sk` and `skb->protocol` (drops).
+    pub skb_sk: FieldLoc,
+    pub skb_protocol: FieldLoc,
     /// `skb->cb` + `struct tcp_skb_cb.tcp_gso_segs`.
     pub skb_tcp_gso_segs: FieldLoc,
     pub dev_nd_net: FieldLoc,

@@ -19,7 +19,7 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_probe_read_kernel, generated::bpf_skc_to_tcp_sock},
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf, generated::bpf_skc_to_tcp_sock},
     programs::BtfTracePointContext,
 };
 use tracer_common::{Config, FieldLoc};
@@ -63,6 +63,18 @@ impl Access for Copied {
     fn load<T: Copy + Default>(self, addr: u64) -> T {
         // SAFETY: bpf_probe_read_kernel tolerates any address; a fault yields Err.
         unsafe { bpf_probe_read_kernel(addr as *const T) }.unwrap_or_default()
+    }
+}
+
+impl Copied {
+    /// Copies `dst.len()` bytes at `addr` straight into `dst` (no temporary on the stack);
+    /// zeros when the memory cannot be read.
+    #[inline(always)]
+    pub fn copy_into(self, addr: u64, dst: &mut [u8]) {
+        // SAFETY: bpf_probe_read_kernel tolerates any address; a fault yields Err.
+        if unsafe { bpf_probe_read_kernel_buf(addr as *const u8, dst) }.is_err() {
+            dst.fill(0);
+        }
     }
 }
 
@@ -171,6 +183,15 @@ impl<A: Access> TcpSockPtr<A> {
     #[inline(always)]
     pub fn sock(self) -> SockPtr<A> {
         SockPtr(self.0)
+    }
+}
+
+impl SockPtr<Copied> {
+    /// The socket at `addr`, an address the verifier sees as a number (a pointer member
+    /// copied out of a packet, or a tracepoint argument's value): read by copy.
+    #[inline(always)]
+    pub fn at(addr: u64) -> Option<Self> {
+        Ptr::new(addr, Copied).map(Self)
     }
 }
 

@@ -146,6 +146,23 @@ pub struct ThresholdArgs {
     /// kernel ended it [default: 30s; `report`: what the trace was recorded with].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub dead_socket_after: Option<Duration>,
+    /// Flag close_wait_held when a socket stays this long in CLOSE_WAIT: the peer closed
+    /// and the process has not [default: 30s; `report`: as recorded].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub close_wait_after: Option<Duration>,
+    /// Flag receiver_stalled when a peer keeps its window closed under zero-window probes
+    /// this long [default: 10s; `report`: as recorded].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub receiver_stalled_after: Option<Duration>,
+    /// Flag retry_storm when one process has this many unanswered or failed connection
+    /// attempts to one peer within --retry-storm-window [default: 10; `report`: as
+    /// recorded].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub retry_storm_attempts: Option<u32>,
+    /// The window of --retry-storm-attempts; a storm's verdict repeats once per window
+    /// while it lasts [default: 60s; `report`: as recorded].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_storm_window: Option<Duration>,
 }
 
 impl ThresholdArgs {
@@ -158,6 +175,18 @@ impl ThresholdArgs {
             dead_socket_after_ns: self
                 .dead_socket_after
                 .map_or(base.dead_socket_after_ns, |d| d.as_nanos() as u64),
+            close_wait_after_ns: self
+                .close_wait_after
+                .map_or(base.close_wait_after_ns, |d| d.as_nanos() as u64),
+            receiver_stalled_after_ns: self
+                .receiver_stalled_after
+                .map_or(base.receiver_stalled_after_ns, |d| d.as_nanos() as u64),
+            retry_storm_attempts: self
+                .retry_storm_attempts
+                .unwrap_or(base.retry_storm_attempts),
+            retry_storm_window_ns: self
+                .retry_storm_window
+                .map_or(base.retry_storm_window_ns, |d| d.as_nanos() as u64),
             ..base
         }
     }
@@ -309,6 +338,10 @@ pub struct SocketsArgs {
     /// Flag ESTABLISHED sockets without keepalive idle longer than this (half_open_risk).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub idle_threshold: Duration,
+    /// Flag CLOSE_WAIT sockets idle longer than this: the peer closed and the owner has not
+    /// (close_wait_held).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub close_wait_after: Duration,
     /// Only sockets in these network namespaces (name, inode or path; repeatable).
     #[arg(long = "netns", value_name = "NETNS")]
     pub netns: Vec<String>,

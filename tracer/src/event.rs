@@ -367,6 +367,9 @@ pub struct Event {
     /// best-known ends, see [`crate::timeline::Engine::name`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<Tuple>,
+    /// Drops: what was dropped, which way, and the kernel's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop: Option<Dropped>,
 }
 
 /// How an `event` record is read: [`Event`] with its connection's fields inline. serde's
@@ -409,6 +412,8 @@ struct EventRecord {
     flags: Vec<String>,
     #[serde(default)]
     raw: Option<Tuple>,
+    #[serde(default)]
+    drop: Option<Dropped>,
 }
 
 impl From<EventRecord> for Event {
@@ -437,6 +442,7 @@ impl From<EventRecord> for Event {
             sock: r.sock,
             flags: r.flags,
             raw: r.raw,
+            drop: r.drop,
         }
     }
 }
@@ -462,6 +468,7 @@ impl Event {
             sock: None,
             flags: Vec::new(),
             raw: None,
+            drop: None,
         }
     }
 
@@ -583,6 +590,123 @@ impl<'de> Deserialize<'de> for ResetReason {
     }
 }
 
+/// Why the kernel dropped a segment: a name from `enum skb_drop_reason` without its
+/// `SKB_DROP_REASON_` prefix (`NETFILTER_DROP`, `NO_SOCKET`, `TCP_CSUM`, ...), as the running
+/// kernel's BTF names them; `REASON_n` for a value it did not name. Serialised by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DropReason(pub String);
+
+impl DropReason {
+    pub fn new(name: &str) -> DropReason {
+        DropReason(name.to_owned())
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+
+    /// Netfilter (nftables, iptables) decided to drop it: a rule of this host's firewall.
+    pub fn is_netfilter(&self) -> bool {
+        self.0.starts_with("NETFILTER") || self.0.starts_with("IPTABLES")
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+/// Which way a dropped segment was going, seen from the socket it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Arriving from the peer.
+    In,
+    /// Leaving for the peer.
+    Out,
+}
+
+/// A TCP segment's flags, shown as `SYN`, `SYN|ACK`, `PSH|ACK`, ... (serialised so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    const NAMES: [(u8, &'static str); 8] = [
+        (0x02, "SYN"),
+        (0x01, "FIN"),
+        (0x04, "RST"),
+        (0x08, "PSH"),
+        (0x10, "ACK"),
+        (0x20, "URG"),
+        (0x40, "ECE"),
+        (0x80, "CWR"),
+    ];
+
+    /// A connection request: SYN without ACK.
+    pub fn is_syn(self) -> bool {
+        self.0 & (Self::SYN | Self::ACK) == Self::SYN
+    }
+
+    /// The answer to a connection request: SYN and ACK.
+    pub fn is_syn_ack(self) -> bool {
+        self.0 & (Self::SYN | Self::ACK) == Self::SYN | Self::ACK
+    }
+
+    pub fn from_name(name: &str) -> Option<TcpFlags> {
+        let mut bits = 0;
+        for part in name.split('|').filter(|p| !p.is_empty()) {
+            bits |= Self::NAMES.iter().find(|(_, n)| *n == part)?.0;
+        }
+        Some(TcpFlags(bits))
+    }
+}
+
+impl fmt::Display for TcpFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = Self::NAMES
+            .iter()
+            .filter(|(bit, _)| self.0 & bit != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        f.pad(&names.join("|"))
+    }
+}
+
+impl Serialize for TcpFlags {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TcpFlags {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        by_name(d, "TCP flags", TcpFlags::from_name)
+    }
+}
+
+/// A segment this host dropped (`skb:kfree_skb`): the `drop` object of `drop` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dropped {
+    /// The kernel's reason.
+    pub reason: DropReason,
+    pub direction: Direction,
+    pub tcp_flags: TcpFlags,
+    /// TCP payload bytes (0: a bare SYN, ACK, FIN or RST).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub len: u32,
+}
+
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
+}
+
 /// Reads a value written as its name (a TCP state, an errno, a reset reason). A visitor, so
 /// that reading a trace borrows the name instead of allocating it.
 fn by_name<'de, D: Deserializer<'de>, T>(
@@ -610,6 +734,9 @@ pub struct KernelFacts {
     /// `enum sk_rst_reason` value → name.
     #[serde(default)]
     pub reset_reasons: BTreeMap<u32, String>,
+    /// `enum skb_drop_reason` value → name (kernels with drop reasons, 5.17+).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drop_reasons: BTreeMap<u32, String>,
 }
 
 impl KernelFacts {
@@ -646,7 +773,7 @@ impl KernelFacts {
             .ok()
             .and_then(Family::from_code)
             .unwrap_or(Family::Ipv4);
-        let (laddr, raddr) = match family {
+        let (mut laddr, mut raddr) = match family {
             Family::Ipv6 => (
                 IpAddr::V6(Ipv6Addr::from(raw.saddr)),
                 IpAddr::V6(Ipv6Addr::from(raw.daddr)),
@@ -656,8 +783,29 @@ impl KernelFacts {
                 (v4(&raw.saddr), v4(&raw.daddr))
             }
         };
+        let (mut lport, mut rport) = (raw.sport, raw.dport);
+        let drop = (kind == EventKind::Drop).then(|| {
+            // The segment's own ends (source → destination): oriented as the socket sees
+            // them, local first.
+            let direction = if raw.flags & flags::OUTGOING != 0 {
+                Direction::Out
+            } else {
+                std::mem::swap(&mut laddr, &mut raddr);
+                std::mem::swap(&mut lport, &mut rport);
+                Direction::In
+            };
+            Dropped {
+                reason: match self.drop_reasons.get(&raw.reason) {
+                    Some(name) => DropReason::new(name),
+                    None => DropReason(format!("REASON_{}", raw.reason)),
+                },
+                direction,
+                tcp_flags: TcpFlags(raw.tcp_flags),
+                len: raw.segs,
+            }
+        });
         let socket = match (raw.cookie, kind) {
-            (0, EventKind::ResetSent) => None,
+            (0, EventKind::ResetSent | EventKind::Drop) => None,
             (0, _) => {
                 let mut h = DefaultHasher::new();
                 (
@@ -715,9 +863,9 @@ impl KernelFacts {
             conn: Connection {
                 family,
                 laddr,
-                lport: raw.sport,
+                lport,
                 raddr,
-                rport: raw.dport,
+                rport,
                 netns: raw.netns,
             },
             state,
@@ -742,6 +890,7 @@ impl KernelFacts {
             sock: counters,
             flags: Vec::new(),
             raw: None,
+            drop,
         })
     }
 }
@@ -780,6 +929,7 @@ mod tests {
         KernelFacts {
             hz: 250,
             reset_reasons: [(1, "NO_SOCKET".to_owned())].into(),
+            drop_reasons: [(33, "NETFILTER_DROP".to_owned())].into(),
         }
     }
 
@@ -814,6 +964,39 @@ mod tests {
         let e = facts().decode(&r).unwrap();
         assert_eq!(e.socket, None);
         assert_eq!(e.reason, Some(ResetReason::NoSocket));
+    }
+
+    #[test]
+    fn drops_are_oriented_as_their_socket_sees_them() {
+        let mut r = raw(kind::DROP);
+        r.cookie = 0;
+        r.flags = 0;
+        r.reason = 33;
+        r.tcp_flags = TcpFlags::SYN | TcpFlags::ACK;
+        // An incoming SYN-ACK from 10.0.0.1:40000 to 10.0.0.2:80: ours is the destination.
+        let e = facts().decode(&r).unwrap();
+        assert_eq!(e.socket, None);
+        assert_eq!(e.conn.to_string(), "10.0.0.2:80 → 10.0.0.1:40000");
+        let d = e.drop.as_ref().unwrap();
+        assert_eq!(d.direction, Direction::In);
+        assert_eq!(d.reason.name(), "NETFILTER_DROP");
+        assert_eq!(d.tcp_flags.to_string(), "SYN|ACK");
+        assert!(d.tcp_flags.is_syn_ack() && !d.tcp_flags.is_syn());
+        // An outgoing SYN of a socket the kernel named, with a reason BTF did not name.
+        r.cookie = 42;
+        r.flags = flags::SOCKET_NAMED | flags::OUTGOING;
+        r.tcp_flags = TcpFlags::SYN;
+        r.reason = 99;
+        let e = facts().decode(&r).unwrap();
+        assert_eq!(e.socket, Some(SocketId(42)));
+        assert_eq!(e.conn.to_string(), "10.0.0.1:40000 → 10.0.0.2:80");
+        let d = e.drop.as_ref().unwrap();
+        assert_eq!(
+            (d.direction, d.reason.name()),
+            (Direction::Out, "REASON_99")
+        );
+        assert_eq!(TcpFlags::from_name("SYN"), Some(TcpFlags(TcpFlags::SYN)));
+        assert_eq!(TcpFlags::from_name("BOGUS"), None);
     }
 
     #[test]
@@ -889,6 +1072,12 @@ mod tests {
                 lport: 1,
                 raddr: "fd00::2".parse().unwrap(),
                 rport: 0,
+            }),
+            drop: Some(Dropped {
+                reason: DropReason::new("NETFILTER_DROP"),
+                direction: Direction::Out,
+                tcp_flags: TcpFlags(TcpFlags::SYN | TcpFlags::ACK),
+                len: 10,
             }),
             ..Event::new(9, EventKind::Sweep, TcpState(200))
         };

@@ -47,6 +47,15 @@ pub struct RecordedThresholds {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warn_after_rtos: Option<u8>,
     pub dead_socket_after_ms: u64,
+    /// Absent in traces of tracers without these verdicts: the defaults apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_wait_after_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver_stalled_after_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_storm_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_storm_window_ms: Option<u64>,
 }
 
 impl RecordedThresholds {
@@ -54,15 +63,30 @@ impl RecordedThresholds {
         Self {
             warn_after_rtos: t.warn_after_rtos,
             dead_socket_after_ms: t.dead_socket_after_ns / 1_000_000,
+            close_wait_after_ms: Some(t.close_wait_after_ns / 1_000_000),
+            receiver_stalled_after_ms: Some(t.receiver_stalled_after_ns / 1_000_000),
+            retry_storm_attempts: Some(t.retry_storm_attempts),
+            retry_storm_window_ms: Some(t.retry_storm_window_ns / 1_000_000),
         }
     }
 
     /// The engine's thresholds, as the trace was recorded with them.
     pub fn thresholds(self) -> Thresholds {
+        let defaults = Thresholds::default();
+        let ns = |ms: Option<u64>, default: u64| ms.map_or(default, |ms| ms * 1_000_000);
         Thresholds {
             warn_after_rtos: self.warn_after_rtos,
             dead_socket_after_ns: self.dead_socket_after_ms * 1_000_000,
-            ..Thresholds::default()
+            close_wait_after_ns: ns(self.close_wait_after_ms, defaults.close_wait_after_ns),
+            receiver_stalled_after_ns: ns(
+                self.receiver_stalled_after_ms,
+                defaults.receiver_stalled_after_ns,
+            ),
+            retry_storm_attempts: self
+                .retry_storm_attempts
+                .unwrap_or(defaults.retry_storm_attempts),
+            retry_storm_window_ns: ns(self.retry_storm_window_ms, defaults.retry_storm_window_ns),
+            ..defaults
         }
     }
 }

@@ -143,7 +143,10 @@ fn gave_up_on_timeout(kind: VerdictKind) -> bool {
         | VerdictKind::PeerReset
         | VerdictKind::LocalAbort
         | VerdictKind::PeerUnresponsive
-        | VerdictKind::DeadSocketHeld => false,
+        | VerdictKind::DeadSocketHeld
+        | VerdictKind::CloseWaitHeld
+        | VerdictKind::ReceiverStalled
+        | VerdictKind::RetryStorm => false,
     }
 }
 
@@ -205,11 +208,18 @@ impl Measured {
 fn sweep_existing(
     pipeline: &mut Pipeline,
     netns: &[u32],
+    close_wait: Duration,
     filter: &EventFilter,
     sinks: &mut [&mut dyn Sink],
     hooks: &Hooks,
 ) -> Result<()> {
-    let snapshot = match sweep::snapshot(netns, SWEEP_IDLE_THRESHOLD) {
+    let snapshot = match sweep::snapshot(
+        netns,
+        sweep::FlagLimits {
+            idle: SWEEP_IDLE_THRESHOLD,
+            close_wait,
+        },
+    ) {
         Ok(s) => s,
         Err(e) => {
             hooks.say(
@@ -260,6 +270,7 @@ pub async fn run_with(
     let options = filter::probe_options(&session.filters, session.kernel.ring_buffer)?;
     let owner_filter = filter::owner_filter(&session.filters)?;
     let mut thresholds = session.thresholds.thresholds(None);
+    let close_wait = Duration::from_nanos(thresholds.close_wait_after_ns);
     let mut probes = Probes::load(&options)?;
     thresholds.releases_seen = probes
         .hooks
@@ -276,6 +287,7 @@ pub async fn run_with(
     let facts = KernelFacts {
         hz: host::kernel_hz()?,
         reset_reasons: probes.reset_reasons.clone(),
+        drop_reasons: probes.drop_reasons.clone(),
     };
     let header = Header {
         format: FORMAT.into(),
@@ -310,7 +322,7 @@ pub async fn run_with(
     // The probes are attached first: nothing between the sweep and the first event is missed.
     if !session.no_sweep {
         let filter = EventFilter::new(&session.filters)?;
-        sweep_existing(&mut pipeline, &options.netns, &filter, sinks, hooks)?;
+        sweep_existing(&mut pipeline, &options.netns, close_wait, &filter, sinks, hooks)?;
     }
     let reconciliation = Reconciliation::start(&options);
     let attached = probes.hooks.iter().filter(|h| h.attached).count();

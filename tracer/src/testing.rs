@@ -7,8 +7,9 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use crate::{
     event::{
-        Connection, Errno, Event, EventKind, Family, KernelFacts, Owner, OwnerSource, ResetReason,
-        RetransmitClass, SocketCounters, SocketId, TcpState, TimerKind,
+        Connection, Direction, DropReason, Dropped, Errno, Event, EventKind, Family, KernelFacts,
+        Owner, OwnerSource, ResetReason, RetransmitClass, SocketCounters, SocketId, TcpFlags,
+        TcpState, TimerKind,
     },
     record::{End, FORMAT, Header, Record, RecordedThresholds, VERSION, WallClock},
     timeline::{Engine, Thresholds, Verdict, VerdictFacts, VerdictKind},
@@ -33,6 +34,7 @@ pub struct Sock {
     /// icsk_retransmits as the kernel would report it on the next event.
     consecutive: u8,
     probes_out: u8,
+    backoff: u8,
     rto_ms: u64,
     pub events: Vec<Event>,
 }
@@ -62,6 +64,7 @@ impl Sock {
             orphan: false,
             consecutive: 0,
             probes_out: 0,
+            backoff: 0,
             rto_ms: 200,
             events: Vec::new(),
         }
@@ -121,6 +124,7 @@ impl Sock {
             sock: Some(SocketCounters {
                 retransmits: self.consecutive,
                 probes_out: self.probes_out,
+                backoff: self.backoff,
                 rto_us: self.rto_ms * 1000,
                 keepalive: true,
                 keepalive_idle_ms: 1_000,
@@ -249,6 +253,63 @@ impl Sock {
 
     pub fn zero_window_probe(self, n: u8) -> Self {
         self.probe_event(EventKind::ZeroWindowProbe, n, TimerKind::Write, |_| {})
+    }
+
+    /// Zero-window probes to a peer that answers each with its window still closed: the
+    /// kernel's probe count stays at 1, its backoff rises with every probe
+    /// (tcp_send_probe0()), and the probes come 200 ms × 2^backoff apart. `n` of them,
+    /// the first 200 ms from now.
+    pub fn window_closed(mut self, n: u8) -> Self {
+        let mut wait = 200;
+        for _ in 0..n {
+            self.backoff += 1;
+            self = self.after_ms(wait).probe_event(
+                EventKind::ZeroWindowProbe,
+                1,
+                TimerKind::Write,
+                |_| {},
+            );
+            wait *= 2;
+            self.probes_out = 0;
+        }
+        self
+    }
+
+    /// The peer's window opened: the kernel clears the probe backoff.
+    pub fn window_opened(mut self) -> Self {
+        self.backoff = 0;
+        self
+    }
+
+    /// The peer closed its side: FIN received, the socket in CLOSE_WAIT.
+    pub fn peer_closed(self) -> Self {
+        self.state(TcpState::ESTABLISHED, TcpState::CLOSE_WAIT)
+    }
+
+    /// This host dropped a segment of the socket (`skb:kfree_skb`), as the kernel names
+    /// it: `flags` as in [`TcpFlags`], `reason` an `enum skb_drop_reason` name.
+    pub fn dropped(mut self, direction: Direction, flags: u8, reason: &str) -> Self {
+        let state = self.events.last().map_or(TcpState::SYN_SENT, |e| e.state);
+        let mut e = self.event(EventKind::Drop, state);
+        e.sock = None;
+        e.drop = Some(Dropped {
+            reason: DropReason::new(reason),
+            direction,
+            tcp_flags: TcpFlags(flags),
+            len: 0,
+        });
+        self.push(e)
+    }
+
+    /// A failed SYN retransmit (6.17+: the SYN could not leave, e.g. this host's firewall).
+    pub fn syn_retransmit_failed(mut self, consecutive: u8, err: i32) -> Self {
+        self.consecutive = consecutive;
+        let mut e = self.event(EventKind::RetransmitFailed, TcpState::SYN_SENT);
+        e.class = Some(RetransmitClass::Syn);
+        e.segs = Some(1);
+        e.err = Some(err);
+        e.timer = Some(TimerKind::Write);
+        self.push(e)
     }
 
     fn probe_event(
@@ -471,6 +532,7 @@ pub fn header(hostname: &str, started_ns: u64) -> Header {
         kernel: KernelFacts {
             hz: 250,
             reset_reasons: BTreeMap::new(),
+            drop_reasons: BTreeMap::new(),
         },
         boot_to_wall_offset_ns: 1_795_336_426_879_599_346,
         started_ns,

@@ -252,6 +252,7 @@ mod tests {
             kernel: crate::event::KernelFacts {
                 hz: 250,
                 reset_reasons: Default::default(),
+                drop_reasons: Default::default(),
             },
             boot_to_wall_offset_ns: 0,
             started_ns: 1,

@@ -3,8 +3,9 @@
 //! - `scenarios.jsonl`, recorded from the real kernel while the scenario suite ran (both
 //!   families): the engine must reach exactly the verdicts the live tracer reached.
 //!   Re-record after a deliberate change in the rules: run `tracer record -o FILE --no-sweep
-//!   --dead-socket-after 2s` while `cargo nextest run -p tracer-tests -E 'binary(scenarios)'`
-//!   runs, and copy FILE to tracer/tests/data/scenarios.jsonl.
+//!   --dead-socket-after 2s --close-wait-after 2s --receiver-stalled-after 3s` while
+//!   `cargo nextest run -p tracer-tests -E 'binary(scenarios) | binary(failures)'` runs, and
+//!   copy FILE to tracer/tests/data/scenarios.jsonl.
 //! - `synthetic.jsonl`, one socket per story written by the timeline's unit tests through
 //!   `Record::to_json` (regenerate with `UPDATE_FIXTURES=1 cargo test -p tracer --lib
 //!   synthetic_trace`): each socket must get the verdicts its story calls for.

@@ -60,6 +60,7 @@ fn every_verdict_and_event_kind_is_documented() {
         EventKind::ErrorReport,
         EventKind::Destroy,
         EventKind::Sweep,
+        EventKind::Drop,
     ] {
         assert!(DOC.contains(&format!("| `{}` |", kind.name())), "{kind:?}");
     }
@@ -78,6 +79,7 @@ fn documented_kind(kind: EventKind) {
         | EventKind::ZeroWindowProbe
         | EventKind::ErrorReport
         | EventKind::Destroy
-        | EventKind::Sweep => {}
+        | EventKind::Sweep
+        | EventKind::Drop => {}
     }
 }

@@ -89,6 +89,7 @@ fn main() {
     let all: &[(&str, Run)] = &[
         ("refused_connect", refused_connect),
         ("syn_timeout", syn_timeout),
+        ("local_drop", local_drop),
         ("rto_give_up", rto_give_up),
         ("keepalive_death", keepalive_death),
         ("peer_reset", peer_reset),
@@ -353,6 +354,62 @@ fn syn_timeout(hosts: &Hosts, tracer: &Tracer) -> Result<String, String> {
     })?;
     Ok(format!(
         "connect_timeout after {retransmits} SYN retransmits = RetransSegs"
+    ))
+}
+
+/// This host's firewall drops our SYNs: where kfree_skb carries drop reasons (5.17+), the
+/// drops are in the timeline with NETFILTER_DROP and the verdict blames this host; where it
+/// does not, the hook says it is unavailable and the verdict blames nobody here.
+fn local_drop(hosts: &Hosts, tracer: &Tracer) -> Result<String, String> {
+    hosts.client.nft(
+        "table inet localdrop {\n chain output {\n type filter hook output priority 0;\n \
+         tcp dport 7203 drop\n }\n}\n",
+    );
+    let to = SocketAddr::new(Hosts::server_addr(false), 7203);
+    let options = ClientOptions {
+        syn_count: Some(1),
+        ..Default::default()
+    };
+    let timed_out = connect(&hosts.client, "localdrop", to, options);
+    check(timed_out.is_err(), || "the connect succeeded".into())?;
+    let verdict = wait_verdict(tracer, "connect_timeout", |r| {
+        r["verdict"] == "connect_timeout" && r["rport"] == 7203
+    });
+    let records = tracer.records();
+    let hook = records
+        .iter()
+        .find(|r| r["type"] == "header")
+        .and_then(|h| {
+            h["hooks"]
+                .as_array()?
+                .iter()
+                .find(|k| k["tracepoint"] == "kfree_skb")
+                .cloned()
+        })
+        .ok_or("no kfree_skb hook in the header")?;
+    let drops = records
+        .iter()
+        .filter(|r| r["type"] == "event" && r["kind"] == "drop" && r["socket"] == verdict["socket"])
+        .count();
+    if hook["attached"] != true {
+        check(hook["state"] == "unavailable" && drops == 0, || {
+            format!("kfree_skb not attached but {}: {hook}", hook["state"])
+        })?;
+        return Ok(format!(
+            "connect_timeout; drops unavailable here, as stated: {}",
+            hook["problem"]
+        ));
+    }
+    let said = verdict["explanation"].as_str().unwrap_or_default();
+    check(
+        drops >= 1
+            && verdict["facts"]["local_drops"] == drops
+            && verdict["facts"]["drop_reason"] == "NETFILTER_DROP"
+            && said.contains("this host's netfilter"),
+        || format!("{drops} drop events; {verdict}"),
+    )?;
+    Ok(format!(
+        "connect_timeout: {drops} SYNs dropped by this host's netfilter (NETFILTER_DROP)"
     ))
 }
 

@@ -20,7 +20,11 @@ pub fn run(args: SocketsArgs) -> Result<()> {
         .iter()
         .map(|n| resolve_netns(n))
         .collect::<Result<Vec<_>>>()?;
-    let mut snapshot = sweep::snapshot(&only, args.idle_threshold)?;
+    let limits = sweep::FlagLimits {
+        idle: args.idle_threshold,
+        close_wait: args.close_wait_after,
+    };
+    let mut snapshot = sweep::snapshot(&only, limits)?;
     for problem in &snapshot.problems {
         eprintln!("tracer: not visible: {problem}");
     }

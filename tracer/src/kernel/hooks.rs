@@ -33,6 +33,8 @@ pub const HOOKS: &[Hook] = &[
     Hook { program: "tr_destroy", twin: Some("tr_destroy_nested"), tracepoint: "tcp_destroy_sock", reads_args: 1, provides: "socket release (when the application closes a dead socket)", without_richer_variant: None },
     Hook { program: "tr_timer_entry", twin: None, tracepoint: "timer_expire_entry", reads_args: 1, provides: "keepalive probes, zero-window probes, RTO/TLP classification", without_richer_variant: None },
     Hook { program: "tr_timer_exit", twin: None, tracepoint: "timer_expire_exit", reads_args: 1, provides: "keepalive probes, zero-window probes", without_richer_variant: None },
+    Hook { program: "tr_drop", twin: Some("tr_drop_nested"), tracepoint: "kfree_skb", reads_args: 3, provides: "TCP segments this host dropped, with the kernel's reason", without_richer_variant: Some("the socket of incoming segments dropped after its lookup, matched by tuple instead (kfree_skb carries rx_sk from 6.11)") },
+    Hook { program: "tr_drop_rx", twin: Some("tr_drop_rx_nested"), tracepoint: "kfree_skb", reads_args: 4, provides: "TCP segments this host dropped, with the kernel's reason and socket", without_richer_variant: None },
     Hook { program: "tr_send_len", twin: None, tracepoint: "sock_send_length", reads_args: 1, provides: "owners of accepted sockets", without_richer_variant: None },
     Hook { program: "tr_recv_len", twin: None, tracepoint: "sock_recv_length", reads_args: 1, provides: "owners of accepted sockets", without_richer_variant: None },
 ];
@@ -49,6 +51,7 @@ pub const DEGRADES_WITHOUT: &[(&str, &str)] = &[
     ("tcp_destroy_sock", "dead_socket_held (not flagged: the release cannot be seen), and releasing finished timelines"),
     ("timer_expire_entry", "keepalive probe counts in keepalive_exhausted; RTO and TLP classification"),
     ("timer_expire_exit", "keepalive and zero-window probe events"),
+    ("kfree_skb", "drops this host made itself: no `drop` events, and verdicts cannot blame this host's own drops (kfree_skb carries a drop reason from 5.17)"),
     ("sock_send_length", "owners of accepted sockets (the listener's process stands in; sock_send_length exists from 6.4)"),
     ("sock_recv_length", "owners of accepted sockets (the listener's process stands in; sock_recv_length exists from 6.4)"),
 ];
@@ -184,6 +187,10 @@ mod tests {
         assert_eq!(program("tcp_send_reset", 2), Some("tr_send_reset"));
         assert_eq!(program("timer_expire_entry", 2), Some("tr_timer_entry"));
         assert_eq!(program("tcp_retransmit_skb", 1), None);
+        // kfree_skb: 5.10 has no reason (none), 5.17 adds it, 6.11 adds rx_sk.
+        assert_eq!(program("kfree_skb", 2), None);
+        assert_eq!(program("kfree_skb", 3), Some("tr_drop"));
+        assert_eq!(program("kfree_skb", 4), Some("tr_drop_rx"));
     }
 
     #[test]

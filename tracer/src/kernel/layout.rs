@@ -74,6 +74,8 @@ const MEMBERS: &[(Slot, &str, &str, Need)] = &[
     (|c| &mut c.skb_transport_header, "sk_buff", "transport_header", Need::Optional("resets for segments that matched no socket")),
     (|c| &mut c.skb_dev, "sk_buff", "dev", Need::Optional("namespace of resets that matched no socket")),
     (|c| &mut c.dev_nd_net, "net_device", "nd_net", Need::Optional("namespace of resets that matched no socket")),
+    (|c| &mut c.skb_sk, "sk_buff", "sk", Need::Optional("the socket of dropped segments (matched by tuple instead)")),
+    (|c| &mut c.skb_protocol, "sk_buff", "protocol", Need::Optional("drops this host made itself")),
     (|c| &mut c.timer_function, "timer_list", "function", Need::Optional("keepalive probes and RTO/TLP classification")),
 ];
 

@@ -116,8 +116,14 @@ impl Prepared {
         super::check_kernel_floor(&host::kernel_release())?;
         raise_memlock_limit();
         let (btf, loader, symbols, layouts) = std::thread::scope(|s| {
-            let btf = s.spawn(aya::Btf::from_sys_fs);
-            let loader = s.spawn(EbpfLoader::new);
+            // aya parses the kernel's BTF twice (its object loader always parses its own
+            // copy, which the tracer does not need: no CO-RE): the loader's first, dropped at
+            // once, then the one that stays for loading programs, so they never coexist.
+            let btf_and_loader = s.spawn(|| {
+                let mut loader = EbpfLoader::new();
+                loader.btf(None);
+                (aya::Btf::from_sys_fs(), loader)
+            });
             let symbols = s.spawn(|| host::kallsyms(&["tcp_keepalive_timer", "tcp_write_timer"]));
             let layouts = KernelBtf::load().and_then(|kernel_btf| {
                 let (config, missing) = layout::resolve(&kernel_btf)?;
@@ -125,9 +131,10 @@ impl Prepared {
             });
             log::debug!("layouts resolved at {:?}", started.elapsed());
             let join = |what| move |_| anyhow!("{what} panicked");
+            let (btf, loader) = btf_and_loader.join().map_err(join("parsing BTF"))?;
             Ok::<_, anyhow::Error>((
-                btf.join().map_err(join("parsing BTF"))?,
-                loader.join().map_err(join("the object loader"))?,
+                btf,
+                loader,
                 symbols.join().map_err(join("reading kallsyms"))?,
                 layouts?,
             ))
@@ -136,7 +143,6 @@ impl Prepared {
         let mut loader = loader;
         let (kernel_btf, mut config, missing_members) = layouts;
         log::debug!("BTF parsed at {:?}", started.elapsed());
-        loader.btf(None);
         let features = features::probe(&mut loader, &btf)?;
         config.features = features.bits;
         log::debug!("features {:#x} at {:?}", features.bits, started.elapsed());
@@ -409,6 +415,8 @@ pub struct Probes {
     pub missing_members: Vec<Missing>,
     /// `enum sk_rst_reason` value → name, from this kernel's BTF.
     pub reset_reasons: BTreeMap<u32, String>,
+    /// `enum skb_drop_reason` value → name, from this kernel's BTF.
+    pub drop_reasons: BTreeMap<u32, String>,
     cgroup_filter: bool,
 }
 
@@ -431,8 +439,11 @@ impl Probes {
             mut ebpf,
             kernel_btf,
             missing_members,
+            btf,
             ..
         } = prepared;
+        // Before the ring buffer is mapped (its pages count as this process's memory).
+        release_startup_memory(btf);
         let ring: RingBuf<MapData> = ebpf
             .take_map("EVENTS")
             .context("EVENTS map missing")?
@@ -441,17 +452,8 @@ impl Probes {
             .take_map("STATS")
             .context("STATS map missing")?
             .try_into()?;
-        let reset_reasons = kernel_btf
-            .enum_values("sk_rst_reason")
-            .map(|m| {
-                m.into_iter()
-                    .map(|(v, n)| {
-                        let short = n.strip_prefix("SK_RST_REASON_").unwrap_or(&n);
-                        (v as u32, short.to_owned())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let reset_reasons = enum_names(&kernel_btf, "sk_rst_reason", "SK_RST_REASON_");
+        let drop_reasons = enum_names(&kernel_btf, "skb_drop_reason", "SKB_DROP_REASON_");
         Ok(Self {
             ebpf,
             // SAFETY: the RingBuf owns its map fd and keeps it open for as long as it lives.
@@ -462,6 +464,7 @@ impl Probes {
             hooks,
             missing_members,
             reset_reasons,
+            drop_reasons,
             cgroup_filter: options.cgroup_filter,
         })
     }
@@ -571,6 +574,21 @@ impl crate::identity::CgroupDecisions for CgroupDecisionMap {
     }
 }
 
+/// The names of a kernel enum's values without their common prefix, from BTF (empty when
+/// this kernel lacks the enum).
+fn enum_names(btf: &KernelBtf, name: &str, prefix: &str) -> BTreeMap<u32, String> {
+    btf.enum_values(name)
+        .map(|m| {
+            m.into_iter()
+                .map(|(v, n)| {
+                    let short = n.strip_prefix(prefix).unwrap_or(&n);
+                    (v as u32, short.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn drain_ring(ring: &mut RingBuf<MapData>, out: &mut Vec<RawEvent>) {
     while let Some(item) = ring.next() {
         if item.len() >= size_of::<RawEvent>() {
@@ -663,6 +681,18 @@ fn install_filters(ebpf: &mut Ebpf, options: &ProbeOptions) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Start-up parsed the kernel's BTF (tens of MB, on several threads): once the programs are
+/// loaded, it goes, and so does what the allocator kept of it, so that tracing runs in what
+/// it needs.
+fn release_startup_memory(btf: aya::Btf) {
+    drop(btf);
+    // SAFETY: no preconditions; glibc returns free heap pages to the kernel.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0)
+    };
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.

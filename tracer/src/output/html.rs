@@ -318,7 +318,8 @@ fn legend(page: &mut String) -> Result<()> {
          {reset}<text x=\"665\" y=\"16\">reset</text>\
          {error}<text x=\"730\" y=\"16\">error</text>\
          <line x1=\"790\" y1=\"3\" x2=\"790\" y2=\"23\" stroke=\"#c8102e\" stroke-width=\"2\" \
-         stroke-dasharray=\"4 2\"/><text x=\"796\" y=\"16\">verdict</text></svg>",
+         stroke-dasharray=\"4 2\"/><text x=\"796\" y=\"16\">verdict</text>\
+         {drop}<text x=\"870\" y=\"16\">dropped here</text></svg>",
         est = state_color(TcpState::ESTABLISHED),
         syn = state_color(TcpState::SYN_SENT),
         fin = state_color(TcpState::FIN_WAIT1),
@@ -339,6 +340,7 @@ fn legend(page: &mut String) -> Result<()> {
         probe = mark(EventKind::KeepaliveProbe, None, 590.0, 12.0, ""),
         reset = mark(EventKind::ResetReceived, None, 655.0, 12.0, ""),
         error = mark(EventKind::ErrorReport, None, 720.0, 12.0, ""),
+        drop = mark(EventKind::Drop, None, 860.0, 12.0, ""),
     )?;
     Ok(())
 }
@@ -383,6 +385,12 @@ fn mark(kind: EventKind, class: Option<RetransmitClass>, x: f64, y: f64, title: 
             "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"3\" height=\"14\" fill=\"#5d6b78\">{title}</rect>",
             x - 1.5,
             y - 7.0
+        ),
+        EventKind::Drop => format!(
+            "<path d=\"M{:.1} {:.1} l4 8 l-8 0 z\" fill=\"#8a6d00\" transform=\"rotate(180 {x:.1} {y:.1})\">\
+             {title}</path>",
+            x,
+            y - 4.0
         ),
         EventKind::StateChange | EventKind::Sweep => format!(
             "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"#5d6b78\">{title}</circle>"

@@ -54,6 +54,8 @@ pub struct Summary {
     pub kernel_skipped: u64,
     /// The end record, when the trace has one (kernel rescues, reconciliation).
     end: Option<End>,
+    /// Segments this host dropped, by the kernel's reason (a few dozen reasons exist).
+    pub drops: BTreeMap<String, u64>,
 }
 
 /// Counters from outside the record stream.
@@ -141,12 +143,24 @@ impl Summary {
                 );
             }
         }
+        if !self.drops.is_empty() {
+            let mut by_count: Vec<(&String, &u64)> = self.drops.iter().collect();
+            by_count.sort_by_key(|(reason, n)| (Reverse(**n), *reason));
+            let list: Vec<String> = by_count.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            out += &format!("drops by this host: {}\n", list.join(" · "));
+        }
         let e = extra.engine;
-        if e.socketless > 0 {
+        let resets = e.socketless.saturating_sub(e.unmatched_drops);
+        if resets > 0 {
             out += &format!(
-                "{} resets sent for segments that matched no socket (connects to closed ports, \
-                 peers that lost their connection)\n",
-                e.socketless
+                "{resets} resets sent for segments that matched no socket (connects to closed \
+                 ports, peers that lost their connection)\n",
+            );
+        }
+        if e.unmatched_drops > 0 {
+            out += &format!(
+                "{} drops of segments that matched no traced socket\n",
+                e.unmatched_drops
             );
         }
         if e.evicted > 0 || e.truncated_events > 0 || self.untallied > 0 {
@@ -217,6 +231,14 @@ impl Sink for Summary {
         self.seen(e.ts_ns);
         self.events += 1;
         *self.by_kind.entry(e.kind).or_default() += 1;
+        if let Some(d) = &e.drop {
+            match self.drops.get_mut(d.reason.name()) {
+                Some(n) => *n += 1,
+                None => {
+                    self.drops.insert(d.reason.name().to_owned(), 1);
+                }
+            }
+        }
         if e.kind == EventKind::Retransmit
             && let Some(socket) = e.socket
         {

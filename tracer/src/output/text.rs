@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use super::{Sink, Status};
 use crate::{
     cli::ColorChoice,
-    event::{Errno, Event, EventKind, Owner, ResetReason, RetransmitClass, TimerKind},
+    event::{Direction, Errno, Event, EventKind, Owner, ResetReason, RetransmitClass, TimerKind},
     record::{End, Header, LossCause, Lost},
     timeline::{Verdict, VerdictKind},
     words::{self, duration_ms},
@@ -136,6 +136,24 @@ pub fn describe(e: &Event) -> (&'static str, String) {
             },
         ),
         EventKind::Destroy => ("released", String::new()),
+        EventKind::Drop => match &e.drop {
+            Some(d) => {
+                let way = match d.direction {
+                    Direction::Out => "outgoing",
+                    Direction::In => "incoming",
+                };
+                let mut text = format!("{way} {}", d.tcp_flags);
+                if d.len > 0 {
+                    text += &format!(" ({} bytes)", d.len);
+                }
+                text += &format!(" dropped by this host: {}", d.reason);
+                if e.socket.is_none() {
+                    text += " (no traced socket)";
+                }
+                ("drop", text)
+            }
+            None => ("drop", "dropped by this host".into()),
+        },
         EventKind::Sweep => {
             let mut d = format!("{} (already open)", e.state);
             if !e.flags.is_empty() {

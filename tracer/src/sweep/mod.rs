@@ -15,7 +15,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::event::{Connection, Event, EventKind, Owner, SocketCounters, SocketId, TcpState};
-use sock_diag::{ArmedTimer, DiagSocket, TcpInfoSummary};
+use sock_diag::{ArmedTimer, DiagSocket, ReceiveMemory, TcpInfoSummary};
 
 /// Why a socket deserves a look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -26,6 +26,12 @@ pub enum Flag {
     HalfOpenRisk,
     /// The kernel is already retrying: RTO backoff, consecutive RTOs or unanswered probes.
     UnresponsiveNow,
+    /// CLOSE_WAIT, idle longer than the threshold: the peer closed long ago and the owner
+    /// has not closed the socket (a socket and file-descriptor leak).
+    CloseWaitHeld,
+    /// The receive queue holds half the receive buffer or more, unread, and nothing has
+    /// arrived for a second: the application is not reading (the peer sees a closed window).
+    NotReading,
 }
 
 impl Flag {
@@ -34,6 +40,8 @@ impl Flag {
         match self {
             Flag::HalfOpenRisk => "half_open_risk",
             Flag::UnresponsiveNow => "unresponsive_now",
+            Flag::CloseWaitHeld => "close_wait_held",
+            Flag::NotReading => "not_reading",
         }
     }
 }
@@ -44,20 +52,52 @@ impl Flag {
 /// |---|---|
 /// | half_open_risk | state ESTABLISHED, no keepalive timer armed (SO_KEEPALIVE off), idle (no data sent or received, no ACK received) > threshold |
 /// | unresponsive_now | tcpi_retransmits > 0, or tcpi_backoff > 0, or tcpi_probes > 0 |
-pub fn flags(s: &SweptSocket, idle_threshold: Duration) -> Vec<Flag> {
+/// | close_wait_held | state CLOSE_WAIT, idle > the close-wait threshold (after the peer's FIN nothing arrives, so the idle time is at least the time since it) |
+/// | not_reading | unread bytes (idiag_rqueue) > 0, receive memory ≥ half the receive buffer (SK_MEMINFO_RMEM_ALLOC vs RCVBUF: the advertised window is about closed), no data received for ≥ 1 s |
+pub fn flags(s: &SweptSocket, limits: FlagLimits) -> Vec<Flag> {
     let mut out = Vec::new();
+    let idle = u128::from(s.idle_ms.unwrap_or(0));
     if let Some(info) = &s.info {
-        if s.state == TcpState::ESTABLISHED
-            && !s.keepalive
-            && u128::from(s.idle_ms.unwrap_or(0)) > idle_threshold.as_millis()
-        {
+        if s.state == TcpState::ESTABLISHED && !s.keepalive && idle > limits.idle.as_millis() {
             out.push(Flag::HalfOpenRisk);
         }
         if info.retransmits > 0 || info.backoff > 0 || info.probes > 0 {
             out.push(Flag::UnresponsiveNow);
         }
+        if s.state == TcpState::CLOSE_WAIT && idle > limits.close_wait.as_millis() {
+            out.push(Flag::CloseWaitHeld);
+        }
+        if let Some(memory) = s.receive_memory
+            && s.unread > 0
+            && memory.allocated.saturating_mul(2) >= memory.buffer
+            && memory.buffer > 0
+            && info.last_data_recv_ms >= 1_000
+        {
+            out.push(Flag::NotReading);
+        }
     }
     out
+}
+
+/// When a swept socket deserves a flag.
+#[derive(Debug, Clone, Copy)]
+pub struct FlagLimits {
+    /// half_open_risk: idle longer than this.
+    pub idle: Duration,
+    /// close_wait_held: in CLOSE_WAIT and idle longer than this.
+    pub close_wait: Duration,
+}
+
+impl FlagLimits {
+    /// `idle` for half_open_risk, the verdict's default for close_wait_held.
+    pub fn idle(idle: Duration) -> FlagLimits {
+        FlagLimits {
+            idle,
+            close_wait: Duration::from_nanos(
+                crate::timeline::Thresholds::DEFAULT_CLOSE_WAIT_AFTER_NS,
+            ),
+        }
+    }
 }
 
 /// One socket found by the sweep.
@@ -85,6 +125,11 @@ pub struct SweptSocket {
     pub idle_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub info: Option<TcpInfoSummary>,
+    /// Bytes received and not yet read by the application (idiag_rqueue).
+    pub unread: u32,
+    /// Receive memory in use and the receive buffer (sock_diag's SK_MEMINFO).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receive_memory: Option<ReceiveMemory>,
     pub flags: Vec<Flag>,
 }
 
@@ -109,6 +154,12 @@ impl SweptSocket {
             timer_expires_ms: d.timer.map(|(_, ms)| ms),
             idle_ms,
             info: d.info,
+            unread: if d.state == TcpState::LISTEN {
+                0
+            } else {
+                d.unread
+            },
+            receive_memory: d.receive_memory,
             flags: Vec::new(),
         }
     }
@@ -158,7 +209,7 @@ impl Snapshot {
 }
 
 /// Every TCP socket in every visible network namespace (or only in `only`, if not empty).
-pub fn snapshot(only: &[u32], idle_threshold: Duration) -> Result<Snapshot> {
+pub fn snapshot(only: &[u32], limits: FlagLimits) -> Result<Snapshot> {
     let mut namespaces = netns::discover();
     if !only.is_empty() {
         namespaces.retain(|inode, _| only.contains(inode));
@@ -173,7 +224,7 @@ pub fn snapshot(only: &[u32], idle_threshold: Duration) -> Result<Snapshot> {
             Ok(sockets) => snapshot.sockets.extend(sockets.into_iter().map(|d| {
                 let owner = owners.get(&d.inode).cloned();
                 let mut s = SweptSocket::from_diag(d, owner);
-                s.flags = flags(&s, idle_threshold);
+                s.flags = flags(&s, limits);
                 s
             })),
             Err(e) => snapshot.problems.push(format!("netns {inode}: {e:#}")),
@@ -210,13 +261,15 @@ mod tests {
             timer_expires_ms: None,
             idle_ms: Some(idle_ms),
             info: Some(info),
+            unread: 0,
+            receive_memory: None,
             flags: vec![],
         }
     }
 
     #[test]
     fn flag_rules() {
-        let ten_min = Duration::from_secs(600);
+        let ten_min = FlagLimits::idle(Duration::from_secs(600));
         let idle = socket(
             TcpState::ESTABLISHED,
             false,
@@ -248,12 +301,40 @@ mod tests {
             },
         );
         assert_eq!(flags(&retrying, ten_min), [Flag::UnresponsiveNow]);
+        // CLOSE_WAIT past the threshold: the owner never closed it; not yet: nothing.
         let closing = socket(
             TcpState::CLOSE_WAIT,
             false,
             700_000,
             TcpInfoSummary::default(),
         );
-        assert!(flags(&closing, ten_min).is_empty());
+        assert_eq!(flags(&closing, ten_min), [Flag::CloseWaitHeld]);
+        let just_closed = socket(
+            TcpState::CLOSE_WAIT,
+            false,
+            29_000,
+            TcpInfoSummary::default(),
+        );
+        assert!(flags(&just_closed, ten_min).is_empty());
+        // A full receive queue nobody reads; near misses: half empty, or data still coming.
+        let stalled = |allocated, last_data_recv_ms| SweptSocket {
+            unread: 60_000,
+            receive_memory: Some(ReceiveMemory {
+                allocated,
+                buffer: 131_072,
+            }),
+            ..socket(
+                TcpState::ESTABLISHED,
+                true,
+                0,
+                TcpInfoSummary {
+                    last_data_recv_ms,
+                    ..Default::default()
+                },
+            )
+        };
+        assert_eq!(flags(&stalled(131_000, 5_000), ten_min), [Flag::NotReading]);
+        assert!(flags(&stalled(30_000, 5_000), ten_min).is_empty());
+        assert!(flags(&stalled(131_000, 200), ten_min).is_empty());
     }
 }

@@ -35,6 +35,17 @@ pub struct DiagSocket {
     pub uid: u32,
     pub timer: Option<(ArmedTimer, u64)>,
     pub info: Option<TcpInfoSummary>,
+    /// idiag_rqueue: for a connection, bytes received and not read yet.
+    pub unread: u32,
+    pub receive_memory: Option<ReceiveMemory>,
+}
+
+/// Receive memory in use and its limit (INET_DIAG_SKMEMINFO: SK_MEMINFO_RMEM_ALLOC and
+/// SK_MEMINFO_RCVBUF).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ReceiveMemory {
+    pub allocated: u32,
+    pub buffer: u32,
 }
 
 /// The parts of `struct tcp_info` the flags and verdicts use.
@@ -72,7 +83,7 @@ pub fn dump(family: Family, netns: u32) -> Result<Vec<DiagSocket>> {
         SockDiagMessage::InetRequest(InetRequest {
             family: family as u8,
             protocol: IPPROTO_TCP,
-            extensions: ExtensionFlags::INFO,
+            extensions: ExtensionFlags::INFO | ExtensionFlags::SKMEMINFO,
             states: StateFlags::all(),
             socket_id: match family {
                 Family::Ipv4 => SocketId::new_v4(),
@@ -121,6 +132,13 @@ pub fn dump(family: Family, netns: u32) -> Result<Vec<DiagSocket>> {
                         }),
                         _ => None,
                     });
+                    let receive_memory = r.nlas.iter().find_map(|nla| match nla {
+                        Nla::MemInfo(m) => Some(ReceiveMemory {
+                            allocated: m.receive_queue,
+                            buffer: m.receive_queue_max,
+                        }),
+                        _ => None,
+                    });
                     out.push(DiagSocket {
                         socket: SocketCookie(cookie(h.socket_id.cookie)),
                         conn: Connection {
@@ -143,6 +161,8 @@ pub fn dump(family: Family, netns: u32) -> Result<Vec<DiagSocket>> {
                             Timer::Probe(d) => (ArmedTimer::ZeroWindowProbe, d.as_millis() as u64),
                         }),
                         info,
+                        unread: h.recv_queue,
+                        receive_memory,
                     });
                 }
                 _ => {}

@@ -6,9 +6,12 @@ use std::collections::VecDeque;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
-use super::{Verdict, VerdictKind, explain, reorder::Reorder, rules::Finding, state::SocketState};
+use super::{
+    Verdict, VerdictKind, explain, reorder::Reorder, rules::Finding, state::SocketState,
+    storms::Storms,
+};
 use crate::event::{
-    Connection, Errno, Event, EventKind, Owner, OwnerSource, SocketId, TcpState, Tuple,
+    Connection, Direction, Errno, Event, EventKind, Owner, OwnerSource, SocketId, TcpState, Tuple,
 };
 
 /// How long after its evidence a socket's CLOSE must have been applied before the engine
@@ -26,6 +29,16 @@ pub struct Thresholds {
     /// Whether releases (tcp_destroy_sock) can be seen at all: without them every dead
     /// socket would look held, so `dead_socket_held` is not decided.
     pub releases_seen: bool,
+    /// How long a socket may stay in CLOSE_WAIT (the peer closed, the application has not)
+    /// before `close_wait_held`.
+    pub close_wait_after_ns: u64,
+    /// How long the peer's window may stay closed under zero-window probes before
+    /// `receiver_stalled`.
+    pub receiver_stalled_after_ns: u64,
+    /// Unanswered or failed connection attempts by one process to one peer within
+    /// `retry_storm_window_ns` that make a `retry_storm`.
+    pub retry_storm_attempts: u32,
+    pub retry_storm_window_ns: u64,
     /// Events of one socket may arrive this much out of order (several CPUs write the ring).
     pub reorder_window_ns: u64,
     pub max_events_per_timeline: usize,
@@ -35,6 +48,10 @@ pub struct Thresholds {
 impl Thresholds {
     /// `dead_socket_after_ns` unless the user or a recorded trace says otherwise.
     pub const DEFAULT_DEAD_SOCKET_AFTER_NS: u64 = 30_000_000_000;
+    pub const DEFAULT_CLOSE_WAIT_AFTER_NS: u64 = 30_000_000_000;
+    pub const DEFAULT_RECEIVER_STALLED_AFTER_NS: u64 = 10_000_000_000;
+    pub const DEFAULT_RETRY_STORM_ATTEMPTS: u32 = 10;
+    pub const DEFAULT_RETRY_STORM_WINDOW_NS: u64 = 60_000_000_000;
 }
 
 impl Default for Thresholds {
@@ -43,6 +60,10 @@ impl Default for Thresholds {
             warn_after_rtos: None,
             dead_socket_after_ns: Self::DEFAULT_DEAD_SOCKET_AFTER_NS,
             releases_seen: true,
+            close_wait_after_ns: Self::DEFAULT_CLOSE_WAIT_AFTER_NS,
+            receiver_stalled_after_ns: Self::DEFAULT_RECEIVER_STALLED_AFTER_NS,
+            retry_storm_attempts: Self::DEFAULT_RETRY_STORM_ATTEMPTS,
+            retry_storm_window_ns: Self::DEFAULT_RETRY_STORM_WINDOW_NS,
             reorder_window_ns: 100_000_000,
             max_events_per_timeline: 256,
             max_timelines: 65_536,
@@ -72,6 +93,8 @@ pub struct EngineStats {
     pub late: u64,
     /// Events that arrived later than the reorder window allows: applied out of time order.
     pub out_of_window: u64,
+    /// Drops matched to no traced socket (counted among `socketless` as well).
+    pub unmatched_drops: u64,
 }
 
 /// Everything known about one socket.
@@ -219,6 +242,24 @@ fn learn_owner(known: &mut Option<Owner>, seen: Option<&Owner>) {
     }
 }
 
+/// Indexes a socket by its namespace and tuple once both ends are complete.
+fn index_tuple(index: &mut HashMap<(u32, Tuple), SocketId>, socket: SocketId, conn: &Connection) {
+    let complete = conn.lport != 0
+        && conn.rport != 0
+        && !conn.laddr.is_unspecified()
+        && !conn.raddr.is_unspecified();
+    if complete {
+        index.insert((conn.netns, Tuple::of(conn)), socket);
+    }
+}
+
+fn unindex_tuple(index: &mut HashMap<(u32, Tuple), SocketId>, socket: SocketId, conn: &Connection) {
+    let key = (conn.netns, Tuple::of(conn));
+    if index.get(&key) == Some(&socket) {
+        index.remove(&key);
+    }
+}
+
 /// Who a socket is, learned from events still in the reorder window before its timeline
 /// exists.
 struct Arriving {
@@ -258,6 +299,13 @@ pub struct Engine {
     /// Sockets with evidence of a death whose CLOSE was not seen: (due, socket), decided
     /// once a CLOSE can no longer arrive in time order.
     unseen_queue: VecDeque<(u64, SocketId)>,
+    /// Sockets that entered CLOSE_WAIT: (due, socket, entered), in due order.
+    close_wait_queue: VecDeque<(u64, SocketId, u64)>,
+    /// Connection attempts across sockets, per process and peer (retry_storm).
+    storms: Storms,
+    /// Sockets by namespace and complete tuple (local first), to name the socket of a
+    /// dropped segment the kernel could not name.
+    by_tuple: HashMap<(u32, Tuple), SocketId>,
     /// Recently released sockets: a straggler must not start a new timeline for them.
     released: VecDeque<SocketId>,
     released_set: HashSet<SocketId>,
@@ -271,12 +319,18 @@ impl Engine {
     pub fn new(thresholds: Thresholds) -> Self {
         Self {
             reorder: Reorder::new(thresholds.reorder_window_ns),
+            storms: Storms::new(
+                thresholds.retry_storm_attempts,
+                thresholds.retry_storm_window_ns,
+            ),
             thresholds,
             applied_ns: 0,
             timelines: HashMap::new(),
             arriving: HashMap::new(),
             held_queue: VecDeque::new(),
             unseen_queue: VecDeque::new(),
+            close_wait_queue: VecDeque::new(),
+            by_tuple: HashMap::new(),
             released: VecDeque::new(),
             released_set: HashSet::new(),
             retain: Retain::Nothing,
@@ -299,7 +353,10 @@ impl Engine {
     }
 
     /// Feeds one event; verdicts reached are appended to `out`.
-    pub fn push(&mut self, event: Event, out: &mut Vec<Verdict>) {
+    pub fn push(&mut self, mut event: Event, out: &mut Vec<Verdict>) {
+        if event.kind == EventKind::Drop {
+            self.attach_drop(&mut event);
+        }
         self.admit(&event);
         self.reorder.push(event);
         while let Some(e) = self.reorder.pop_ready(None) {
@@ -319,6 +376,7 @@ impl Engine {
             out,
         );
         self.check_held(now_ns, out);
+        self.check_close_wait(now_ns, out);
     }
 
     /// End of input: everything pending is decided as of `now_ns`.
@@ -328,6 +386,7 @@ impl Engine {
         }
         self.decide_unseen(u64::MAX, out);
         self.check_held(now_ns, out);
+        self.check_close_wait(now_ns, out);
     }
 
     /// Names `e` as its socket is known: learns from it (at once, before reordering), then
@@ -336,6 +395,9 @@ impl Engine {
     /// tuple that never existed. The ends the kernel reported go to `e.raw` when they
     /// differ. Call before [`Engine::push`], for events shown to people as they arrive.
     pub fn name(&mut self, e: &mut Event) {
+        if e.kind == EventKind::Drop {
+            self.attach_drop(e);
+        }
         let Some((conn, process)) = self.admit(e) else {
             return;
         };
@@ -356,19 +418,68 @@ impl Engine {
         let socket = e.socket?;
         if self.timelines.contains_key(&socket) {
             let t = self.timelines.get_mut(&socket)?;
+            let before = t.conn;
             t.learn_identity(e);
+            if t.conn != before {
+                index_tuple(&mut self.by_tuple, socket, &t.conn);
+            }
             return Some((&t.conn, &t.process));
         }
         if self.released_set.contains(&socket) {
             return None;
         }
         let a = self.arriving.entry(socket).or_insert_with(|| Arriving {
-            conn: e.conn,
+            conn: Connection::UNKNOWN,
             process: None,
         });
+        let before = a.conn;
+        if before == Connection::UNKNOWN {
+            a.conn = e.conn;
+        }
         a.conn.learn(&e.conn);
+        if a.conn != before {
+            index_tuple(&mut self.by_tuple, socket, &a.conn);
+        }
         learn_owner(&mut a.process, e.process.as_ref());
         Some((&a.conn, &a.process))
+    }
+
+    /// Names the socket of a dropped segment the kernel could not name (dropped before
+    /// any socket was looked up): the socket of the segment's tuple in its namespace, tried
+    /// as addressed to us, then as sent by us. A segment of no traced socket stays
+    /// socketless, counted. (A socket the kernel named is its own: its cookie exists only
+    /// because the tracer or sock_diag asked for it.)
+    fn attach_drop(&mut self, e: &mut Event) {
+        if e.socket.is_some() {
+            return;
+        }
+        let netns = e.conn.netns;
+        let as_reported = self.by_tuple.get(&(netns, Tuple::of(&e.conn))).copied();
+        let swapped = Connection {
+            laddr: e.conn.raddr,
+            lport: e.conn.rport,
+            raddr: e.conn.laddr,
+            rport: e.conn.lport,
+            ..e.conn
+        };
+        let reversed = || self.by_tuple.get(&(netns, Tuple::of(&swapped))).copied();
+        e.socket = match (as_reported, reversed()) {
+            (Some(socket), _) => Some(socket),
+            (None, Some(socket)) => {
+                e.conn = swapped;
+                if let Some(d) = e.drop.as_mut() {
+                    d.direction = match d.direction {
+                        Direction::In => Direction::Out,
+                        Direction::Out => Direction::In,
+                    };
+                }
+                Some(socket)
+            }
+            (None, None) => {
+                self.stats.unmatched_drops += 1;
+                None
+            }
+        };
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -377,6 +488,12 @@ impl Engine {
             pending: self.reorder.len(),
             ..self.stats
         }
+    }
+
+    /// Process–peer pairs the retry-storm bookkeeping follows, and their sockets.
+    #[cfg(test)]
+    pub(crate) fn storm_pairs(&self) -> (usize, usize) {
+        self.storms.followed()
     }
 
     /// Timelines still held (not yet finished), in no particular order.
@@ -393,6 +510,7 @@ impl Engine {
         // The event stream is a clock too: replays reach time-based verdicts without ticks.
         self.decide_unseen(e.ts_ns, out);
         self.check_held(e.ts_ns, out);
+        self.check_close_wait(e.ts_ns, out);
         let Some(socket) = e.socket else {
             self.stats.socketless += 1;
             return;
@@ -417,9 +535,29 @@ impl Engine {
         };
         timeline.learn(&e);
         let unseen_before = timeline.story.unseen_close.is_some();
+        let close_wait_before = timeline.story.close_wait_since_ns;
         timeline
             .story
             .apply(&e, self.thresholds.warn_after_rtos, &mut self.findings);
+        if e.kind == EventKind::ZeroWindowProbe {
+            timeline.story.receiver_stalled(
+                &e,
+                self.thresholds.receiver_stalled_after_ns,
+                &mut self.findings,
+            );
+        }
+        if let Some(since) = timeline.story.close_wait_since_ns
+            && close_wait_before.is_none()
+        {
+            let due = (since + self.thresholds.close_wait_after_ns, socket, since);
+            let at = self
+                .close_wait_queue
+                .partition_point(|&queued| queued <= due);
+            self.close_wait_queue.insert(at, due);
+        }
+        if let Some(storm) = self.storms.observe(&e, timeline) {
+            self.findings.push(storm);
+        }
         if !unseen_before && timeline.story.unseen_close.is_some() {
             // The CLOSE comes in the same kernel callback, microseconds from its evidence.
             self.unseen_queue
@@ -453,6 +591,7 @@ impl Engine {
             self.stats.truncated_events += 1;
         }
         if finished && let Some(done) = self.timelines.remove(&socket) {
+            unindex_tuple(&mut self.by_tuple, socket, &done.conn);
             self.stats.finished += 1;
             self.remember_released(socket);
             if self.retain.keeps(&done) {
@@ -514,6 +653,28 @@ impl Engine {
         }
     }
 
+    /// close_wait_held for every socket still in CLOSE_WAIT the threshold after it entered
+    /// it, before `now_ns`; dated when the threshold passed, like dead_socket_held.
+    fn check_close_wait(&mut self, now_ns: u64, out: &mut Vec<Verdict>) {
+        while let Some(&(due, socket, since)) = self.close_wait_queue.front() {
+            if due >= now_ns {
+                break;
+            }
+            self.close_wait_queue.pop_front();
+            let Some(timeline) = self.timelines.get_mut(&socket) else {
+                continue;
+            };
+            if let Some(f) = timeline
+                .story
+                .close_wait_held(since, due, timeline.conn.remote())
+            {
+                let v = timeline.verdict(f);
+                timeline.verdicts.push(v.clone());
+                out.push(v);
+            }
+        }
+    }
+
     /// Drops the least recently active tenth of the timelines (sockets never seen to end):
     /// one pass over them per tenth, so eviction costs O(1) per new socket on average.
     fn evict(&mut self) {
@@ -526,6 +687,7 @@ impl Engine {
         ages.select_nth_unstable(n - 1);
         for (_, socket) in &ages[..n] {
             if let Some(t) = self.timelines.remove(socket) {
+                unindex_tuple(&mut self.by_tuple, *socket, &t.conn);
                 self.stats.evicted += 1;
                 if self.retain.keeps(&t) {
                     self.finished.push(t);

@@ -3,12 +3,15 @@
 //! here, and nothing here decides anything.
 
 use super::{
-    rules::{Budget, Cited, Facts, Finding, Note, Stall, Warning},
+    rules::{Budget, Cited, Facts, Finding, HostDrops, Note, Stall, Storm, Warning},
     verdict::{Evidence, Verdict, VerdictFacts},
 };
 use crate::{
-    event::{Connection, Errno, EventKind, Owner, ResetReason, SocketId, TimerKind},
-    words::{count, duration_ms, retransmit_class},
+    event::{
+        Connection, Direction, DropReason, Errno, EventKind, Owner, ResetReason, SocketId,
+        TimerKind,
+    },
+    words::{count, duration_ms, ns_to_ms, retransmit_class},
 };
 
 /// The verdict record of `finding` about `socket`.
@@ -87,6 +90,7 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
             waited_ms,
             syn_retries,
             error,
+            drops,
         } => {
             let limit = setting("tcp_syn_retries", *syn_retries);
             let icmp = if *error == Errno::ETIMEDOUT {
@@ -94,12 +98,41 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
             } else {
                 format!("; the network last said {error}")
             };
-            format!(
-                "connect to {peer} timed out: {} over {} went unanswered{limit}, the kernel \
-                 gave up with {error}{icmp}",
-                count(*syn_retransmits, "SYN retransmit"),
-                duration_ms(*waited_ms)
-            )
+            match drops {
+                Some(d) if d.all() => format!(
+                    "connect to {peer} timed out: every SYN ({} over {}) was dropped by {} \
+                     ({}) before it left, so the peer never saw one{limit}; the kernel gave up \
+                     with {error}{icmp}",
+                    d.of,
+                    duration_ms(*waited_ms),
+                    dropper(&d.reason),
+                    reasons(d),
+                ),
+                Some(d) if d.direction == Direction::In => format!(
+                    "connect to {peer} timed out: the peer answered, but {} dropped its {} \
+                     ({}){limit}; the kernel gave up with {error}{icmp}",
+                    dropper(&d.reason),
+                    count(d.dropped, "SYN-ACK"),
+                    reasons(d),
+                ),
+                _ => {
+                    let dropped = drops.as_ref().map_or_else(String::new, |d| {
+                        format!(
+                            "; {} dropped {} of our {} ({})",
+                            dropper(&d.reason),
+                            d.dropped,
+                            count(d.of, "SYN"),
+                            reasons(d)
+                        )
+                    });
+                    format!(
+                        "connect to {peer} timed out: {} over {} went unanswered{limit}{dropped}, \
+                         the kernel gave up with {error}{icmp}",
+                        count(*syn_retransmits, "SYN retransmit"),
+                        duration_ms(*waited_ms)
+                    )
+                }
+            }
         }
         Facts::PeerReset {
             state,
@@ -165,6 +198,7 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
             stall,
             budget,
             error,
+            drops,
         } => {
             let what = match stall {
                 Stall::ZeroWindowProbes {
@@ -191,8 +225,16 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
             } else {
                 " (the network's last ICMP error, reported instead of ETIMEDOUT)"
             };
+            let dropped = drops.as_ref().map_or_else(String::new, |d| {
+                format!(
+                    "; {} dropped {} of our outgoing segments ({}) before they left",
+                    dropper(&d.reason),
+                    d.dropped,
+                    reasons(d)
+                )
+            });
             format!(
-                "{what}; the kernel gave up after {} with {error}{icmp}",
+                "{what}{dropped}; the kernel gave up after {} with {error}{icmp}",
                 budget_text(budget)
             )
         }
@@ -204,6 +246,85 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
                 duration_ms(*held_ms)
             )
         }
+        Facts::CloseWaitHeld { held_ms } => {
+            let holder = owner.map_or_else(|| "the owning process".to_owned(), Owner::to_string);
+            format!(
+                "{peer} closed its side of the connection {} ago (FIN received, CLOSE_WAIT) and \
+                 {holder} has not closed its socket: a socket and file-descriptor leak",
+                duration_ms(*held_ms)
+            )
+        }
+        Facts::ReceiverStalled {
+            probes,
+            duration_ms: lasted,
+            unanswered,
+        } => {
+            let answers = if *unanswered {
+                "; the peer has stopped answering the probes too"
+            } else {
+                ""
+            };
+            format!(
+                "peer {peer} has kept its receive window closed for {}: its application stopped \
+                 reading; {} so far{answers}",
+                duration_ms(*lasted),
+                count(*probes, "zero-window probe"),
+            )
+        }
+        Facts::RetryStorm(storm) => storm_text(storm, peer),
+    }
+}
+
+/// retry_storm's sentence.
+fn storm_text(storm: &Storm, peer: crate::event::Endpoint) -> String {
+    let Storm {
+        attempts,
+        failures,
+        unanswered,
+        max_in_flight,
+        window_ms,
+        first_ns,
+        last_ns,
+        process,
+        repeated,
+        threshold,
+    } = storm;
+    let failed: u32 = failures.iter().map(|(_, n)| n).sum();
+    let how = if failures.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = failures
+            .iter()
+            .map(|(name, n)| format!("{name} ×{n}"))
+            .collect();
+        format!(": {}", list.join(", "))
+    };
+    let still = if *repeated { "still " } else { "" };
+    format!(
+        "{process} is {still}retrying {peer} in a storm: {} in {} ({threshold} or more within {} \
+         unanswered or failing, none answered); {failed} failed{how}; {unanswered} unanswered \
+         so far; up to {max_in_flight} in flight at once",
+        count(*attempts, "connection attempt"),
+        duration_ms(ns_to_ms(last_ns.saturating_sub(*first_ns))),
+        duration_ms(*window_ms),
+    )
+}
+
+/// Who dropped it: this host's firewall, or its kernel for another reason.
+fn dropper(reason: &DropReason) -> &'static str {
+    if reason.is_netfilter() {
+        "this host's netfilter"
+    } else {
+        "this host"
+    }
+}
+
+/// `NETFILTER_DROP`, or `NETFILTER_DROP and others`.
+fn reasons(d: &HostDrops) -> String {
+    if d.mixed {
+        format!("{} and others", d.reason)
+    } else {
+        d.reason.to_string()
     }
 }
 
@@ -294,13 +415,45 @@ pub fn record_facts(facts: &Facts) -> VerdictFacts {
             give_up_budget: Some(budget_text(&budget)),
             ..none
         },
-        Facts::DeadSocketHeld { held_ms, .. } => VerdictFacts {
+        Facts::DeadSocketHeld { held_ms, .. } | Facts::CloseWaitHeld { held_ms } => VerdictFacts {
             held_ms: Some(held_ms),
             ..none
         },
+        Facts::ReceiverStalled {
+            probes,
+            duration_ms,
+            ..
+        } => VerdictFacts {
+            probes: Some(probes),
+            duration_ms: Some(duration_ms),
+            ..none
+        },
+        Facts::RetryStorm(ref storm) => VerdictFacts {
+            attempts: Some(storm.attempts),
+            failures: Some(
+                storm
+                    .failures
+                    .iter()
+                    .map(|(name, n)| ((*name).to_owned(), *n))
+                    .collect(),
+            ),
+            max_in_flight: Some(storm.max_in_flight),
+            window_ms: Some(storm.window_ms),
+            first_attempt_ns: Some(storm.first_ns),
+            last_attempt_ns: Some(storm.last_ns),
+            ..none
+        },
+    };
+    let drops = match facts {
+        Facts::ConnectTimeout { drops, .. } | Facts::RetriesExhausted { drops, .. } => {
+            drops.as_ref()
+        }
+        _ => None,
     };
     VerdictFacts {
         error: facts.error(),
+        local_drops: drops.map(|d| d.dropped),
+        drop_reason: drops.map(|d| d.reason.clone()),
         ..numbers
     }
 }
@@ -353,6 +506,7 @@ pub fn evidence(cited: &Cited) -> Evidence {
         }
         EventKind::ResetReceived => format!("reset received in {}", m.state),
         EventKind::ResetSent => format!("reset sent in {}", m.state),
+        EventKind::Drop => "dropped by this host".to_owned(),
         EventKind::RetransmitFailed
         | EventKind::ErrorReport
         | EventKind::Destroy
@@ -365,6 +519,13 @@ pub fn evidence(cited: &Cited) -> Evidence {
         Note::Error(error) => detail += &format!(", {error}"),
         Note::OrphanError(error) => detail += &format!(", {error}, orphan"),
         Note::Reason(Some(reason)) => detail += &format!(" ({reason})"),
+        Note::Drop(d) => {
+            let way = match d.direction {
+                Direction::Out => "outgoing",
+                Direction::In => "incoming",
+            };
+            detail = format!("{way} {} dropped by this host ({})", d.tcp_flags, d.reason);
+        }
     }
     Evidence {
         ts_ns: m.ts_ns,

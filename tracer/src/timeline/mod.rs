@@ -16,6 +16,7 @@ mod now;
 mod reorder;
 mod rules;
 mod state;
+mod storms;
 pub mod verdict;
 
 #[cfg(test)]

@@ -14,6 +14,13 @@
 //! | retries_exhausted | → CLOSE with ETIMEDOUT / soft error otherwise (tcp_write_timeout(): tcp_retries2 or TCP_USER_TIMEOUT; tcp_probe_timer(): zero-window probes) |
 //! | local_abort | this host sent an active reset (tcp_send_active_reset(): linger 0, unread data, abort on memory, ...) on a synchronized connection, except a keepalive give-up (keepalive_exhausted) |
 //! | dead_socket_held | (engine, on the clock) a synchronized socket the application still holds reached CLOSE with an error, and no tcp_destroy_sock followed within the threshold |
+//! | close_wait_held | (engine, on the clock) the socket entered CLOSE_WAIT (tcp_fin(): the peer's FIN) and was still there after the threshold: the application never called close() (which moves it to LAST_ACK) |
+//! | receiver_stalled | a zero-window probe (tcp_probe_timer() → tcp_send_probe0()) sent the threshold or more after the first probe of the same stall: the peer kept its window closed all along (each probe proves it: the window's opening itself sends nothing to see); once per socket |
+//! | retry_storm | (engine, across sockets: `storms.rs`) one process's attempts to one peer: the threshold of them within the window unanswered (a SYN retransmitted) or failed, none answered since |
+//!
+//! Drops this host made itself (`skb:kfree_skb`) are cited by the verdicts they explain:
+//! connect_timeout when our SYNs (or the peer's SYN-ACKs) never got past this host,
+//! retries_exhausted and peer_unresponsive when our retransmits did not.
 //!
 //! The CLOSE rules are [`death_rule`], a table. One death verdict per socket, the most
 //! specific; an orderly close (FIN both ways, including a peer process that crashed) has
@@ -24,7 +31,10 @@ use super::{
     verdict::VerdictKind,
 };
 use crate::{
-    event::{Endpoint, Errno, Event, EventKind, ResetReason, TcpState, TimerKind},
+    event::{
+        Direction, DropReason, Dropped, Endpoint, Errno, Event, EventKind, ResetReason, TcpState,
+        TimerKind,
+    },
     tcp_model,
     words::ns_to_ms,
 };
@@ -64,6 +74,8 @@ pub enum Note {
     OrphanError(Errno),
     /// A reset this host sent, with the kernel's reason when it gave one.
     Reason(Option<ResetReason>),
+    /// A segment this host dropped.
+    Drop(Dropped),
 }
 
 /// The facts behind each verdict: one variant per [`VerdictKind`].
@@ -82,6 +94,9 @@ pub enum Facts {
         /// The effective SYN retries, when the kernel reported them.
         syn_retries: Option<u8>,
         error: Errno,
+        /// SYNs this host dropped before they left, and the peer's answers it dropped on
+        /// arrival.
+        drops: Option<HostDrops>,
     },
     PeerReset {
         /// The state the reset ended.
@@ -116,11 +131,67 @@ pub enum Facts {
         stall: Stall,
         budget: Budget,
         error: Errno,
+        /// Our retransmits this host dropped before they left.
+        drops: Option<HostDrops>,
     },
     DeadSocketHeld {
         held_ms: u64,
         error: Errno,
     },
+    CloseWaitHeld {
+        held_ms: u64,
+    },
+    ReceiverStalled {
+        /// Zero-window probes of the stall so far.
+        probes: u32,
+        /// From the stall's first probe to this one.
+        duration_ms: u64,
+        /// The peer stopped answering the probes as well (the latest is the third or later
+        /// in a row without an answer).
+        unanswered: bool,
+    },
+    RetryStorm(Storm),
+}
+
+/// What this host dropped of a socket's segments, as a verdict cites it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostDrops {
+    /// Segments of the kind the verdict is about that this host dropped.
+    pub dropped: u32,
+    /// Of how many sent (our SYNs, our retransmits) or, for the peer's answers, 0.
+    pub of: u32,
+    pub direction: Direction,
+    pub reason: DropReason,
+    /// Later drops gave other reasons.
+    pub mixed: bool,
+}
+
+impl HostDrops {
+    /// Every segment of the kind was dropped here.
+    pub fn all(&self) -> bool {
+        self.of > 0 && self.dropped >= self.of
+    }
+}
+
+/// retry_storm: one process's connection attempts to one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Storm {
+    /// Attempts since the storm's first one.
+    pub attempts: u32,
+    /// Attempts that failed so far, by how (`StormFailure` names), in name order.
+    pub failures: Vec<(&'static str, u32)>,
+    /// Attempts unanswered at the verdict (their SYN retransmitted, no answer yet).
+    pub unanswered: u32,
+    pub max_in_flight: u32,
+    pub window_ms: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// The owner's pid and name.
+    pub process: String,
+    /// This verdict repeats an earlier one about the same storm.
+    pub repeated: bool,
+    /// Attempts within the window that make a storm.
+    pub threshold: u32,
 }
 
 impl Facts {
@@ -135,6 +206,9 @@ impl Facts {
             Facts::OrphanTimeout { .. } => VerdictKind::OrphanTimeout,
             Facts::RetriesExhausted { .. } => VerdictKind::RetriesExhausted,
             Facts::DeadSocketHeld { .. } => VerdictKind::DeadSocketHeld,
+            Facts::CloseWaitHeld { .. } => VerdictKind::CloseWaitHeld,
+            Facts::ReceiverStalled { .. } => VerdictKind::ReceiverStalled,
+            Facts::RetryStorm(_) => VerdictKind::RetryStorm,
         }
     }
 
@@ -149,7 +223,11 @@ impl Facts {
             | Facts::OrphanTimeout { error, .. }
             | Facts::RetriesExhausted { error, .. }
             | Facts::DeadSocketHeld { error, .. } => Some(error),
-            Facts::PeerUnresponsive(_) | Facts::LocalAbort { .. } => None,
+            Facts::PeerUnresponsive(_)
+            | Facts::LocalAbort { .. }
+            | Facts::CloseWaitHeld { .. }
+            | Facts::ReceiverStalled { .. }
+            | Facts::RetryStorm(_) => None,
         }
     }
 }
@@ -493,7 +571,9 @@ pub fn death(state: &SocketState, e: &Event, mark: Mark, error: Errno) -> Option
         Death::ConnectTimeout => {
             cited.extend(state.opened.map(plain));
             cited.extend(streak(&state.syn));
+            cited.extend(drop_evidence(state));
             Facts::ConnectTimeout {
+                drops: syn_drops(state),
                 syn_retransmits: state.syn.count,
                 waited_ms: state
                     .opened
@@ -579,10 +659,15 @@ pub fn death(state: &SocketState, e: &Event, mark: Mark, error: Errno) -> Option
                     last_rto_ms: state.rto.last.map_or(0, |m| m.rto_us / 1000),
                 }
             };
+            let drops = retransmit_drops(state);
+            if drops.is_some() {
+                cited.extend(drop_evidence(state));
+            }
             Facts::RetriesExhausted {
                 stall,
                 budget,
                 error,
+                drops,
             }
         }
     };
@@ -618,6 +703,122 @@ pub fn dead_socket_held(state: &SocketState, due_ns: u64, peer: Endpoint) -> Opt
         }],
         inferred_from: None,
     })
+}
+
+/// close_wait_held at `due_ns`: the socket entered CLOSE_WAIT at `since_ns` and has not
+/// left it (the application's close() moves it to LAST_ACK).
+pub fn close_wait_held(
+    state: &SocketState,
+    since_ns: u64,
+    due_ns: u64,
+    peer: Endpoint,
+) -> Option<Finding> {
+    if state.close_wait_since_ns != Some(since_ns) || state.destroyed_ns.is_some() {
+        return None;
+    }
+    let entered = Mark {
+        ts_ns: since_ns,
+        kind: EventKind::StateChange,
+        state: TcpState::CLOSE_WAIT,
+        old_state: Some(
+            state
+                .last_open_state
+                .filter(|s| *s != TcpState::CLOSE_WAIT)
+                .unwrap_or(TcpState::ESTABLISHED),
+        ),
+        class: None,
+        retransmits: 0,
+        rto_us: 0,
+        probe: 0,
+        timer: None,
+    };
+    Some(Finding {
+        ts_ns: due_ns,
+        peer,
+        facts: Facts::CloseWaitHeld {
+            held_ms: ns_to_ms(due_ns.saturating_sub(since_ns)),
+        },
+        cited: vec![plain(entered)],
+        inferred_from: None,
+    })
+}
+
+/// receiver_stalled at the zero-window probe `e`: the stall it belongs to has lasted
+/// `after_ns` or more.
+pub fn receiver_stalled(state: &SocketState, e: &Event, after_ns: u64) -> Option<Finding> {
+    let stall = &state.window_stall;
+    let first = stall.probes.first?;
+    let lasted = e.ts_ns.saturating_sub(first.ts_ns);
+    if state.has(VerdictKind::ReceiverStalled) || lasted < after_ns || state.close.is_some() {
+        return None;
+    }
+    Some(Finding {
+        ts_ns: e.ts_ns,
+        peer: e.conn.remote(),
+        facts: Facts::ReceiverStalled {
+            probes: stall.probes.count,
+            duration_ms: ns_to_ms(lasted),
+            unanswered: stall.unanswered,
+        },
+        cited: streak(&stall.probes),
+        inferred_from: None,
+    })
+}
+
+/// The SYNs of a connect this host dropped (or the peer's SYN-ACKs it dropped), if any.
+fn syn_drops(state: &SocketState) -> Option<HostDrops> {
+    let d = &state.drops;
+    let (_, first) = d.first.as_ref()?;
+    // SYNs sent: the first, and the retransmits, sent or failed (6.17+ reports failures).
+    let sent = 1 + state.syn.count + state.syn_failed;
+    let (dropped, of, direction) = if d.syns_out > 0 {
+        (d.syns_out, sent.max(d.syns_out), Direction::Out)
+    } else if d.answers_in > 0 {
+        (d.answers_in, 0, Direction::In)
+    } else {
+        return None;
+    };
+    Some(HostDrops {
+        dropped,
+        of,
+        direction,
+        reason: first.reason.clone(),
+        mixed: d.mixed_reasons,
+    })
+}
+
+/// Our data or retransmits this host dropped on their way out, if any.
+fn retransmit_drops(state: &SocketState) -> Option<HostDrops> {
+    let d = &state.drops;
+    let (_, first) = d.first.as_ref()?;
+    (d.data_out > 0).then(|| HostDrops {
+        dropped: d.data_out,
+        of: state.rto.count,
+        direction: Direction::Out,
+        reason: first.reason.clone(),
+        mixed: d.mixed_reasons,
+    })
+}
+
+/// The first and latest drop, as evidence.
+fn drop_evidence(state: &SocketState) -> Vec<Cited> {
+    let d = &state.drops;
+    let mut out = Vec::with_capacity(2);
+    if let Some((mark, dropped)) = &d.first {
+        out.push(Cited {
+            mark: *mark,
+            note: Note::Drop(dropped.clone()),
+        });
+    }
+    if let Some((mark, dropped)) = &d.latest
+        && d.count > 1
+    {
+        out.push(Cited {
+            mark: *mark,
+            note: Note::Drop(dropped.clone()),
+        });
+    }
+    out
 }
 
 fn plain(mark: Mark) -> Cited {

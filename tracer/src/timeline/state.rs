@@ -7,7 +7,10 @@ use super::{
     verdict::VerdictKind,
 };
 use crate::{
-    event::{Endpoint, Errno, Event, EventKind, ResetReason, RetransmitClass, TcpState, TimerKind},
+    event::{
+        Direction, Dropped, Endpoint, Errno, Event, EventKind, ResetReason, RetransmitClass,
+        TcpState, TimerKind,
+    },
     words::ns_to_ms,
 };
 
@@ -112,6 +115,79 @@ impl Probes {
     }
 }
 
+/// Segments of the socket that this host dropped itself (`skb:kfree_skb`).
+#[derive(Debug, Default, Clone)]
+pub struct Drops {
+    pub count: u32,
+    /// Our connection requests (SYN) dropped on their way out.
+    pub syns_out: u32,
+    /// The peer's answers (SYN-ACK) dropped on their way in.
+    pub answers_in: u32,
+    /// Other segments, by direction.
+    pub data_out: u32,
+    pub data_in: u32,
+    /// The first drop, and whether later ones gave another reason.
+    pub first: Option<(Mark, Dropped)>,
+    pub latest: Option<(Mark, Dropped)>,
+    pub mixed_reasons: bool,
+}
+
+impl Drops {
+    fn add(&mut self, mark: Mark, d: &Dropped) {
+        self.count += 1;
+        match (d.direction, d.tcp_flags.is_syn(), d.tcp_flags.is_syn_ack()) {
+            (Direction::Out, true, _) => self.syns_out += 1,
+            (Direction::In, _, true) => self.answers_in += 1,
+            (Direction::Out, _, _) => self.data_out += 1,
+            (Direction::In, _, _) => self.data_in += 1,
+        }
+        match &self.first {
+            None => self.first = Some((mark, d.clone())),
+            Some((_, first)) if first.reason != d.reason => self.mixed_reasons = true,
+            Some(_) => {}
+        }
+        self.latest = Some((mark, d.clone()));
+    }
+}
+
+/// Zero-window probes while the peer's window stays closed: one stall from the first
+/// probe until the window opens (the kernel then resets its probe backoff).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WindowStall {
+    pub probes: Streak,
+    /// icsk_backoff at the latest probe: tcp_send_probe0() raises it with every probe of
+    /// a stall, tcp_ack_probe() clears it when the window opens.
+    pub backoff: u8,
+    /// The peer stopped answering the probes too: the latest one is the third or later
+    /// without an answer (icsk_probes_out; a single unanswered probe is common, the peer
+    /// rate-limits its answers to out-of-window segments).
+    pub unanswered: bool,
+}
+
+impl WindowStall {
+    /// The longest a stall's probes can be apart: TCP_RTO_MAX (120 s), twice over.
+    const MAX_GAP_NS: u64 = 240_000_000_000;
+
+    fn add(&mut self, e: &Event, mark: Mark) {
+        let backoff = e.sock.as_ref().map_or(0, |s| s.backoff);
+        let gap = self
+            .probes
+            .last
+            .map_or(u64::MAX, |last| e.ts_ns.saturating_sub(last.ts_ns));
+        // A backoff back at 1 (or below the last one) starts a new stall: the window
+        // opened in between. Without the counters, a long silence does.
+        let new_stall = self.probes.count == 0
+            || gap > Self::MAX_GAP_NS
+            || (backoff != 0 && (backoff == 1 || backoff < self.backoff));
+        if new_stall {
+            *self = WindowStall::default();
+        }
+        self.probes.add(mark);
+        self.backoff = backoff;
+        self.unanswered = e.probe.unwrap_or(0) >= 3;
+    }
+}
+
 /// The socket's move to CLOSE, and the error it ended with (none for an orderly close).
 #[derive(Debug, Clone, Copy)]
 pub struct Close {
@@ -161,6 +237,13 @@ pub struct SocketState {
     pub death: Option<VerdictKind>,
     /// Set when a death leaves the application holding the socket: since when.
     pub held_since_ns: Option<u64>,
+    /// Since when the socket is in CLOSE_WAIT (the peer closed its side; the application
+    /// has not closed the socket yet).
+    pub close_wait_since_ns: Option<u64>,
+    /// SYN retransmits that could not be sent (retransmit_failed in SYN_SENT, 6.17+).
+    pub syn_failed: u32,
+    pub drops: Drops,
+    pub window_stall: WindowStall,
     emitted: u16,
 }
 
@@ -214,6 +297,14 @@ impl SocketState {
                 self.zero_window.series = Streak::default();
             }
         }
+        if e.kind == EventKind::StateChange || e.kind == EventKind::Destroy {
+            self.close_wait_since_ns = match (e.kind, e.state) {
+                (EventKind::StateChange, TcpState::CLOSE_WAIT) => {
+                    self.close_wait_since_ns.or(Some(e.ts_ns))
+                }
+                _ => None,
+            };
+        }
         match e.kind {
             EventKind::Retransmit => {
                 self.retransmits += 1;
@@ -240,7 +331,16 @@ impl SocketState {
                 }
             }
             EventKind::KeepaliveProbe => self.keepalive.add(e, mark),
-            EventKind::ZeroWindowProbe => self.zero_window.add(e, mark),
+            EventKind::ZeroWindowProbe => {
+                self.zero_window.add(e, mark);
+                self.window_stall.add(e, mark);
+            }
+            EventKind::RetransmitFailed if e.state == TcpState::SYN_SENT => self.syn_failed += 1,
+            EventKind::Drop => {
+                if let Some(d) = &e.drop {
+                    self.drops.add(mark, d);
+                }
+            }
             EventKind::ResetReceived => {
                 self.reset_received = Some((mark, self.consecutive_rtos));
             }
@@ -364,5 +464,25 @@ impl SocketState {
         let finding = rules::dead_socket_held(self, due_ns, peer);
         self.decide(finding, &mut out);
         out.pop()
+    }
+
+    /// close_wait_held, decided by the engine's clock at `due_ns`: the socket entered
+    /// CLOSE_WAIT at `since_ns`, the threshold before `due_ns`.
+    pub fn close_wait_held(
+        &mut self,
+        since_ns: u64,
+        due_ns: u64,
+        peer: Endpoint,
+    ) -> Option<Finding> {
+        let mut out = Vec::with_capacity(1);
+        let finding = rules::close_wait_held(self, since_ns, due_ns, peer);
+        self.decide(finding, &mut out);
+        out.pop()
+    }
+
+    /// receiver_stalled: asked at each zero-window probe, after it joined the stall.
+    pub fn receiver_stalled(&mut self, e: &Event, after_ns: u64, out: &mut Vec<Finding>) {
+        let finding = rules::receiver_stalled(self, e, after_ns);
+        self.decide(finding, out);
     }
 }

@@ -1,11 +1,11 @@
 //! Verdicts: what the timeline engine concludes about a socket. Names are stable (they are
 //! part of the trace format and of users' alerting rules): add, never rename.
 
-use std::fmt;
+use std::{collections::BTreeMap, fmt};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Connection, Errno, EventKind, Owner, ResetReason, SocketId};
+use crate::event::{Connection, DropReason, Errno, EventKind, Owner, ResetReason, SocketId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -28,10 +28,19 @@ pub enum VerdictKind {
     PeerUnresponsive,
     /// The kernel ended the connection but the owning process still holds the socket.
     DeadSocketHeld,
+    /// The peer closed its side (FIN received, CLOSE_WAIT) and the owning process has not
+    /// closed the socket: a socket and file-descriptor leak.
+    CloseWaitHeld,
+    /// The peer keeps its receive window closed (its application stopped reading) and the
+    /// kernel keeps probing it.
+    ReceiverStalled,
+    /// One process keeps opening connections to one peer while earlier attempts are
+    /// unanswered or failing (one verdict per storm, repeated while it lasts).
+    RetryStorm,
 }
 
 impl VerdictKind {
-    pub const ALL: [VerdictKind; 9] = [
+    pub const ALL: [VerdictKind; 12] = [
         Self::KeepaliveExhausted,
         Self::RetriesExhausted,
         Self::ConnectTimeout,
@@ -41,6 +50,9 @@ impl VerdictKind {
         Self::OrphanTimeout,
         Self::PeerUnresponsive,
         Self::DeadSocketHeld,
+        Self::CloseWaitHeld,
+        Self::ReceiverStalled,
+        Self::RetryStorm,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +66,9 @@ impl VerdictKind {
             Self::OrphanTimeout => "orphan_timeout",
             Self::PeerUnresponsive => "peer_unresponsive",
             Self::DeadSocketHeld => "dead_socket_held",
+            Self::CloseWaitHeld => "close_wait_held",
+            Self::ReceiverStalled => "receiver_stalled",
+            Self::RetryStorm => "retry_storm",
         }
     }
 
@@ -61,7 +76,8 @@ impl VerdictKind {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// Verdicts that end a connection (all but the early warning and dead_socket_held).
+    /// Verdicts that end a connection (not the early warning, the held sockets, a stalled
+    /// receiver or a storm of attempts).
     pub fn is_death(self) -> bool {
         match self {
             Self::KeepaliveExhausted
@@ -71,7 +87,11 @@ impl VerdictKind {
             | Self::PeerReset
             | Self::LocalAbort
             | Self::OrphanTimeout => true,
-            Self::PeerUnresponsive | Self::DeadSocketHeld => false,
+            Self::PeerUnresponsive
+            | Self::DeadSocketHeld
+            | Self::CloseWaitHeld
+            | Self::ReceiverStalled
+            | Self::RetryStorm => false,
         }
     }
 }
@@ -127,9 +147,29 @@ pub struct VerdictFacts {
     pub predicted_give_up_ns: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub give_up_budget: Option<String>,
-    /// dead_socket_held: how long the dead socket has been held so far.
+    /// dead_socket_held, close_wait_held: how long the socket has been held so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_ms: Option<u64>,
+    /// Segments of this socket that this host dropped itself, and the kernel's reason (the
+    /// first one's; the explanation says when they differ).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_drops: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_reason: Option<DropReason>,
+    /// retry_storm: connection attempts in the storm so far, those that failed by how they
+    /// failed, the most in flight at once, the window, the first and latest attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<BTreeMap<String, u32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_attempt_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_ns: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,8 +5,9 @@
 //! reads the kernel's counters and the traces (typed, through the tracer's own reader);
 //! `report.rs` writes the Markdown report (printed, and saved as target/bench/report.md).
 //! Arguments name the parts to run: storms (the side-by-side with bpftrace, `storms.rs`),
-//! retransmit, keepalive, timers, reset, throughput, report (default: all); `profile`
-//! (`perf record` on the tracer during the connect storm, and over its start-up) and `soak` (10 minutes of `tracer agent`) run only when named.
+//! retransmit, keepalive, timers, reset, drops, throughput, report (default: all); `profile`
+//! (`perf record` on the tracer during the connect storm, and over its start-up) and `soak`
+//! (10 minutes of `tracer agent`) run only when named.
 
 mod measure;
 mod report;
@@ -62,6 +63,9 @@ fn main() {
     }
     if wants("reset") {
         run.resets = Some(measure::reset_storms());
+    }
+    if wants("drops") {
+        run.drops = Some(measure::drop_filter());
     }
     if wants("throughput") {
         run.throughput = Some(measure::throughput());

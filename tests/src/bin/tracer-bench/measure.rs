@@ -300,6 +300,9 @@ pub(crate) struct Throughput {
     /// Bytes/s of each round.
     pub(crate) without: Vec<f64>,
     pub(crate) with: Vec<f64>,
+    /// Calls of the drop hook (every packet the host dropped) over the rounds with the
+    /// tracer: a clean transfer drops next to nothing.
+    pub(crate) drop_calls: u64,
 }
 
 pub(crate) fn throughput() -> Vec<Throughput> {
@@ -308,10 +311,21 @@ pub(crate) fn throughput() -> Vec<Throughput> {
         .into_iter()
         .map(|chunk| {
             let (mut without, mut with) = (Vec::new(), Vec::new());
+            let mut drop_calls = 0;
             for _ in 0..7 {
                 without.push(bulk(&hosts, chunk, 3.0));
                 let mut tracer = start_live(&[]);
+                let ids = tracer_tests::tracer::program_ids_of(tracer.id());
+                let drops = |stats: BTreeMap<String, (u64, u64)>| -> u64 {
+                    stats
+                        .iter()
+                        .filter(|(name, _)| name.starts_with("tr_drop"))
+                        .map(|(_, (_, calls))| calls)
+                        .sum()
+                };
+                let before = drops(program_stats(&ids));
                 with.push(bulk(&hosts, chunk, 3.0));
+                drop_calls += drops(program_stats(&ids)) - before;
                 // SAFETY: signalling our own child.
                 unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
                 let _ = tracer.wait();
@@ -320,6 +334,7 @@ pub(crate) fn throughput() -> Vec<Throughput> {
                 chunk,
                 without,
                 with,
+                drop_calls,
             }
         })
         .collect()
@@ -575,6 +590,34 @@ pub(crate) fn timer_filter() -> Vec<Cost> {
     recorder.stop();
     reader.join().unwrap();
     costs
+}
+
+/// The drop hook (skb:kfree_skb, every packet the host drops): 100 000 UDP datagrams to a
+/// closed port (not TCP: the program leaves early) and 2 000 connects to a closed TCP port
+/// (each SYN dropped as NO_SOCKET: parsed, named and emitted).
+pub(crate) fn drop_filter() -> Vec<Cost> {
+    let hosts = Hosts::new("bench-drops");
+    let path = out_dir().join("drop-filter.jsonl");
+    let recorder = start_recorder(&path, &hosts.netns_args());
+    let programs = ProgramCosts::start(&recorder);
+    let to = SocketAddr::new(Hosts::server_addr(false), 9);
+    hosts.client.run_in("udp", move || {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        socket.connect(to).unwrap();
+        for _ in 0..100_000 {
+            // ICMP port unreachable comes back as ECONNREFUSED on the next send: ignored.
+            let _ = socket.send(b"x");
+        }
+    });
+    for _ in 0..2_000 {
+        let _ = connect(&hosts.client, "closed", to, ClientOptions::default());
+    }
+    let costs = programs.costs();
+    recorder.stop();
+    costs
+        .into_iter()
+        .filter(|c| c.program.starts_with("tr_drop"))
+        .collect()
 }
 
 /// `per_thread` connects to a closed port from each of `threads` threads.

@@ -29,6 +29,7 @@ pub(crate) struct Run {
     pub(crate) timers: Option<Vec<Cost>>,
     pub(crate) resets: Option<Vec<ResetStorm>>,
     pub(crate) throughput: Option<Vec<Throughput>>,
+    pub(crate) drops: Option<Vec<Cost>>,
     pub(crate) report: Option<ReportSpeed>,
 }
 
@@ -72,6 +73,11 @@ pub(crate) fn render(run: &Run) -> String {
     }
     if let Some(storms) = &run.resets {
         resets(&mut out, storms);
+    }
+    if let Some(costs) = &run.drops {
+        out += "\n## Drop hook (skb:kfree_skb): 100 000 UDP datagrams and 2 000 TCP SYNs to \
+                closed ports\n\n";
+        out += &cost_table(costs);
     }
     if let Some(rows) = &run.throughput {
         throughput(&mut out, rows);
@@ -194,7 +200,7 @@ fn throughput(out: &mut String, rows: &[Throughput]) {
              Unfiltered `tracer live --json > /dev/null` (it sees every socket); rounds \
              alternate without/with; medians.\n\n\
              | writes | without (MB/s, median [min–max]) | with (MB/s, median [min–max]) | \
-             ratio of medians |\n|---|---:|---:|---:|\n";
+             ratio of medians | drop hook calls |\n|---|---:|---:|---:|---:|\n";
     let spread = |v: &[f64]| {
         let min = v.iter().copied().fold(f64::MAX, f64::min) / 1e6;
         let max = v.iter().copied().fold(0.0, f64::max) / 1e6;
@@ -203,11 +209,12 @@ fn throughput(out: &mut String, rows: &[Throughput]) {
     for row in rows {
         let _ = writeln!(
             out,
-            "| {} B | {} | {} | {:.3} |",
+            "| {} B | {} | {} | {:.3} | {} |",
             row.chunk,
             spread(&row.without),
             spread(&row.with),
-            median(row.with.clone()) / median(row.without.clone())
+            median(row.with.clone()) / median(row.without.clone()),
+            row.drop_calls
         );
     }
 }

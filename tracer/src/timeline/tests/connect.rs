@@ -14,6 +14,7 @@ fn connect_timeout_and_refused() {
             waited_ms: 7_000,
             syn_retries: Some(6),
             error: Errno::ETIMEDOUT,
+            drops: None,
         }]
     );
 

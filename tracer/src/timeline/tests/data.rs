@@ -42,6 +42,7 @@ fn retries_exhausted_after_the_warning() {
             },
             budget,
             error: Errno::ETIMEDOUT,
+            drops: None,
         }
     );
     // The streak's first and latest RTO, then the death.
@@ -223,6 +224,7 @@ fn zero_window_probes_until_the_kernel_gives_up() {
             // tcp_probe_timer() counts probes against tcp_retries2, not time.
             budget: Budget::Retries2Probes { retries2: 15 },
             error: Errno::ETIMEDOUT,
+            drops: None,
         }]
     );
     let v = verdicts_of(&s);

@@ -6,6 +6,7 @@
 
 mod connect;
 mod data;
+mod drops;
 mod engine;
 mod held;
 mod inference;
@@ -13,6 +14,8 @@ mod keepalive;
 mod now;
 mod properties;
 mod resets;
+mod stalls;
+mod storms;
 mod wording;
 
 use super::{
