@@ -405,7 +405,7 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::Ipv6Addr;
 
     use proptest::prelude::*;
@@ -454,7 +454,7 @@ mod tests {
     }
 
     /// Every field set, strings that need escaping.
-    fn everything() -> Event {
+    pub(crate) fn everything() -> Event {
         Event {
             socket: Some(SocketId(u64::MAX)),
             conn: Connection {
@@ -611,7 +611,7 @@ mod tests {
         }
     }
 
-    fn arb_event() -> impl Strategy<Value = Event> {
+    pub(crate) fn arb_event() -> impl Strategy<Value = Event> {
         (
             any::<u64>(),
             1u8..=11,
