@@ -33,12 +33,15 @@ const MAX_CONTAINERS: usize = 4096;
 #[derive(Default)]
 pub struct EventReader {
     containers: HashMap<Box<[u8]>, Arc<Identity>>,
+    /// The last one read: the next event's owner is most often the same.
+    last: Option<(Box<[u8]>, Arc<Identity>)>,
 }
 
 impl EventReader {
     pub fn new() -> Self {
         Self {
             containers: HashMap::new(),
+            last: None,
         }
     }
 
@@ -81,29 +84,41 @@ impl EventReader {
         c.lit(r#","state":"#)?;
         e.state = TcpState::from_name(c.string()?)?;
         // The optional fields, each at most once and in the writer's order.
-        let mut rank = 0;
-        while c.maybe(",\"") {
-            let key = c.key()?;
-            let this = OPTIONAL.iter().position(|k| *k == key)? + 1;
-            if this <= rank {
-                return None;
-            }
-            rank = this;
-            match key {
-                "old_state" => e.old_state = Some(TcpState::from_name(c.string()?)?),
-                "process" => e.process = Some(self.owner(&mut c)?),
-                "class" => e.class = Some(RetransmitClass::from_name(c.string()?)?),
-                "segs" => e.segs = Some(c.number()?),
-                "timer" => e.timer = Some(TimerKind::from_name(c.string()?)?),
-                "reason" => e.reason = Some(ResetReason::from_name(c.string()?)),
-                "err" => e.err = Some(c.signed()?),
-                "probe" => e.probe = Some(c.number()?),
-                "sock" => e.sock = Some(counters(&mut c)?),
-                "flags" => e.flags = flags(&mut c)?,
-                "raw" => e.raw = Some(tuple(&mut c)?),
-                "drop" => e.drop = Some(dropped(&mut c)?),
-                _ => return None,
-            }
+        if c.maybe(r#","old_state":"#) {
+            e.old_state = Some(TcpState::from_name(c.string()?)?);
+        }
+        if c.maybe(r#","process":"#) {
+            e.process = Some(self.owner(&mut c)?);
+        }
+        if c.maybe(r#","class":"#) {
+            e.class = Some(RetransmitClass::from_name(c.string()?)?);
+        }
+        if c.maybe(r#","segs":"#) {
+            e.segs = Some(c.number()?);
+        }
+        if c.maybe(r#","timer":"#) {
+            e.timer = Some(TimerKind::from_name(c.string()?)?);
+        }
+        if c.maybe(r#","reason":"#) {
+            e.reason = Some(ResetReason::from_name(c.string()?));
+        }
+        if c.maybe(r#","err":"#) {
+            e.err = Some(c.signed()?);
+        }
+        if c.maybe(r#","probe":"#) {
+            e.probe = Some(c.number()?);
+        }
+        if c.maybe(r#","sock":"#) {
+            e.sock = Some(counters(&mut c)?);
+        }
+        if c.maybe(r#","flags":"#) {
+            e.flags = flags(&mut c)?;
+        }
+        if c.maybe(r#","raw":"#) {
+            e.raw = Some(tuple(&mut c)?);
+        }
+        if c.maybe(r#","drop":"#) {
+            e.drop = Some(dropped(&mut c)?);
         }
         c.lit("}")?;
         c.end().then_some(e)
@@ -127,8 +142,20 @@ impl EventReader {
             _ => return None,
         };
         let container = if c.maybe(r#","container":"#) {
-            let text = c.object()?;
-            Some(self.container(text)?)
+            // The same text as the last one read is the same object (a complete object's
+            // end does not depend on what follows it).
+            match &self.last {
+                Some((text, identity)) if c.rest().starts_with(text) => {
+                    c.i += text.len();
+                    Some(identity.clone())
+                }
+                _ => {
+                    let text = c.object()?;
+                    let identity = self.container(text)?;
+                    self.last = Some((text.as_bytes().into(), identity.clone()));
+                    Some(identity)
+                }
+            }
         } else {
             None
         };
@@ -156,96 +183,84 @@ impl EventReader {
     }
 }
 
-/// The optional fields of an event, in the writer's order.
-const OPTIONAL: [&str; 12] = [
-    "old_state",
-    "process",
-    "class",
-    "segs",
-    "timer",
-    "reason",
-    "err",
-    "probe",
-    "sock",
-    "flags",
-    "raw",
-    "drop",
-];
-
-/// The fields of `sock`, in the writer's order.
-const COUNTERS: [&str; 22] = [
-    "retransmits",
-    "probes_out",
-    "backoff",
-    "rto_us",
-    "total_retrans",
-    "packets_out",
-    "ca_state",
-    "keepalive",
-    "keepalive_idle_ms",
-    "keepalive_intvl_ms",
-    "keepalive_probes",
-    "user_timeout_ms",
-    "retries1",
-    "retries2",
-    "syn_retries",
-    "orphan_retries",
-    "idle_rx_ms",
-    "idle_tx_ms",
-    "retrans_elapsed_ms",
-    "orphan",
-    "error",
-    "soft_error",
-];
-
+/// `sock`: its fields in the writer's order, each behind a comma but the first.
 fn counters(c: &mut Cursor) -> Option<SocketCounters> {
     c.lit("{")?;
+    let start = c.i;
     let mut s = SocketCounters::default();
-    let mut rank = 0;
-    let mut retries2 = false;
-    loop {
-        if rank > 0 && !c.maybe(",") {
-            break;
+    // `"key":`, with the comma of every field but the first.
+    let field = |c: &mut Cursor, key: &str| -> bool {
+        let bytes = key.as_bytes();
+        let rest = c.rest();
+        let skip = usize::from(c.i > start);
+        if skip == 1 && rest.first() != Some(&b',') {
+            return false;
         }
-        c.lit("\"")?;
-        let key = c.key()?;
-        let this = COUNTERS.iter().position(|k| *k == key)? + 1;
-        if this <= rank {
-            return None;
+        let rest = &rest[skip..];
+        let found = rest.len() > bytes.len() + 2
+            && rest[0] == b'"'
+            && rest[1..].starts_with(bytes)
+            && rest[1 + bytes.len()] == b'"'
+            && rest[2 + bytes.len()] == b':';
+        if found {
+            c.i += skip + bytes.len() + 3;
         }
-        rank = this;
-        match key {
-            "retransmits" => s.retransmits = c.number()?,
-            "probes_out" => s.probes_out = c.number()?,
-            "backoff" => s.backoff = c.number()?,
-            "rto_us" => s.rto_us = c.number()?,
-            "total_retrans" => s.total_retrans = c.number()?,
-            "packets_out" => s.packets_out = c.number()?,
-            "ca_state" => s.ca_state = crate::event::CaState::from_name(c.string()?)?,
-            "keepalive" => s.keepalive = c.boolean()?,
-            "keepalive_idle_ms" => s.keepalive_idle_ms = c.number()?,
-            "keepalive_intvl_ms" => s.keepalive_intvl_ms = c.number()?,
-            "keepalive_probes" => s.keepalive_probes = c.number()?,
-            "user_timeout_ms" => s.user_timeout_ms = c.number()?,
-            "retries1" => s.retries1 = c.number()?,
-            "retries2" => {
-                s.retries2 = c.number()?;
-                retries2 = true;
-            }
-            "syn_retries" => s.syn_retries = c.number()?,
-            "orphan_retries" => s.orphan_retries = c.number()?,
-            "idle_rx_ms" => s.idle_rx_ms = Some(c.number()?),
-            "idle_tx_ms" => s.idle_tx_ms = Some(c.number()?),
-            "retrans_elapsed_ms" => s.retrans_elapsed_ms = Some(c.number()?),
-            "orphan" => s.orphan = c.boolean()?,
-            "error" => s.error = Some(Errno::from_name(c.string()?)?),
-            "soft_error" => s.soft_error = Some(Errno::from_name(c.string()?)?),
-            _ => return None,
-        }
+        found
+    };
+    macro_rules! numbers {
+        ($($name:ident),+) => {
+            $(if field(c, stringify!($name)) {
+                s.$name = c.number()?;
+            })+
+        };
+    }
+    numbers!(
+        retransmits,
+        probes_out,
+        backoff,
+        rto_us,
+        total_retrans,
+        packets_out
+    );
+    if field(c, "ca_state") {
+        s.ca_state = crate::event::CaState::from_name(c.string()?)?;
+    }
+    if field(c, "keepalive") {
+        s.keepalive = c.boolean()?;
+    }
+    numbers!(
+        keepalive_idle_ms,
+        keepalive_intvl_ms,
+        keepalive_probes,
+        user_timeout_ms,
+        retries1
+    );
+    // The one field serde requires.
+    if !field(c, "retries2") {
+        return None;
+    }
+    s.retries2 = c.number()?;
+    numbers!(syn_retries, orphan_retries);
+    if field(c, "idle_rx_ms") {
+        s.idle_rx_ms = Some(c.number()?);
+    }
+    if field(c, "idle_tx_ms") {
+        s.idle_tx_ms = Some(c.number()?);
+    }
+    if field(c, "retrans_elapsed_ms") {
+        s.retrans_elapsed_ms = Some(c.number()?);
+    }
+    if field(c, "orphan") {
+        s.orphan = c.boolean()?;
+    }
+    if field(c, "error") {
+        s.error = Some(Errno::from_name(c.string()?)?);
+    }
+    if field(c, "soft_error") {
+        s.soft_error = Some(Errno::from_name(c.string()?)?);
     }
     c.lit("}")?;
-    // `retries2` is the one field serde requires.
-    retries2.then_some(s)
+    Some(s)
 }
 
 fn flags(c: &mut Cursor) -> Option<Vec<String>> {
@@ -349,30 +364,21 @@ impl<'a> Cursor<'a> {
         Some(&self.s[start..start + len])
     }
 
-    /// A field's name, its opening quote already read, and the colon after it.
-    fn key(&mut self) -> Option<&'a str> {
-        let start = self.i;
-        let len = self.rest().iter().position(|&b| b == b'"')?;
-        let key = &self.s[start..start + len];
-        self.i += len + 1;
-        self.lit(":")?;
-        Some(key)
-    }
-
     /// An unsigned integer as JSON writes it (no sign, no leading zero, no fraction), that
     /// fits `T`.
     fn number<T: TryFrom<u64>>(&mut self) -> Option<T> {
-        let digits = self
-            .rest()
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        if digits == 0 || digits > 20 || (digits > 1 && self.rest()[0] == b'0') {
-            return None;
-        }
+        let rest = self.rest();
         let mut n: u64 = 0;
-        for &b in &self.rest()[..digits] {
+        let mut digits = 0;
+        for &b in rest {
+            if !b.is_ascii_digit() {
+                break;
+            }
             n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+            digits += 1;
+        }
+        if digits == 0 || (digits > 1 && rest[0] == b'0') {
+            return None;
         }
         self.i += digits;
         // A fraction or exponent: a float, which serde refuses for an integer.
