@@ -99,12 +99,135 @@ pub enum OwnerSource {
     Sweep,
 }
 
+/// A process's name as the kernel keeps it (`/proc/PID/comm`: at most 15 bytes), held
+/// inline: every event carries its owner's, and copying one allocates nothing. A longer
+/// name (from a trace written by someone else) is held shared. Reads as a `str`;
+/// serialised as a string.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Comm(CommRepr);
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum CommRepr {
+    Inline { len: u8, bytes: [u8; Comm::INLINE] },
+    Shared(Arc<str>),
+}
+
+impl Comm {
+    /// Bytes held inline: a kernel comm (15 bytes) with room for a few replaced bytes.
+    const INLINE: usize = 22;
+
+    pub fn new(name: &str) -> Comm {
+        if name.len() <= Self::INLINE {
+            let mut bytes = [0; Self::INLINE];
+            bytes[..name.len()].copy_from_slice(name.as_bytes());
+            Comm(CommRepr::Inline {
+                len: name.len() as u8,
+                bytes,
+            })
+        } else {
+            Comm(CommRepr::Shared(name.into()))
+        }
+    }
+
+    /// The kernel's `char comm[16]`: up to its first NUL, invalid UTF-8 replaced.
+    pub fn from_kernel(comm: &[u8]) -> Comm {
+        let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+        match std::str::from_utf8(&comm[..end]) {
+            Ok(name) => Comm::new(name),
+            Err(_) => Comm::new(&String::from_utf8_lossy(&comm[..end])),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // SAFETY: the inline bytes are always a copy of a `str`'s first `len` bytes.
+            CommRepr::Inline { len, bytes } => unsafe {
+                std::str::from_utf8_unchecked(&bytes[..usize::from(*len)])
+            },
+            CommRepr::Shared(name) => name,
+        }
+    }
+}
+
+impl Default for Comm {
+    fn default() -> Self {
+        Comm::new("")
+    }
+}
+
+impl std::ops::Deref for Comm {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Comm {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for Comm {
+    fn from(name: &str) -> Comm {
+        Comm::new(name)
+    }
+}
+
+impl From<String> for Comm {
+    fn from(name: String) -> Comm {
+        Comm::new(&name)
+    }
+}
+
+impl PartialEq<str> for Comm {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Comm {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Comm {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for Comm {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Comm {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        by_name(d, "process name", |name| Some(Comm::new(name)))
+    }
+}
+
 /// Who owns a socket, and how that was learned: the `process` object of events, verdicts
 /// and swept sockets. Shown as `comm/pid`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Owner {
     pub pid: u32,
-    pub comm: String,
+    pub comm: Comm,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub cgroup_id: u64,
     #[serde(rename = "owner")]
@@ -638,7 +761,7 @@ impl TcpFlags {
     pub const RST: u8 = 0x04;
     pub const PSH: u8 = 0x08;
     pub const ACK: u8 = 0x10;
-    const NAMES: [(u8, &'static str); 8] = [
+    pub(crate) const NAMES: [(u8, &'static str); 8] = [
         (0x02, "SYN"),
         (0x01, "FIN"),
         (0x04, "RST"),
@@ -818,7 +941,7 @@ impl KernelFacts {
         };
         let process = (raw.owner_tgid != 0).then(|| Owner {
             pid: raw.owner_tgid,
-            comm: comm_string(&raw.owner_comm),
+            comm: Comm::from_kernel(&raw.owner_comm),
             cgroup_id: raw.cgroup_id,
             container: None,
             source: if raw.flags & flags::OWNER_FROM_LISTENER != 0 {
@@ -893,11 +1016,6 @@ impl KernelFacts {
             drop,
         })
     }
-}
-
-fn comm_string(comm: &[u8]) -> String {
-    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
-    String::from_utf8_lossy(&comm[..end]).into_owned()
 }
 
 #[cfg(test)]
@@ -1084,6 +1202,30 @@ mod tests {
         let json = serde_json::to_string(&e).unwrap();
         assert!(json.contains(r#""state":"UNKNOWN_200""#), "{json}");
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn comms_inline_and_long_read_back_the_same() {
+        for name in [
+            "",
+            "curl",
+            "fifteen_chars__",
+            "é".repeat(11).as_str(),
+            &"x".repeat(40),
+        ] {
+            let comm = Comm::new(name);
+            assert_eq!(comm, name);
+            assert_eq!(comm.to_string(), name);
+            let json = serde_json::to_string(&comm).unwrap();
+            assert_eq!(json, serde_json::to_string(name).unwrap());
+            assert_eq!(serde_json::from_str::<Comm>(&json).unwrap(), comm);
+        }
+        assert_eq!(Comm::from_kernel(b"curl\0\0garbage"), "curl");
+        assert_eq!(Comm::from_kernel(b"no_nul_at_all!!!"), "no_nul_at_all!!!");
+        assert_eq!(Comm::from_kernel(b"bad\xff\xfe"), "bad\u{fffd}\u{fffd}");
+        // A name cut in the middle of a UTF-8 sequence by the kernel's 15 bytes.
+        assert_eq!(Comm::from_kernel(&"é".repeat(8).as_bytes()[..15]).len(), 17);
+        assert_eq!(format!("{:>6}|", Comm::new("ab")), "    ab|");
     }
 
     #[test]

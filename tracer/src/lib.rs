@@ -10,6 +10,7 @@
 //! | [`timeline`] | per-socket timelines and the verdict rules (no I/O, no kernel) |
 //! | [`tcp_model`] | the kernel's give-up arithmetic (retries, backoff, keepalive) |
 //! | [`record`] | the JSON Lines trace records |
+//! | [`event_read`] | `event` records read back without a general JSON parser |
 //! | [`trace_file`] | reading recorded traces, with file:line errors |
 //! | [`output`] | terminal text, JSON Lines, Perfetto, summaries |
 //! | [`export`] | Prometheus metrics and OpenTelemetry log records (`tracer agent`) |
@@ -23,6 +24,7 @@
 pub mod cli;
 pub mod commands;
 pub mod event;
+pub mod event_read;
 pub mod export;
 pub mod filter;
 pub mod identity;

@@ -241,6 +241,19 @@ pub fn json_line<T: Serialize>(
     serde_json::to_string(&Tagged { kind, time, body }).expect("trace records always serialise")
 }
 
+/// [`json_line`] appended to `out` (no newline), without a `String` of its own.
+pub fn write_json_line<T: Serialize>(
+    out: &mut Vec<u8>,
+    kind: &'static str,
+    ts_ns: u64,
+    body: &T,
+    clock: Option<&WallClock>,
+) {
+    let time = clock.map(|c| c.rfc3339(ts_ns));
+    serde_json::to_writer(out, &Tagged { kind, time, body })
+        .expect("trace records always serialise");
+}
+
 impl Record {
     /// One JSON line (without the newline).
     pub fn to_json(&self, clock: Option<&WallClock>) -> String {

@@ -15,7 +15,7 @@ use crate::{
     cli::SessionArgs,
     event::{Event, KernelFacts, Owner, SocketId, TcpState},
     filter::{self, EventFilter},
-    identity::{CgroupDecisions, OwnerIdentities, SessionStats},
+    identity::{CgroupDecisions, Host, OwnerIdentities, SessionStats, SystemHost},
     kernel::{DRAIN_INTERVAL, Probes, ProgramStats, RingStats, host},
     output::{Flow, Sink, Status},
     record::{End, FORMAT, Header, LossCause, Lost, Reconciled, RecordedThresholds, VERSION},
@@ -70,8 +70,9 @@ pub struct Snapshot<'a> {
     pub ring_fill: f64,
 }
 
-/// Decoded events on their way to the engine and the sinks.
-struct Pipeline {
+/// Decoded events on their way to the engine and the sinks: what a session does with every
+/// ring-buffer record (public for the live-path bench, `benches/live.rs`).
+pub struct Pipeline<H: Host = SystemHost> {
     facts: KernelFacts,
     /// Owners found by the sweep, for sockets the kernel programs never saw in their
     /// owner's context (opened before tracing started).
@@ -82,12 +83,34 @@ struct Pipeline {
     /// Deaths the kernel counts in TCPAbortOnTimeout, traced per namespace.
     timeout_deaths: BTreeMap<u32, u64>,
     /// Owners' containers, pods and units; the owner filter.
-    identities: OwnerIdentities,
+    identities: OwnerIdentities<H>,
     /// The most records one read found since the last snapshot.
     peak_batch: usize,
 }
 
-impl Pipeline {
+impl<H: Host> Pipeline<H> {
+    pub fn new(facts: KernelFacts, engine: Engine, identities: OwnerIdentities<H>) -> Self {
+        Pipeline {
+            facts,
+            owners: BTreeMap::new(),
+            engine,
+            verdicts: Vec::new(),
+            totals: Totals::default(),
+            timeout_deaths: BTreeMap::new(),
+            identities,
+            peak_batch: 0,
+        }
+    }
+
+    /// Counts so far.
+    pub fn totals(&self) -> Totals {
+        Totals {
+            engine: self.engine.stats(),
+            identity: self.identities.stats(),
+            ..self.totals
+        }
+    }
+
     fn event(&mut self, mut event: Event, sinks: &mut [&mut dyn Sink]) -> Result<()> {
         if event.process.is_none()
             && let Some(owner) = event.socket.and_then(|s| self.owners.get(&s))
@@ -105,20 +128,30 @@ impl Pipeline {
         Ok(())
     }
 
-    fn raw(&mut self, raw: &mut Vec<RawEvent>, sinks: &mut [&mut dyn Sink]) -> Result<()> {
+    /// Decodes a batch of ring-buffer records (draining `raw`), hands them on, and flushes
+    /// the sinks.
+    pub fn raw(&mut self, raw: &mut Vec<RawEvent>, sinks: &mut [&mut dyn Sink]) -> Result<()> {
         self.peak_batch = self.peak_batch.max(raw.len());
-        let mut decoded = Vec::with_capacity(raw.len());
+        // Each record handed on as it is decoded: an event is 376 bytes, every move counts.
+        let mut burst = Vec::new();
         for r in raw.drain(..) {
-            self.facts.decode_into(&r, &mut |e| decoded.push(e));
-        }
-        for event in decoded {
-            self.event(event, sinks)?;
+            if r.probe_first == 0 {
+                if let Some(event) = self.facts.decode(&r) {
+                    self.event(event, sinks)?;
+                }
+            } else {
+                // A run of probes in one record (see `KernelFacts::decode_into`).
+                self.facts.decode_into(&r, &mut |e| burst.push(e));
+                for event in burst.drain(..) {
+                    self.event(event, sinks)?;
+                }
+            }
         }
         self.flush(sinks)
     }
 
     /// Hands reached verdicts to the sinks and flushes them.
-    fn flush(&mut self, sinks: &mut [&mut dyn Sink]) -> Result<()> {
+    pub fn flush(&mut self, sinks: &mut [&mut dyn Sink]) -> Result<()> {
         for mut v in self.verdicts.drain(..) {
             self.identities.verdict(&mut v);
             self.totals.verdicts += 1;
@@ -206,7 +239,7 @@ impl Measured {
 
 /// Sockets already open: `sweep` events, and their owners for later events.
 fn sweep_existing(
-    pipeline: &mut Pipeline,
+    pipeline: &mut Pipeline<SystemHost>,
     netns: &[u32],
     close_wait: Duration,
     filter: &EventFilter,
@@ -309,16 +342,7 @@ pub async fn run_with(
     };
     report_degradations(&probes, hooks);
     sinks.header(&header)?;
-    let mut pipeline = Pipeline {
-        facts,
-        owners: BTreeMap::new(),
-        engine: Engine::new(thresholds),
-        verdicts: Vec::new(),
-        totals: Totals::default(),
-        timeout_deaths: BTreeMap::new(),
-        identities,
-        peak_batch: 0,
-    };
+    let mut pipeline = Pipeline::new(facts, Engine::new(thresholds), identities);
     // The probes are attached first: nothing between the sweep and the first event is missed.
     if !session.no_sweep {
         let filter = EventFilter::new(&session.filters)?;

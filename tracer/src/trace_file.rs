@@ -25,7 +25,10 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::record::{FORMAT, Header, Record, VERSION, json_error};
+use crate::{
+    event_read::EventReader,
+    record::{FORMAT, Header, Record, VERSION, json_error},
+};
 
 /// Longer than any record we write (a header with every hook is a few KiB).
 pub const MAX_LINE: usize = 1 << 20;
@@ -40,6 +43,8 @@ pub struct TraceReader {
     line: Vec<u8>,
     /// Set when the last line was cut short: `FILE:LINE: ...`.
     truncated: Option<String>,
+    /// Event lines as our writer lays them out; None: every line through serde.
+    events: Option<EventReader>,
 }
 
 /// What tells our header from any other first line, read before the full header so that a
@@ -88,6 +93,7 @@ impl TraceReader {
             line_no: 0,
             line: Vec::with_capacity(4096),
             truncated: None,
+            events: Some(EventReader::new()),
         };
         let header = reader.read_header()?;
         Ok((reader, header))
@@ -101,6 +107,12 @@ impl TraceReader {
     /// The line number of the record returned last.
     pub fn line_no(&self) -> u64 {
         self.line_no
+    }
+
+    /// Reads every record through serde, the reference (tests compare the two readers).
+    pub fn serde_only(mut self) -> Self {
+        self.events = None;
+        self
     }
 
     /// The warning for a cut last line, once the end was reached.
@@ -210,6 +222,12 @@ impl TraceReader {
         let Some(complete) = self.next_line()? else {
             return Ok(None);
         };
+        // Event lines first as our writer lays them out; anything else through serde.
+        if let (Ok(text), Some(events)) = (std::str::from_utf8(&self.line), &mut self.events)
+            && let Some(e) = events.read(text)
+        {
+            return Ok(Some(Record::Event(Box::new(e))));
+        }
         let parsed = match self.line_text() {
             Ok(text) => Record::parse(text),
             Err(e) if complete => return Err(e),

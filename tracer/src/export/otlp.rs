@@ -360,7 +360,7 @@ fn connection_attributes(
     }
     if let Some(owner) = owner {
         out.push(int("process.pid", owner.pid));
-        out.push(string("process.executable.name", owner.comm.clone()));
+        out.push(string("process.executable.name", owner.comm.to_string()));
     }
     // Where it runs, as metrics label it, under the semantic conventions' names.
     let labels = labels::labels(conn, owner);

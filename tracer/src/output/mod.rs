@@ -2,6 +2,7 @@
 //! report, the exit summary, the `top` screen.
 //! Every sink sees the same records in the same order.
 
+pub mod event_json;
 pub mod html;
 mod jsonl;
 pub mod perfetto;

@@ -158,7 +158,7 @@ struct Tally {
 
 /// What verdicts are grouped by, besides their kind: the owner's command name.
 fn owner_group(process: Option<&Owner>) -> String {
-    process.map_or_else(|| "-".to_owned(), |p| p.comm.clone())
+    process.map_or_else(|| "-".to_owned(), |p| p.comm.to_string())
 }
 
 /// Everything `tracer top` shows, and the user's choices (sort, filter, help).

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::event::{Owner, OwnerSource};
+use crate::event::{Comm, Owner, OwnerSource};
 
 /// Socket inode → the first process found holding it (lowest pid). Processes this user may
 /// not inspect are skipped.
@@ -20,7 +20,7 @@ pub fn owners_by_inode() -> HashMap<u32, Owner> {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
-        let mut comm: Option<String> = None;
+        let mut comm: Option<Comm> = None;
         for fd in fds.flatten() {
             let Ok(target) = std::fs::read_link(fd.path()) else {
                 continue;
@@ -36,7 +36,7 @@ pub fn owners_by_inode() -> HashMap<u32, Owner> {
             let comm = comm
                 .get_or_insert_with(|| {
                     std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                        .map(|c| c.trim_end().to_owned())
+                        .map(|c| Comm::new(c.trim_end()))
                         .unwrap_or_default()
                 })
                 .clone();

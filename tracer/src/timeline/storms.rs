@@ -132,6 +132,8 @@ impl Ongoing {
 #[derive(Debug, Default)]
 struct Peer {
     attempts: VecDeque<Attempt>,
+    /// Attempts in flight among `attempts` (kept as they change: no scan per attempt).
+    in_flight: u32,
     storm: Option<Ongoing>,
     last_ns: u64,
 }
@@ -152,6 +154,9 @@ pub struct Storms {
     /// Sockets of attempts still remembered → their process and peer.
     sockets: HashMap<SocketId, Key>,
     comms: HashMap<u32, String>,
+    /// Socket → how many remembered attempts (of any pair) it made. At 1, its attempt is
+    /// the one found searching its pair's attempts from the newest.
+    attempts_of: HashMap<SocketId, u32>,
 }
 
 impl Storms {
@@ -162,6 +167,7 @@ impl Storms {
             peers: HashMap::new(),
             sockets: HashMap::new(),
             comms: HashMap::new(),
+            attempts_of: HashMap::new(),
         }
     }
 
@@ -210,12 +216,9 @@ impl Storms {
         let mark = Mark::of(e);
         match step {
             Step::Started => {
-                let in_flight = peer
-                    .attempts
-                    .iter()
-                    .filter(|a| a.outcome.in_flight())
-                    .count() as u32
-                    + 1;
+                peer.in_flight += 1;
+                let in_flight = peer.in_flight;
+                *self.attempts_of.entry(socket).or_default() += 1;
                 peer.attempts.push_back(Attempt {
                     socket,
                     started: mark,
@@ -230,7 +233,7 @@ impl Storms {
                 }
             }
             Step::Unanswered => {
-                if let Some(a) = peer.attempts.iter_mut().find(|a| a.socket == socket)
+                if let Some(a) = attempt_of(&mut peer.attempts, &self.attempts_of, socket)
                     && a.outcome == Outcome::Pending
                 {
                     a.outcome = Outcome::Unanswered;
@@ -238,7 +241,10 @@ impl Storms {
             }
             Step::Failed(how) => {
                 self.sockets.remove(&socket);
-                if let Some(a) = peer.attempts.iter_mut().find(|a| a.socket == socket) {
+                if let Some(a) = attempt_of(&mut peer.attempts, &self.attempts_of, socket) {
+                    if a.outcome.in_flight() {
+                        peer.in_flight -= 1;
+                    }
                     a.outcome = Outcome::Failed(how);
                     if let Some(storm) = &mut peer.storm
                         && a.started.ts_ns >= storm.first.ts_ns
@@ -251,6 +257,7 @@ impl Storms {
                 // The peer answers: whatever was brewing is over.
                 for a in peer.attempts.drain(..) {
                     self.sockets.remove(&a.socket);
+                    forget(&mut self.attempts_of, a.socket);
                 }
                 self.peers.remove(&key);
                 return None;
@@ -271,17 +278,30 @@ impl Storms {
             if !stale && peer.attempts.len() <= MAX_ATTEMPTS {
                 break;
             }
-            if let Some(gone) = peer.attempts.pop_front()
-                && self.sockets.get(&gone.socket) == Some(&key)
-            {
-                self.sockets.remove(&gone.socket);
+            if let Some(gone) = peer.attempts.pop_front() {
+                if gone.outcome.in_flight() {
+                    peer.in_flight -= 1;
+                }
+                forget(&mut self.attempts_of, gone.socket);
+                if self.sockets.get(&gone.socket) == Some(&key) {
+                    self.sockets.remove(&gone.socket);
+                }
             }
         }
+        debug_assert_eq!(
+            peer.in_flight as usize,
+            peer.attempts
+                .iter()
+                .filter(|a| a.outcome.in_flight())
+                .count()
+        );
         let since = now.saturating_sub(window);
+        // Compared with the threshold only: counting stops there.
         let failing = peer
             .attempts
             .iter()
             .filter(|a| a.started.ts_ns >= since && a.outcome.failing())
+            .take(threshold as usize)
             .count() as u32;
         // A window without a new attempt ends a storm.
         if peer
@@ -359,10 +379,35 @@ impl Storms {
         if let Some(gone) = self.peers.remove(&oldest) {
             for a in gone.attempts {
                 self.sockets.remove(&a.socket);
+                forget(&mut self.attempts_of, a.socket);
             }
         }
         if !self.peers.keys().any(|k| k.pid == oldest.pid) {
             self.comms.remove(&oldest.pid);
+        }
+    }
+}
+
+/// The first remembered attempt of `socket` among `attempts`: searched from the newest
+/// when the socket made only one (a connect storm's attempt is among the last few), from
+/// the oldest otherwise.
+fn attempt_of<'a>(
+    attempts: &'a mut VecDeque<Attempt>,
+    attempts_of: &HashMap<SocketId, u32>,
+    socket: SocketId,
+) -> Option<&'a mut Attempt> {
+    if attempts_of.get(&socket).copied().unwrap_or(0) <= 1 {
+        attempts.iter_mut().rev().find(|a| a.socket == socket)
+    } else {
+        attempts.iter_mut().find(|a| a.socket == socket)
+    }
+}
+
+fn forget(attempts_of: &mut HashMap<SocketId, u32>, socket: SocketId) {
+    if let Some(n) = attempts_of.get_mut(&socket) {
+        *n -= 1;
+        if *n == 0 {
+            attempts_of.remove(&socket);
         }
     }
 }

@@ -4,13 +4,15 @@
 //! Everything runs in network namespaces created here: `measure.rs` runs the storms and
 //! reads the kernel's counters and the traces (typed, through the tracer's own reader);
 //! `report.rs` writes the Markdown report (printed, and saved as target/bench/report.md).
-//! Arguments name the parts to run: retransmit, keepalive, timers, reset, drops,
-//! throughput, report (default: all); `soak` (10 minutes of `tracer agent`, never part of all)
-//! runs only when named.
+//! Arguments name the parts to run: storms (the side-by-side with bpftrace, `storms.rs`),
+//! retransmit, keepalive, timers, reset, drops, throughput, report (default: all); `profile`
+//! (`perf record` on the tracer during the connect storm, and over its start-up) and `soak`
+//! (10 minutes of `tracer agent`) run only when named.
 
 mod measure;
 mod report;
 mod soak;
+mod storms;
 
 use std::thread;
 
@@ -28,8 +30,6 @@ fn main() {
         }
     }
     let wants = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
-    // Keep bpf_stats on for the whole run (released when this fd closes).
-    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
     let _ = Netns::new("bench-warmup");
     let mut run = report::Run {
         setting: report::Setting {
@@ -42,6 +42,16 @@ fn main() {
         },
         ..report::Run::default()
     };
+    // Rates first, without bpf_stats (which adds to every program's cost, bpftrace's too).
+    if wants("storms") {
+        run.storms = Some(storms::storms());
+    }
+    // Profiles only when asked for (`profile`): perf record on the tracer during two storms.
+    if only.iter().any(|o| o == "profile") {
+        run.profiles = Some(storms::profiles());
+    }
+    // Then bpf_stats on for the rest of the run (released when this fd closes).
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
     if wants("retransmit") {
         run.retransmit = Some(measure::retransmit_storm());
     }

@@ -60,7 +60,7 @@ impl Measured {
 
 /// The child's own peak RSS (VmHWM), sampled until it exits. wait4's ru_maxrss would
 /// include the parent's memory at spawn time (vfork + exec carries the old high-water mark).
-fn watch_peak_rss(pid: u32) -> thread::JoinHandle<i64> {
+pub(crate) fn watch_peak_rss(pid: u32) -> thread::JoinHandle<i64> {
     thread::spawn(move || {
         let mut peak = 0;
         while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
@@ -80,7 +80,7 @@ fn watch_peak_rss(pid: u32) -> thread::JoinHandle<i64> {
 
 /// Waits for `child` to exit (wait4) and returns the CPU time it used and the peak RSS
 /// `peak` saw.
-fn usage_at_exit(child: Child, peak: thread::JoinHandle<i64>) -> Usage {
+pub(crate) fn usage_at_exit(child: Child, peak: thread::JoinHandle<i64>) -> Usage {
     let pid = child.id() as i32;
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 only writes into the two out-pointers.
@@ -267,7 +267,7 @@ impl ProgramCosts {
 }
 
 /// Bulk transfer client → server for `secs`, writes of `chunk` bytes; returns bytes/s.
-fn bulk(hosts: &Hosts, chunk: usize, secs: f64) -> f64 {
+pub(crate) fn bulk(hosts: &Hosts, chunk: usize, secs: f64) -> f64 {
     let listener = listen(&hosts.server, Hosts::server_addr(false), 0);
     let port = listener.local_addr().unwrap().port();
     let to = SocketAddr::new(Hosts::server_addr(false), port);
@@ -521,7 +521,11 @@ pub(crate) fn keepalive_storm(connections: usize) -> KeepaliveStorm {
 
 /// `n` connections from the client host (opened by a thread named `comm`) to the server:
 /// (client ends, server ends).
-fn connections_between(hosts: &Hosts, n: usize, comm: &str) -> (Vec<TcpStream>, Vec<TcpStream>) {
+pub(crate) fn connections_between(
+    hosts: &Hosts,
+    n: usize,
+    comm: &str,
+) -> (Vec<TcpStream>, Vec<TcpStream>) {
     let listener = listen(&hosts.server, Hosts::server_addr(false), 0);
     let to = SocketAddr::new(
         Hosts::server_addr(false),
@@ -539,7 +543,7 @@ fn connections_between(hosts: &Hosts, n: usize, comm: &str) -> (Vec<TcpStream>, 
 }
 
 /// Packets dropped by full per-CPU backlogs (netdev_max_backlog), all CPUs.
-fn backlog_drops() -> u64 {
+pub(crate) fn backlog_drops() -> u64 {
     std::fs::read_to_string("/proc/net/softnet_stat")
         .unwrap_or_default()
         .lines()
@@ -781,7 +785,7 @@ pub(crate) fn report_speed(source: &Path) -> ReportSpeed {
     }
 }
 
-fn raise_fd_limit(n: u64) {
+pub(crate) fn raise_fd_limit(n: u64) {
     let limit = libc::rlimit {
         rlim_cur: n,
         rlim_max: n.max(4096),

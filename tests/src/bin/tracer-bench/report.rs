@@ -3,8 +3,11 @@
 
 use std::fmt::Write;
 
-use super::measure::{
-    Cost, KeepaliveStorm, ReportSpeed, ResetStorm, RetransmitStorm, STORM_BYTES, Throughput,
+use super::{
+    measure::{
+        Cost, KeepaliveStorm, ReportSpeed, ResetStorm, RetransmitStorm, STORM_BYTES, Throughput,
+    },
+    storms::{Profile, Round, Storm, Tool},
 };
 
 /// Where a run measured.
@@ -19,6 +22,8 @@ pub(crate) struct Setting {
 #[derive(Default)]
 pub(crate) struct Run {
     pub(crate) setting: Setting,
+    pub(crate) storms: Option<Vec<Storm>>,
+    pub(crate) profiles: Option<Vec<Profile>>,
     pub(crate) retransmit: Option<RetransmitStorm>,
     pub(crate) keepalive: Option<KeepaliveStorm>,
     pub(crate) timers: Option<Vec<Cost>>,
@@ -33,6 +38,28 @@ pub(crate) fn render(run: &Run) -> String {
         "# Benchmark run\n\nkernel {}, {} CPUs, tracer {}\n",
         run.setting.kernel, run.setting.cpus, run.setting.tracer
     );
+    if let Some(storms) = &run.storms {
+        side_by_side(&mut out, storms);
+    }
+    for p in run.profiles.iter().flatten() {
+        let _ = write!(
+            out,
+            "\n## Profile: {}, {}{}\n\n`perf report --no-children --sort dso,symbol`, top \
+             items:\n\n```text\n{}\n```\n",
+            p.tool,
+            p.storm,
+            match p.round.records {
+                0 => String::new(),
+                records => format!(
+                    " ({records} records, {:.2} s of CPU during the storm: {:.2} µs per \
+                     record; `perf record -F 1999 -p PID` from the storm's start to its end)",
+                    p.round.storm_cpu.as_secs_f64(),
+                    p.round.storm_cpu.as_secs_f64() * 1e6 / records as f64
+                ),
+            },
+            p.top
+        );
+    }
     if let Some(r) = &run.retransmit {
         retransmit(&mut out, r);
     }
@@ -211,4 +238,123 @@ fn report_speed(out: &mut String, speed: &ReportSpeed) {
             r.usage.max_rss_kib / 1024
         );
     }
+}
+
+/// The median of what `f` says of each round.
+fn median_of(rounds: &[Round], f: impl Fn(&Round) -> f64) -> f64 {
+    median(rounds.iter().map(f).collect())
+}
+
+fn side_by_side(out: &mut String, storms: &[Storm]) {
+    *out += "\n## Side by side: no tool, bpftrace (one printf per event), tracer record\n\n\
+             Rounds alternate the tools; medians over the rounds (fidelity: the worst round, \
+             lost: all rounds). CPU: the tool's user + system time over its whole run, \
+             start-up (until attached) in brackets; per record: its CPU during the storm \
+             ÷ the records it wrote (trace events, bpftrace's lines).\n\n\
+             | storm | tool | rounds | rate | ratio | CPU (start-up) | µs per record | \
+             peak RSS | records | fidelity | lost |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for storm in storms {
+        let baseline = storm
+            .rows
+            .iter()
+            .find(|(tool, _)| matches!(tool, Tool::None))
+            .map(|(_, rounds)| median_of(rounds, |r| r.rate.unwrap_or(0.0)));
+        for (tool, rounds) in &storm.rows {
+            if rounds.is_empty() {
+                continue;
+            }
+            let rate = rounds[0]
+                .rate
+                .map(|_| median_of(rounds, |r| r.rate.unwrap_or(0.0)));
+            let rate_text = rate.map_or("—".to_owned(), |r| {
+                format!("{} {}", thousands(r), storm.rate_unit)
+            });
+            let ratio = match (rate, baseline) {
+                (Some(r), Some(b)) if b > 0.0 => format!("**{:.2}**", r / b),
+                _ => "—".into(),
+            };
+            let (cpu, per_record) = match tool {
+                Tool::None => ("—".to_owned(), "—".to_owned()),
+                _ => {
+                    let cpu = median_of(rounds, |r| r.usage.cpu.as_secs_f64());
+                    let startup = median_of(rounds, |r| r.startup_cpu.as_secs_f64());
+                    let per = median_of(rounds, |r| {
+                        r.storm_cpu.as_secs_f64() * 1e6 / r.records.max(1) as f64
+                    });
+                    let records = median_of(rounds, |r| r.records as f64);
+                    (
+                        format!("{cpu:.2} s ({startup:.2} s)"),
+                        if records >= 1000.0 {
+                            format!("{per:.2}")
+                        } else {
+                            "—".to_owned()
+                        },
+                    )
+                }
+            };
+            let rss = match tool {
+                Tool::None => "—".to_owned(),
+                _ => format!(
+                    "{} MiB",
+                    rounds
+                        .iter()
+                        .map(|r| r.usage.max_rss_kib)
+                        .max()
+                        .unwrap_or(0)
+                        / 1024
+                ),
+            };
+            let records = match tool {
+                Tool::None => "—".to_owned(),
+                _ => thousands(median_of(rounds, |r| r.records as f64)),
+            };
+            let fidelity = rounds
+                .iter()
+                .filter_map(|r| r.fidelity)
+                .min_by(|a, b| {
+                    let ratio = |(seen, kernel): (u64, u64)| seen as f64 / kernel.max(1) as f64;
+                    ratio(*a).total_cmp(&ratio(*b))
+                })
+                .map_or("—".to_owned(), |(seen, kernel)| {
+                    format!(
+                        "{:.3} ({seen}/{kernel})",
+                        seen as f64 / kernel.max(1) as f64
+                    )
+                });
+            let lost = match tool {
+                Tool::None => "—".to_owned(),
+                _ => rounds.iter().map(|r| r.lost).sum::<u64>().to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {rate_text} | {ratio} | {cpu} | {per_record} | {rss} | \
+                 {records} | {fidelity} | {lost} |",
+                storm.name,
+                tool.label(),
+                rounds.len(),
+            );
+        }
+    }
+    *out += "\nFidelity: ";
+    let what: Vec<String> = storms
+        .iter()
+        .filter(|s| !s.fidelity.is_empty())
+        .map(|s| format!("{}: {}", s.name.split(':').next().unwrap_or(""), s.fidelity))
+        .collect();
+    *out += &what.join("; ");
+    *out += ".\n";
+}
+
+/// `1 234 567` (no decimals).
+fn thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
 }
