@@ -201,12 +201,16 @@ mod connection_opened_before_tracing_gets_its_verdict {
 #[test]
 fn doctor_prints_one_block_for_namespaces_with_identical_settings() {
     require_root();
-    // Settings no other namespace has, so that the group is exactly these.
+    // Settings no other namespace has, so that the group is exactly these: not even this
+    // test's namespaces in another run of the suite at the same time (the probe count is
+    // this process's own).
+    let probes = (20 + std::process::id() % 100).to_string();
     let set = |ns: &Netns, retries2: &'static str| {
+        let probes = probes.clone();
         ns.run_in("sysctl", move || {
             for (name, value) in [
                 ("tcp_retries2", retries2),
-                ("tcp_keepalive_probes", "7"),
+                ("tcp_keepalive_probes", probes.as_str()),
                 ("tcp_syn_retries", "4"),
             ] {
                 std::fs::write(format!("/proc/sys/net/ipv4/{name}"), value).unwrap();
