@@ -27,6 +27,16 @@ fn verdicts_of(records: &[Value], lport: u16) -> Vec<String> {
         .collect()
 }
 
+/// The verdicts of one connection, by both ends: a local port alone can be reused by the
+/// next connect once an aborted socket has let it go.
+fn verdicts_between(records: &[Value], lport: u16, rport: u16) -> Vec<String> {
+    records
+        .iter()
+        .filter(|r| r["type"] == "verdict" && r["lport"] == lport && r["rport"] == rport)
+        .map(|r| r["verdict"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 fn wait_verdict(tracer: &Tracer, verdict: &str, lport: u16) -> Value {
     tracer.wait_for(
         VERDICT_TIMEOUT,
@@ -322,14 +332,15 @@ fn mixed_scenarios_get_their_own_verdicts() {
     require_root();
     let hosts = Hosts::new("mixed");
     let tracer = Tracer::live(&hosts.netns_args(), &[]);
-    let mut expected: Vec<(u16, &str)> = Vec::new();
+    // (local port, remote port, verdict): a connection by both ends.
+    let mut expected: Vec<(u16, u16, &str)> = Vec::new();
     let mut keep = Vec::new();
     for v6 in [false, true] {
         // Aborted by us / reset by the peer.
         for _ in 0..3 {
             let conn = establish(&hosts, v6, ClientOptions::default());
-            expected.push((conn.client_port, "local_abort"));
-            expected.push((conn.server_port, "peer_reset"));
+            expected.push((conn.client_port, conn.server_port, "local_abort"));
+            expected.push((conn.server_port, conn.client_port, "peer_reset"));
             keep.push(conn.server);
             abort(conn.client);
         }
@@ -341,11 +352,11 @@ fn mixed_scenarios_get_their_own_verdicts() {
         // Orderly.
         for _ in 0..3 {
             let conn = establish(&hosts, v6, ClientOptions::default());
-            expected.push((conn.client_port, ""));
+            expected.push((conn.client_port, conn.server_port, ""));
             drop(conn);
         }
     }
-    for (port, verdict) in &expected {
+    for (port, _, verdict) in &expected {
         if !verdict.is_empty() {
             wait_verdict(&tracer, verdict, *port);
         }
@@ -360,12 +371,12 @@ fn mixed_scenarios_get_their_own_verdicts() {
     });
     drop(keep);
     let (records, _) = tracer.stop();
-    for (port, verdict) in expected {
-        let got = verdicts_of(&records, port);
+    for (port, peer, verdict) in expected {
+        let got = verdicts_between(&records, port, peer);
         if verdict.is_empty() {
             assert!(got.is_empty(), "port {port}: orderly close got {got:?}");
         } else {
-            assert_eq!(got, [verdict], "port {port}");
+            assert_eq!(got, [verdict], "port {port} → {peer}");
         }
     }
 }
