@@ -604,7 +604,13 @@ pub fn death(state: &SocketState, e: &Event, mark: Mark, error: Errno) -> Option
                 });
             }
             Facts::KeepaliveExhausted {
-                probes: probes.series.count,
+                // The kernel's own count at the give-up when it is higher: a probe whose
+                // timer run the bracket missed is reported at the next run, and for the
+                // last probe that is the give-up itself, whose events may come first.
+                probes: probes
+                    .series
+                    .count
+                    .max(sock.map_or(0, |s| u32::from(s.probes_out))),
                 interval_ms: probes.interval_ms(),
                 idle_before_ms: probes.idle_before_ms,
                 duration_ms: probes.series.until_ms(e.ts_ns),

@@ -40,6 +40,25 @@ fn keepalive_exhausted_counts_probes_and_interval() {
 }
 
 #[test]
+fn keepalive_exhausted_counts_the_kernels_probes_when_the_last_comes_late() {
+    // The bracket missed the third probe's timer run: its event comes with the give-up's
+    // run, after the CLOSE that carries icsk_probes_out = 3.
+    let mut s = Sock::new(1).keepalive_exhausted();
+    let third = s
+        .events
+        .iter()
+        .position(|e| e.kind == EventKind::KeepaliveProbe && e.probe == Some(3))
+        .unwrap();
+    s.events.remove(third);
+    let found = findings(&s);
+    assert!(
+        matches!(found[0].facts, Facts::KeepaliveExhausted { probes: 3, .. }),
+        "{:?}",
+        found[0].facts
+    );
+}
+
+#[test]
 fn keepalive_without_the_timer_mark_is_known_by_its_reset() {
     // Probes, then the TCP_KEEPALIVE_TIMEOUT reset: enough even if the CLOSE carries no timer.
     let mut s = Sock::new(1).keepalive_exhausted();
