@@ -63,14 +63,13 @@ impl EventReader {
         }
         c.lit(r#","family":"#)?;
         let family = Family::from_name(c.string()?)?;
-        c.lit(r#","laddr":"#)?;
-        let laddr = c.address()?;
-        c.lit(r#","lport":"#)?;
-        let lport = c.number()?;
-        c.lit(r#","raddr":"#)?;
-        let raddr = c.address()?;
-        c.lit(r#","rport":"#)?;
-        let rport = c.number()?;
+        c.lit(",")?;
+        let Tuple {
+            laddr,
+            lport,
+            raddr,
+            rport,
+        } = ends(&mut c)?;
         c.lit(r#","netns":"#)?;
         let netns = c.number()?;
         e.conn = Connection {
@@ -279,7 +278,16 @@ fn flags(c: &mut Cursor) -> Option<Vec<String>> {
 }
 
 fn tuple(c: &mut Cursor) -> Option<Tuple> {
-    c.lit(r#"{"laddr":"#)?;
+    c.lit("{")?;
+    let tuple = ends(c)?;
+    c.lit("}")?;
+    Some(tuple)
+}
+
+/// `"laddr":…,"lport":…,"raddr":…,"rport":…`: a connection's ends, as both an event and
+/// a raw tuple spell them.
+fn ends(c: &mut Cursor) -> Option<Tuple> {
+    c.lit(r#""laddr":"#)?;
     let laddr = c.address()?;
     c.lit(r#","lport":"#)?;
     let lport = c.number()?;
@@ -287,7 +295,6 @@ fn tuple(c: &mut Cursor) -> Option<Tuple> {
     let raddr = c.address()?;
     c.lit(r#","rport":"#)?;
     let rport = c.number()?;
-    c.lit("}")?;
     Some(Tuple {
         laddr,
         lport,

@@ -385,34 +385,7 @@ pub(crate) fn retransmit_storm() -> RetransmitStorm {
     hosts.server.nft(
         "table inet t {\n chain in {\n type filter hook input priority 0;\n numgen random mod 100 < 2 drop\n }\n}\n",
     );
-    let started = Instant::now();
-    let workers: Vec<_> = (0..4)
-        .map(|_| {
-            let listener = listen(&hosts.server, Hosts::server_addr(false), 0);
-            let to = SocketAddr::new(
-                Hosts::server_addr(false),
-                listener.local_addr().unwrap().port(),
-            );
-            let mut client = connect(&hosts.client, "storm", to, ClientOptions::default()).unwrap();
-            let (mut server, _) = listener.accept().unwrap();
-            let reader = thread::spawn(move || {
-                let mut sink = Vec::new();
-                let _ = server.read_to_end(&mut sink);
-            });
-            thread::spawn(move || {
-                let chunk = vec![1u8; 64 * 1024];
-                for _ in 0..STORM_BYTES / chunk.len() {
-                    client.write_all(&chunk).unwrap();
-                }
-                drop(client);
-                reader.join().unwrap();
-            })
-        })
-        .collect();
-    for w in workers {
-        w.join().unwrap();
-    }
-    let storm = started.elapsed();
+    let storm = bulk_transfers(&hosts, 4, STORM_BYTES);
     thread::sleep(Duration::from_millis(500));
     let after = hosts.client.snmp();
     let costs = programs.costs();
@@ -798,4 +771,41 @@ pub(crate) fn raise_fd_limit(n: u64) {
         "setrlimit(RLIMIT_NOFILE, {n}): {}",
         std::io::Error::last_os_error()
     );
+}
+
+/// `n` transfers of `bytes` each at once, from the client namespace to the server's; how
+/// long they took together.
+pub(crate) fn bulk_transfers(hosts: &Hosts, n: usize, bytes: usize) -> Duration {
+    let started = Instant::now();
+    let workers: Vec<_> = (0..n)
+        .map(|_| {
+            let listener = listen(&hosts.server, Hosts::server_addr(false), 0);
+            let to = SocketAddr::new(
+                Hosts::server_addr(false),
+                listener.local_addr().unwrap().port(),
+            );
+            let mut client = connect(&hosts.client, "storm", to, ClientOptions::default()).unwrap();
+            let (mut server, _) = listener.accept().unwrap();
+            let reader = thread::spawn(move || {
+                let mut buf = vec![0u8; 1 << 20];
+                while let Ok(n) = server.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            });
+            thread::spawn(move || {
+                let chunk = vec![1u8; 64 * 1024];
+                for _ in 0..bytes / chunk.len() {
+                    client.write_all(&chunk).unwrap();
+                }
+                drop(client);
+                reader.join().unwrap();
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    started.elapsed()
 }

@@ -15,7 +15,7 @@
 use std::{
     collections::HashMap,
     fs::File,
-    io::{BufRead, BufReader, Read, Write},
+    io::{BufRead, BufReader},
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -32,14 +32,13 @@ use tracer::{
 };
 use tracer_tests::{
     Hosts,
-    scenario::{ClientOptions, connect, listen},
     tracer::{start_timeout, tracer_bin},
     wait_until,
 };
 
 use super::measure::{
-    Usage, backlog_drops, bulk, connections_between, out_dir, raise_fd_limit, usage_at_exit,
-    watch_peak_rss,
+    Usage, backlog_drops, bulk, bulk_transfers, connections_between, out_dir, raise_fd_limit,
+    usage_at_exit, watch_peak_rss,
 };
 
 /// A tool under measurement.
@@ -567,38 +566,7 @@ fn loss_bulk(hosts: &Hosts, tool: &Tool) -> Round {
     let mut running = Running::start(tool, hosts, "loss-bulk");
     let before = hosts.client.snmp();
     running.storm_starts();
-    let started = Instant::now();
-    let workers: Vec<_> = (0..4)
-        .map(|_| {
-            let listener = listen(&hosts.server, Hosts::server_addr(false), 0);
-            let to = SocketAddr::new(
-                Hosts::server_addr(false),
-                listener.local_addr().unwrap().port(),
-            );
-            let mut client = connect(&hosts.client, "storm", to, ClientOptions::default()).unwrap();
-            let (mut server, _) = listener.accept().unwrap();
-            let reader = thread::spawn(move || {
-                let mut buf = vec![0u8; 1 << 20];
-                while let Ok(n) = server.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                }
-            });
-            thread::spawn(move || {
-                let chunk = vec![1u8; 64 * 1024];
-                for _ in 0..LOSSY_BYTES / chunk.len() {
-                    client.write_all(&chunk).unwrap();
-                }
-                drop(client);
-                reader.join().unwrap();
-            })
-        })
-        .collect();
-    for w in workers {
-        w.join().unwrap();
-    }
-    let took = started.elapsed();
+    let took = bulk_transfers(hosts, 4, LOSSY_BYTES);
     thread::sleep(Duration::from_millis(500));
     let kernel = hosts.client.snmp().delta(&before, "Tcp.RetransSegs") as u64;
     let rate = (4 * LOSSY_BYTES) as f64 / took.as_secs_f64() / 1e6;
