@@ -215,9 +215,9 @@ fn measure(storm: &str, output: &str, events: u64) {
             generated += 1;
             n += (raw.len() - before) as u64;
         }
-        let started = thread_cpu();
+        let started = testing::thread_cpu();
         pipeline.raw(&mut raw, &mut sinks).unwrap();
-        spent += thread_cpu() - started;
+        spent += testing::thread_cpu() - started;
     }
     let secs = spent.as_secs_f64();
     let totals = pipeline.totals();
@@ -227,15 +227,4 @@ fn measure(storm: &str, output: &str, events: u64) {
         totals.verdicts,
         secs * 1e9 / n as f64
     );
-}
-
-/// CPU time of this thread (a shared host preempts it: wall time would count that too).
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }

@@ -9,6 +9,7 @@ use std::{path::Path, time::Duration};
 
 use tracer::{
     record::Record,
+    testing,
     timeline::{Engine, Retain},
     trace_file::TraceReader,
 };
@@ -38,7 +39,7 @@ fn main() {
 }
 
 fn read(path: &Path, serde_only: bool, engine: bool) -> (u64, usize, Duration) {
-    let started = thread_cpu();
+    let started = testing::thread_cpu();
     let (reader, header) = TraceReader::open(path).unwrap();
     let mut reader = if serde_only {
         reader.serde_only()
@@ -68,16 +69,5 @@ fn read(path: &Path, serde_only: bool, engine: bool) -> (u64, usize, Duration) {
     if let Some(engine) = &mut replay {
         engine.finish(end, &mut verdicts);
     }
-    (events, verdicts.len(), thread_cpu() - started)
-}
-
-/// CPU time of this thread (a shared host preempts it: wall time would count that too).
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    (events, verdicts.len(), testing::thread_cpu() - started)
 }

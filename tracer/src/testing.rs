@@ -17,6 +17,18 @@ use crate::{
 
 pub const MS: u64 = 1_000_000;
 
+/// CPU time of this thread, for benches (a shared host preempts it: wall time would count
+/// that too).
+pub fn thread_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// Builds one socket's events: `Sock::new(1).established().rtos(3)`. Counters follow the
 /// kernel's: icsk_retransmits and icsk_probes_out carry over to later events until
 /// progress resets them. By default: `app/4242` connects from 10.0.0.1:(40000 + id) to

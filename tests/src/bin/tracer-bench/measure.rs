@@ -443,17 +443,7 @@ pub(crate) fn keepalive_storm(connections: usize) -> KeepaliveStorm {
     let programs = ProgramCosts::start(&recorder);
     let before = hosts.client.snmp();
     hosts.client.blackhole_from(Hosts::server_addr(false));
-    for c in &clients {
-        let s = SockRef::from(c);
-        s.set_tcp_keepalive(
-            &TcpKeepalive::new()
-                .with_time(Duration::from_secs(1))
-                .with_interval(Duration::from_secs(1))
-                .with_retries(60),
-        )
-        .unwrap();
-        s.set_keepalive(true).unwrap();
-    }
+    probe_every_second(&clients);
     let secs = 15;
     thread::sleep(Duration::from_secs(secs));
     // Freeze: no more probes, so the kernel's own per-socket probe counts are final.
@@ -808,4 +798,34 @@ pub(crate) fn bulk_transfers(hosts: &Hosts, n: usize, bytes: usize) -> Duration 
         w.join().unwrap();
     }
     started.elapsed()
+}
+
+/// CPU (user + system) a live process has used so far.
+pub(crate) fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the 14th field.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let ticks = fields.get(11).unwrap_or(&0) + fields.get(12).unwrap_or(&0);
+    Duration::from_millis(ticks * 1000 / hz.max(1))
+}
+
+/// Keepalive on every client: first probe after 1 s idle, then every second, 60 of them.
+pub(crate) fn probe_every_second(clients: &[TcpStream]) {
+    for c in clients {
+        let s = SockRef::from(c);
+        s.set_tcp_keepalive(
+            &TcpKeepalive::new()
+                .with_time(Duration::from_secs(1))
+                .with_interval(Duration::from_secs(1))
+                .with_retries(60),
+        )
+        .unwrap();
+        s.set_keepalive(true).unwrap();
+    }
 }

@@ -22,6 +22,8 @@ use tracer_tests::{
     scenario::listen,
 };
 
+use super::measure::cpu_of;
+
 /// Keepalive connections opened per wave, and how often a wave comes.
 const WAVE: usize = 400;
 const WAVE_EVERY: Duration = Duration::from_secs(5);
@@ -46,20 +48,6 @@ pub(crate) struct Reading {
     timelines: f64,
 }
 
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime is the 14th field.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    let ticks = fields.get(11).unwrap_or(&0) + fields.get(12).unwrap_or(&0);
-    Duration::from_millis(ticks * 1000 / hz.max(1))
-}
-
 fn sum_of(exposition: &str, prefix: &str) -> f64 {
     exposition
         .lines()
@@ -73,7 +61,7 @@ fn read(agent: &Agent, started: Instant) -> Reading {
     Reading {
         at: started.elapsed(),
         rss_kib: agent.rss_kib(),
-        cpu: cpu_time(agent.pid()),
+        cpu: cpu_of(agent.pid()),
         events: sum_of(&text, "tracer_events_total{"),
         verdicts: sum_of(&text, "tracer_verdicts_total{"),
         lost: sample(&text, "tracer_events_lost_total"),

@@ -23,7 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use socket2::{SockRef, TcpKeepalive};
+use socket2::SockRef;
 use tracer::{
     event::{EventKind, SocketId},
     record::Record,
@@ -37,8 +37,8 @@ use tracer_tests::{
 };
 
 use super::measure::{
-    Usage, backlog_drops, bulk, bulk_transfers, connections_between, out_dir, raise_fd_limit,
-    usage_at_exit, watch_peak_rss,
+    Usage, backlog_drops, bulk, bulk_transfers, connections_between, cpu_of, out_dir,
+    probe_every_second, raise_fd_limit, usage_at_exit, watch_peak_rss,
 };
 
 /// A tool under measurement.
@@ -176,21 +176,6 @@ fn alternate(
         fidelity,
         rows,
     }
-}
-
-/// CPU (user + system) a live process has used so far.
-fn cpu_of(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime is the 14th field.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    let ticks = fields.get(11).unwrap_or(&0) + fields.get(12).unwrap_or(&0);
-    Duration::from_millis(ticks * 1000 / hz.max(1))
 }
 
 /// A tool attached and waiting for the storm.
@@ -590,17 +575,7 @@ fn keepalive(tool: &Tool, connections: usize, secs: u64) -> Round {
     let mut running = Running::start(tool, &hosts, "keepalive");
     hosts.client.blackhole_from(Hosts::server_addr(false));
     running.storm_starts();
-    for c in &clients {
-        let s = SockRef::from(c);
-        s.set_tcp_keepalive(
-            &TcpKeepalive::new()
-                .with_time(Duration::from_secs(1))
-                .with_interval(Duration::from_secs(1))
-                .with_retries(60),
-        )
-        .unwrap();
-        s.set_keepalive(true).unwrap();
-    }
+    probe_every_second(&clients);
     thread::sleep(Duration::from_secs(secs));
     // Freeze: no more probes, so the kernel's own per-socket probe counts are final.
     for c in &clients {
