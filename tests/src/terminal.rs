@@ -2,7 +2,6 @@
 //! terminal (tmux), read back with capture-pane.
 
 use std::{
-    io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
@@ -13,7 +12,7 @@ use std::{
 };
 
 use crate::{
-    tracer::{start_timeout, tracer_bin},
+    tracer::{await_start, collect_output, tracer_bin},
     wait_until,
 };
 
@@ -39,47 +38,20 @@ impl TextTracer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn tracer");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-        let sink = lines.clone();
-        let err_sink = stderr.clone();
-        let readers = vec![
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    sink.lock().unwrap().push(line);
-                }
-            }),
-            std::thread::spawn(move || {
-                for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    let mut text = err_sink.lock().unwrap();
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-            }),
-        ];
+        let (lines, stderr, readers) = collect_output(&mut child, |line| line);
         let mut tracer = TextTracer {
             child,
             lines,
             stderr,
             readers,
         };
-        let started = Instant::now();
-        while !tracer.stderr.lock().unwrap().contains(TRACING) {
-            if let Some(status) = tracer.child.try_wait().unwrap() {
-                tracer.join_readers();
-                panic!(
-                    "tracer exited ({status}) before tracing started: {}",
-                    tracer.stderr.lock().unwrap()
-                );
-            }
-            assert!(
-                started.elapsed() < start_timeout(),
-                "tracer did not start within {:?}",
-                start_timeout()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let said = tracer.stderr.clone();
+        await_start(
+            &mut tracer.child,
+            &tracer.stderr,
+            &mut tracer.readers,
+            || said.lock().unwrap().contains(TRACING),
+        );
         tracer
     }
 

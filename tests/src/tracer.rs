@@ -97,53 +97,30 @@ impl Tracer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn tracer");
-        let records = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        let sink = records.clone();
-        let stdout_reader = std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("tracer printed a non-JSON line ({e}): {line}"));
-                sink.lock().unwrap().push(value);
-            }
+        let (records, stderr, readers) = collect_output(&mut child, |line| {
+            serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("tracer printed a non-JSON line ({e}): {line}"))
         });
-        let err_sink = stderr.clone();
-        let stderr_reader = std::thread::spawn(move || {
-            // Line by line, so a timeout can show what the tracer said so far.
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut text = err_sink.lock().unwrap();
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
+        let header = records.clone();
         let mut tracer = Tracer {
             child,
             args: args.to_vec(),
             records,
             stderr,
-            readers: vec![stdout_reader, stderr_reader],
+            readers,
         };
-        let started = std::time::Instant::now();
-        loop {
-            if tracer.records().iter().any(|r| r["type"] == "header") {
-                break;
-            }
-            if let Some(status) = tracer.child.try_wait().unwrap() {
-                tracer.join_readers();
-                panic!(
-                    "tracer exited ({status}) before tracing started: {}",
-                    tracer.stderr.lock().unwrap()
-                );
-            }
-            assert!(
-                started.elapsed() < start_timeout(),
-                "tracer did not start within {:?}",
-                start_timeout()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        await_start(
+            &mut tracer.child,
+            &tracer.stderr,
+            &mut tracer.readers,
+            || {
+                header
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|r: &Value| r["type"] == "header")
+            },
+        );
         tracer
     }
 
@@ -431,4 +408,63 @@ fn bpftool(args: &[&str]) -> Option<Value> {
         .output()
         .ok()?;
     serde_json::from_slice(&out.stdout).ok()
+}
+
+/// A spawned tracer's stdout, one `parse`d item per line, and its stderr, collected by two
+/// threads (stderr line by line, so a timeout can show what the tracer said so far).
+pub(crate) type Collected<T> = (Arc<Mutex<Vec<T>>>, Arc<Mutex<String>>, Vec<JoinHandle<()>>);
+
+pub(crate) fn collect_output<T: Send + 'static>(
+    child: &mut Child,
+    parse: impl Fn(String) -> T + Send + 'static,
+) -> Collected<T> {
+    let items = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let sink = items.clone();
+    let err_sink = stderr.clone();
+    let readers = vec![
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let item = parse(line);
+                sink.lock().unwrap().push(item);
+            }
+        }),
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut text = err_sink.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }),
+    ];
+    (items, stderr, readers)
+}
+
+/// Waits until `started` says the tracer is tracing; panics, with what it said, if it exits
+/// first or takes longer than [`start_timeout`].
+pub(crate) fn await_start(
+    child: &mut Child,
+    stderr: &Mutex<String>,
+    readers: &mut Vec<JoinHandle<()>>,
+    started: impl Fn() -> bool,
+) {
+    let since = std::time::Instant::now();
+    while !started() {
+        if let Some(status) = child.try_wait().unwrap() {
+            for reader in readers.drain(..) {
+                let _ = reader.join();
+            }
+            panic!(
+                "tracer exited ({status}) before tracing started: {}",
+                stderr.lock().unwrap()
+            );
+        }
+        assert!(
+            since.elapsed() < start_timeout(),
+            "tracer did not start within {:?}",
+            start_timeout()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
