@@ -446,20 +446,9 @@ pub(crate) fn keepalive_storm(connections: usize) -> KeepaliveStorm {
     probe_every_second(&clients);
     let secs = 15;
     thread::sleep(Duration::from_secs(secs));
-    // Freeze: no more probes, so the kernel's own per-socket probe counts are final.
-    for c in &clients {
-        SockRef::from(c).set_keepalive(false).unwrap();
-    }
+    let probes_out = freeze_probes(&hosts, &clients);
     let after = hosts.client.snmp();
     let costs = programs.costs();
-    let snapshot = tracer_tests::tracer::sockets_json(hosts.client.inode, "10m");
-    let probes_out: u64 = snapshot["sockets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["state"] == "ESTABLISHED")
-        .map(|s| s["info"]["probes"].as_u64().unwrap_or(0))
-        .sum();
     thread::sleep(Duration::from_millis(300));
     let usage = recorder.stop();
     let trace = Trace::read(&path);
@@ -828,4 +817,20 @@ pub(crate) fn probe_every_second(clients: &[TcpStream]) {
         .unwrap();
         s.set_keepalive(true).unwrap();
     }
+}
+
+/// Stops every client's keepalive, so that the kernel's own per-socket probe counts are
+/// final, and sums them (sock_diag): the probes the kernel sent.
+pub(crate) fn freeze_probes(hosts: &Hosts, clients: &[TcpStream]) -> u64 {
+    for c in clients {
+        SockRef::from(c).set_keepalive(false).unwrap();
+    }
+    let snapshot = tracer_tests::tracer::sockets_json(hosts.client.inode, "10m");
+    snapshot["sockets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["state"] == "ESTABLISHED")
+        .map(|s| s["info"]["probes"].as_u64().unwrap_or(0))
+        .sum()
 }

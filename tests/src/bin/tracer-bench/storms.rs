@@ -37,8 +37,8 @@ use tracer_tests::{
 };
 
 use super::measure::{
-    Usage, backlog_drops, bulk, bulk_transfers, connections_between, cpu_of, out_dir,
-    probe_every_second, raise_fd_limit, usage_at_exit, watch_peak_rss,
+    Usage, backlog_drops, bulk, bulk_transfers, connections_between, cpu_of, freeze_probes,
+    out_dir, probe_every_second, raise_fd_limit, usage_at_exit, watch_peak_rss,
 };
 
 /// A tool under measurement.
@@ -577,18 +577,7 @@ fn keepalive(tool: &Tool, connections: usize, secs: u64) -> Round {
     running.storm_starts();
     probe_every_second(&clients);
     thread::sleep(Duration::from_secs(secs));
-    // Freeze: no more probes, so the kernel's own per-socket probe counts are final.
-    for c in &clients {
-        SockRef::from(c).set_keepalive(false).unwrap();
-    }
-    let snapshot = tracer_tests::tracer::sockets_json(hosts.client.inode, "10m");
-    let probes_out: u64 = snapshot["sockets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["state"] == "ESTABLISHED")
-        .map(|s| s["info"]["probes"].as_u64().unwrap_or(0))
-        .sum();
+    let probes_out = freeze_probes(&hosts, &clients);
     thread::sleep(Duration::from_millis(300));
     let (mut round, seen) = finish(tool, running, None);
     if let Seen::Trace(c) = &seen {
