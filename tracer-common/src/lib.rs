@@ -526,6 +526,10 @@ pub struct Config {
     /// Bit numbers in `sk_flags` (enum sock_flags).
     pub sock_flag_dead: u32,
     pub sock_flag_keepopen: u32,
+    /// `SKB_DROP_REASON_NO_SOCKET` where a reset traced by `tcp_send_reset` answers every
+    /// such drop (6.10+: resets for segments that matched no socket are traced, with their
+    /// reason); else `u32::MAX`, and such drops are the only trace of the refusal.
+    pub drop_no_socket_answered: u32,
     /// [`filter`] bits.
     pub filters: u32,
     /// Wake the reader only once this many bytes wait in the ring buffer (the reader also

@@ -9,7 +9,7 @@ use aya_ebpf::{
 use tracer_common::{FILTER_CGROUPS_ENTRIES, Owner, RawEvent, filter, stat};
 
 use crate::{
-    access::{Access, SockPtr, TcpSockPtr, config},
+    access::{Access, SockPtr, TcpSockPtr, config, zero_words},
     owner::{current_tgid, owner_of},
     programs::timer,
     socket::{AF_INET6, SockId, fill_counters},
@@ -143,10 +143,10 @@ pub fn emit<A: Access>(kind: u8, subject: &Subject<A>, fill: impl FnOnce(&mut Ra
         count(stat::LOST);
         return;
     };
-    // SAFETY: the reservation is size_of::<RawEvent>() bytes; zero it before use.
+    // SAFETY: the reservation is size_of::<RawEvent>() bytes, 8-aligned; zeroed before use.
     let ev = unsafe {
         let ptr = entry.as_mut_ptr();
-        core::ptr::write_bytes(ptr, 0, 1);
+        zero_words(ptr);
         &mut *ptr
     };
     // SAFETY: no preconditions.

@@ -30,7 +30,7 @@
 //! handled, and counted the same way. On kernels without the recursion guard a nested
 //! primary runs and its twin pops its own claim, so nothing is doubled.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::map, maps::PerCpuArray};
+use aya_ebpf::{helpers::generated::bpf_jiffies64, macros::map, maps::PerCpuArray};
 use tracer_common::{hook, stat};
 
 use crate::emit::count;
@@ -43,14 +43,16 @@ pub type Hit = [u64; 3];
 /// Claims deeper than contexts can nest (task, softirq, hardirq, NMI) plus stale ones.
 const DEPTH: usize = 8;
 
-/// A claim older than this is stale: no program, and no interrupt nested in one, runs this
-/// long between a primary and its twin.
-const STALE_NS: u64 = 100_000_000;
+/// A claim older than this many jiffies (100 ms at HZ=1000, 1 s at HZ=100) is stale: no
+/// program, and no interrupt nested in one, runs this long between a primary and its twin.
+/// Jiffies, not a clock read: the primary pays for this on every hit, and reading the clock
+/// costs as much as the rest of the claim.
+const STALE_JIFFIES: u64 = 100;
 
 #[repr(C)]
 pub struct Claim {
     hit: Hit,
-    at_ns: u64,
+    at_jiffies: u64,
 }
 
 /// Per CPU and hook: the hits whose primary ran and whose twin has not run yet.
@@ -87,12 +89,12 @@ pub fn primary(hook: u32, hit: Hit, handle: impl FnOnce()) {
         // SAFETY: this CPU's slot; only pointers to its fields are formed.
         let (depth, slots) = unsafe { (&raw mut (*claims).depth, &raw mut (*claims).claims) };
         // SAFETY: a helper without arguments.
-        let now = unsafe { bpf_ktime_get_ns() };
+        let now = unsafe { bpf_jiffies64() };
         let mut at = (load(depth) as usize).min(DEPTH - 1);
         if at > 0 {
             // SAFETY: `at - 1 < DEPTH`.
-            let below_ns = load(unsafe { &raw const (*(*slots).as_ptr().add(at - 1)).at_ns });
-            if now.wrapping_sub(below_ns) > STALE_NS {
+            let below = load(unsafe { &raw const (*(*slots).as_ptr().add(at - 1)).at_jiffies });
+            if now.wrapping_sub(below) > STALE_JIFFIES {
                 at = 0;
             }
         }
@@ -109,7 +111,7 @@ pub fn primary(hook: u32, hit: Hit, handle: impl FnOnce()) {
             );
         }
         // SAFETY: a field of the slot above.
-        store(unsafe { &raw mut (*slot).at_ns }, now);
+        store(unsafe { &raw mut (*slot).at_jiffies }, now);
     }
     handle();
 }

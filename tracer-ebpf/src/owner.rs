@@ -5,7 +5,8 @@ use aya_ebpf::{
     bindings::BPF_SK_STORAGE_GET_F_CREATE,
     btf_maps::SkStorage,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
+        generated::bpf_get_current_comm as bpf_get_current_comm_into,
         generated::bpf_sk_storage_get,
     },
     macros::{btf_map, map},
@@ -13,7 +14,9 @@ use aya_ebpf::{
 };
 use tracer_common::{ListenKey, Owner, TASK_COMM_LEN, flags};
 
-use crate::access::{SockPtr, Typed};
+use core::mem::MaybeUninit;
+
+use crate::access::{SockPtr, Typed, zero_words};
 
 /// Socket cookie → the process that owns it.
 #[map]
@@ -64,13 +67,20 @@ pub fn remember_owner(cookie: u64) -> Option<Owner> {
     {
         return Some(known);
     }
-    let owner = Owner {
-        tgid,
-        flags: flags::OWNER_KNOWN as u32,
-        // SAFETY: no preconditions.
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-        comm: bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
+    // Zeroed a word at a time, and the name read straight into it: `[0; 16]` and aya's
+    // `bpf_get_current_comm()` (a fresh array) cost byte-by-byte `memset` loops.
+    let mut owner = MaybeUninit::<Owner>::uninit();
+    // SAFETY: Owner is plain integers, 32 bytes, 8-aligned; all-zero is a valid value.
+    let mut owner = unsafe {
+        zero_words(owner.as_mut_ptr());
+        owner.assume_init()
     };
+    owner.tgid = tgid;
+    owner.flags = flags::OWNER_KNOWN as u32;
+    // SAFETY: no preconditions.
+    owner.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: `comm` is TASK_COMM_LEN writable bytes; the helper zero-fills on failure.
+    unsafe { bpf_get_current_comm_into(owner.comm.as_mut_ptr().cast(), TASK_COMM_LEN as u32) };
     let _ = OWNERS.insert(cookie, owner, 0);
     Some(owner)
 }

@@ -9,7 +9,8 @@
 //! early-demuxed incoming ones; `rx_sk`: incoming segments dropped after the socket
 //! lookup), or 0 when the drop happened before any socket was known (netfilter's input
 //! hook, a bad checksum, no socket): userspace then matches the tuple. The user's filters
-//! apply as to every event.
+//! apply as to every event. A segment dropped for matching no socket is left out where the
+//! kernel traces the reset that answers it (6.10+): that `reset_sent` names the same tuple.
 
 use aya_ebpf::programs::BtfTracePointContext;
 use tracer_common::{flags, hook, kind};
@@ -18,7 +19,7 @@ use crate::{
     access::{Access, Copied, SkbPtr, SockPtr, TcpSockPtr, arg_value, config},
     emit::{Subject, emit},
     nesting::{hit_of_args, programs_with_twin},
-    socket::{AF_INET, AF_INET6, SockId, state, stored_cookie},
+    socket::{AF_INET6, SockId, stored_cookie},
 };
 
 programs_with_twin!(
@@ -41,6 +42,7 @@ programs_with_twin!(
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 const IPPROTO_TCP: u8 = 6;
+const TCP_RST: u8 = 0x04;
 /// `skb->network_header` when no network header was set.
 const NO_HEADER: u64 = 0xFFFF;
 
@@ -66,15 +68,7 @@ fn on_drop(ctx: &BtfTracePointContext, reason: u32, rx_sk: u64) {
         sk: None,
         tp: None::<TcpSockPtr<Copied>>,
         cookie: 0,
-        id: SockId {
-            saddr: [0; 16],
-            daddr: [0; 16],
-            netns: 0,
-            sport: 0,
-            dport: 0,
-            family: AF_INET,
-            state: state::CLOSE as u8,
-        },
+        id: SockId::zeroed(),
     };
     let id = &mut subject.id;
     // The TCP header's address and the IP payload's length, from as few copies as can be.
@@ -108,6 +102,11 @@ fn on_drop(ctx: &BtfTracePointContext, reason: u32, rx_sk: u64) {
     let offset_flags = Copied.load::<u16>(tcp + 12).to_le_bytes();
     let tcp_header = u32::from(offset_flags[0] >> 4) * 4;
     let tcp_flags = offset_flags[1];
+    // A segment that matched no socket is answered with a reset the reset program traces
+    // (unless it was a reset itself): the drop would say it twice.
+    if reason == config!(drop_no_socket_answered) && tcp_flags & TCP_RST == 0 {
+        return;
+    }
     // The socket the kernel named with the drop: the owner of the buffer, else the socket
     // the segment was looked up for.
     // Copied, so that the verifier sees numbers, whatever it thinks of these pointers.

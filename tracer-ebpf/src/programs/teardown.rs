@@ -6,7 +6,7 @@ use aya_ebpf::programs::BtfTracePointContext;
 use tracer_common::{hook, kind};
 
 use crate::{
-    access::SockPtr,
+    access::{SockPtr, config},
     emit::{Subject, emit},
     nesting::{hit_of_args, programs_with_twin},
     owner::forget_owner,
@@ -39,6 +39,12 @@ fn on_error_report(ctx: &BtfTracePointContext) {
     let Some(tp) = sk.as_tcp() else {
         return;
     };
+    // `tcp_disconnect()` reports after a failed connect() has already taken the error:
+    // a report with no error, hard or soft, tells nothing (one record of each refused
+    // connect).
+    if sk.0.read(config!(sk_err)) == 0 && sk.0.read(config!(sk_err_soft)) == 0 {
+        return;
+    }
     let subject = Subject {
         sk: Some(sk),
         tp: Some(tp),

@@ -72,7 +72,12 @@ pub fn running_for(sk: u64) -> Option<(u8, u8)> {
 /// The socket at `sk` is gone.
 #[inline(always)]
 pub fn forget_probes(sk: u64) {
-    let _ = PROBES_REPORTED.remove(sk);
+    // Looked up first: most sockets never sent a probe, and a lookup takes no lock where a
+    // delete takes the bucket's.
+    // SAFETY: the value is only tested for presence.
+    if unsafe { PROBES_REPORTED.get(sk) }.is_some() {
+        let _ = PROBES_REPORTED.remove(sk);
+    }
 }
 
 #[btf_tracepoint(function = "timer_expire_entry")]

@@ -141,5 +141,20 @@ pub fn resolve(btf: &KernelBtf) -> anyhow::Result<(Config, Vec<Missing>)> {
             });
         }
     }
+    config.drop_no_socket_answered = no_socket_drops_answered(btf).unwrap_or(u32::MAX);
     Ok((config, missing))
+}
+
+/// The drop reason of a segment that matched no socket, when the kernel traces the reset
+/// it answers each such segment with (`tcp_send_reset` with its reason and a NULL socket,
+/// both since 6.10): the drop then repeats the `reset_sent` fact (for each refused connect,
+/// one record more of eight), and the programs leave it out.
+fn no_socket_drops_answered(btf: &KernelBtf) -> Option<u32> {
+    if btf.tracepoint_arity("tcp_send_reset")? < 3 {
+        return None;
+    }
+    let value = btf
+        .enum_value("skb_drop_reason", "SKB_DROP_REASON_NO_SOCKET")
+        .ok()?;
+    u32::try_from(value).ok()
 }
