@@ -8,8 +8,8 @@
 //! instructions per event of the pipeline alone, without generating the records).
 //!
 //! - connect: the connect storm, each connect as the kernel reports it (SYN_SENT, the
-//!   server's socketless reset, the reset received, CLOSE with ECONNREFUSED, two error
-//!   reports, the release), owned by a process in a Kubernetes pod's container;
+//!   server's socketless reset, the reset received, CLOSE with ECONNREFUSED, the error
+//!   report, the release), owned by a process in a Kubernetes pod's container;
 //! - retransmit: 64 bulk connections retransmitting (fast retransmits with counters).
 
 use std::{io, time::Duration};
@@ -119,15 +119,7 @@ fn connect(n: u64, out: &mut Vec<RawEvent>) {
     report.sk_err = 111;
     report.err = 111;
     out.push(report);
-    out.push(owned(
-        ts + 5_000,
-        kind::ERROR_REPORT,
-        cookie,
-        port,
-        9,
-        CLOSE,
-    ));
-    out.push(owned(ts + 6_000, kind::DESTROY, cookie, port, 9, CLOSE));
+    out.push(owned(ts + 5_000, kind::DESTROY, cookie, port, 9, CLOSE));
 }
 
 /// One fast retransmit of one of 64 bulk connections.

@@ -3,7 +3,8 @@
 //!
 //! Lines are built in one buffer and handed to the writer in large pieces: once per batch
 //! (at `flush`), or whenever the buffer passes [`WRITE_AT`]. Event records are written by
-//! hand ([`EventJson`]); the others, a few per thousand events, through serde.
+//! hand ([`EventJson`]), and so are verdicts (a refused connect is one); the others, a few
+//! per thousand events, through serde.
 
 use std::io::Write;
 
@@ -77,7 +78,9 @@ impl<W: Write> Sink for JsonLines<W> {
     }
 
     fn verdict(&mut self, verdict: &Verdict) -> Result<()> {
-        self.write("verdict", verdict.ts_ns, verdict)
+        self.events
+            .write_verdict(&mut self.buf, verdict, self.clock.as_ref());
+        self.line_done()
     }
 
     fn lost(&mut self, lost: &Lost) -> Result<()> {
