@@ -638,6 +638,17 @@ fn record_to_an_unwritable_path_fails_before_tracing() {
         run.err.trim_end(),
         "tracer: cannot write /nonexistent-dir/t.jsonl: No such file or directory (os error 2)"
     );
+    let run = tracer(&[
+        "record",
+        "--format",
+        "binary",
+        "-o",
+        "/nonexistent-dir/t.bin",
+    ]);
+    assert_eq!(
+        run.err.trim_end(),
+        "tracer: cannot write /nonexistent-dir/t.bin: No such file or directory (os error 2)"
+    );
 }
 
 #[test]
@@ -898,6 +909,20 @@ fn a_binary_trace_reports_exactly_as_its_json_lines() {
         assert_eq!(from_binary.out, from_json.out, "{extra:?}");
         assert_eq!(from_binary.err, from_json.err, "{extra:?}");
     }
+    let run = tracer(&[
+        "convert",
+        binary.to_str().unwrap(),
+        "-o",
+        binary.to_str().unwrap(),
+    ]);
+    assert!(!run.ok);
+    assert_eq!(
+        run.err.trim_end(),
+        format!(
+            "tracer: {}: the copy would overwrite the trace it is made from",
+            binary.display()
+        )
+    );
     // And back to JSON Lines (the default for a binary input): the same report again.
     let run = tracer(&[
         "convert",

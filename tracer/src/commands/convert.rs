@@ -8,12 +8,12 @@ use std::{
     io::{BufWriter, Write},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::{
     cli::{ConvertArgs, TraceFormat},
     output::{BinaryTrace, JsonLines, Sink},
-    record::Record,
+    record::{Header, Record},
     trace_file::TraceReader,
 };
 
@@ -24,6 +24,15 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     } else {
         TraceFormat::Binary
     });
+    // Creating the copy would empty the trace still being read.
+    if let (Ok(input), Ok(output)) = (args.input.canonicalize(), args.output.canonicalize())
+        && input == output
+    {
+        bail!(
+            "{}: the copy would overwrite the trace it is made from",
+            args.output.display()
+        );
+    }
     // Created only now: a file that is not a trace leaves an existing copy untouched.
     let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
@@ -44,12 +53,8 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     Ok(())
 }
 
-/// Every record after the header, through `sink`, in order.
-pub fn copy(
-    reader: &mut TraceReader,
-    header: &crate::record::Header,
-    sink: &mut dyn Sink,
-) -> Result<()> {
+/// The header, then every record after it, through `sink`, in order.
+pub fn copy(reader: &mut TraceReader, header: &Header, sink: &mut dyn Sink) -> Result<()> {
     sink.header(header)?;
     while let Some(record) = reader.next_record()? {
         match record {
