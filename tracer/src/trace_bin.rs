@@ -75,9 +75,13 @@ pub struct WireEvent<'a> {
     pub socket: Option<u64>,
     /// [`Family`] code (`AF_INET`, `AF_INET6`).
     pub family: u8,
-    pub laddr: IpAddr,
+    /// An address's 4 or 16 bytes (borrowed: one length and a copy, where `IpAddr` reads
+    /// a variant and each byte on its own).
+    #[serde(borrow)]
+    pub laddr: &'a [u8],
     pub lport: u16,
-    pub raddr: IpAddr,
+    #[serde(borrow)]
+    pub raddr: &'a [u8],
     pub rport: u16,
     pub netns: u32,
     /// The kernel's TCP state codes.
@@ -306,14 +310,15 @@ impl BinaryWriter {
             error: c.error.map(|e| e.0),
             soft_error: c.soft_error.map(|e| e.0),
         });
+        let (laddr, raddr) = (Octets::of(e.conn.laddr), Octets::of(e.conn.raddr));
         let wire = WireEvent {
             ts_ns: e.ts_ns,
             kind: e.kind as u8,
             socket: e.socket.map(|s| s.0),
             family: e.conn.family as u8,
-            laddr: e.conn.laddr,
+            laddr: laddr.bytes(),
             lport: e.conn.lport,
-            raddr: e.conn.raddr,
+            raddr: raddr.bytes(),
             rport: e.conn.rport,
             netns: e.conn.netns,
             state: e.state.0,
@@ -397,6 +402,34 @@ impl BinaryWriter {
             frame(out, tag::CONTAINER, |out| postcard_into(out, &wire));
         }
         id
+    }
+}
+
+/// An address's bytes, 4 or 16.
+struct Octets([u8; 16], usize);
+
+impl Octets {
+    fn of(addr: IpAddr) -> Octets {
+        let mut bytes = [0; 16];
+        match addr {
+            IpAddr::V4(a) => {
+                bytes[..4].copy_from_slice(&a.octets());
+                Octets(bytes, 4)
+            }
+            IpAddr::V6(a) => Octets(a.octets(), 16),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.0[..self.1]
+    }
+}
+
+fn address(bytes: &[u8]) -> Result<IpAddr, String> {
+    match bytes.len() {
+        4 => Ok(IpAddr::from(<[u8; 4]>::try_from(bytes).expect("4 bytes"))),
+        16 => Ok(IpAddr::from(<[u8; 16]>::try_from(bytes).expect("16 bytes"))),
+        n => Err(format!("bad event: an address of {n} bytes")),
     }
 }
 
@@ -535,9 +568,9 @@ impl BinaryReader {
         e.socket = w.socket.map(SocketId);
         e.conn = Connection {
             family,
-            laddr: w.laddr,
+            laddr: address(w.laddr)?,
             lport: w.lport,
-            raddr: w.raddr,
+            raddr: address(w.raddr)?,
             rport: w.rport,
             netns: w.netns,
         };
@@ -774,6 +807,10 @@ mod tests {
         assert_eq!(
             defined.frame(tag::EVENT, &long).unwrap_err(),
             "bad event: 1 bytes left over in its frame"
+        );
+        assert_eq!(
+            address(&[10, 0, 0]).unwrap_err(),
+            "bad event: an address of 3 bytes"
         );
         // An owner numbered past the next free number.
         let err = reader
