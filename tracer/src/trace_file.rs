@@ -133,7 +133,7 @@ impl TraceReader {
         &self.name
     }
 
-    /// The line number of the record returned last.
+    /// The line number of the record returned last (its frame's number in a binary trace).
     pub fn line_no(&self) -> u64 {
         self.line_no
     }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use super::Sink;
 use crate::{
     event::Event,
-    record::{End, Header, Lost, Record},
+    record::{End, Header, Lost},
     timeline::Verdict,
     trace_bin::{BinaryWriter, tag},
 };
@@ -34,15 +34,6 @@ impl<W: Write> BinaryTrace<W> {
             buf: Vec::with_capacity(WRITE_AT + (64 << 10)),
             frames: BinaryWriter::new(),
         }
-    }
-
-    /// Any record, as `tracer convert` copies them.
-    pub fn record(&mut self, record: &Record) -> Result<()> {
-        if let Record::Header(_) = record {
-            BinaryWriter::start(&mut self.buf);
-        }
-        self.frames.record(&mut self.buf, record);
-        self.frame_done()
     }
 
     fn frame_done(&mut self) -> Result<()> {
