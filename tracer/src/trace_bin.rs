@@ -293,54 +293,133 @@ impl BinaryWriter {
     }
 
     pub fn event(&mut self, out: &mut Vec<u8>, e: &Event) {
-        let owner = e.process.as_ref().map_or(0, |p| self.owner(out, p));
-        let sock = e.sock.as_ref().map(|c| WireCounters {
-            retransmits: c.retransmits,
-            probes_out: c.probes_out,
-            backoff: c.backoff,
-            rto_us: c.rto_us,
-            total_retrans: c.total_retrans,
-            packets_out: c.packets_out,
-            ca_state: c.ca_state as u8,
-            settings: self.settings(out, c),
-            idle_rx_ms: c.idle_rx_ms,
-            idle_tx_ms: c.idle_tx_ms,
-            retrans_elapsed_ms: c.retrans_elapsed_ms,
-            orphan: c.orphan,
-            error: c.error.map(|e| e.0),
-            soft_error: c.soft_error.map(|e| e.0),
-        });
-        let (laddr, raddr) = (Octets::of(e.conn.laddr), Octets::of(e.conn.raddr));
-        let wire = WireEvent {
-            ts_ns: e.ts_ns,
-            kind: e.kind as u8,
-            socket: e.socket.map(|s| s.0),
-            family: e.conn.family as u8,
-            laddr: laddr.bytes(),
-            lport: e.conn.lport,
-            raddr: raddr.bytes(),
-            rport: e.conn.rport,
-            netns: e.conn.netns,
-            state: e.state.0,
-            old_state: e.old_state.map(|s| s.0),
-            owner,
-            class: e.class.map(|c| c as u8),
-            segs: e.segs,
-            timer: e.timer.map(|t| t as u8),
-            reason: e.reason.as_ref().map(ResetReason::name),
-            err: e.err,
-            probe: e.probe,
+        // Taken apart field by field: a field added to the event does not compile here
+        // until the wire struct (and the layout's version) carry it too.
+        let Event {
+            ts_ns,
+            kind,
+            socket,
+            conn:
+                Connection {
+                    family,
+                    laddr,
+                    lport,
+                    raddr,
+                    rport,
+                    netns,
+                },
+            state,
+            old_state,
+            process,
+            class,
+            segs,
+            timer,
+            reason,
+            err,
+            probe,
             sock,
-            flags: e.flags.iter().map(String::as_str).collect(),
-            raw: e.raw,
-            drop: e.drop.as_ref().map(|d| WireDrop {
-                reason: d.reason.name(),
-                direction: direction_code(d.direction),
-                tcp_flags: d.tcp_flags.0,
-                len: d.len,
-            }),
+            flags,
+            raw,
+            drop,
+        } = e;
+        let owner = process.as_ref().map_or(0, |p| self.owner(out, p));
+        let sock = sock.as_ref().map(|c| self.counters(out, c));
+        let (laddr, raddr) = (Octets::of(*laddr), Octets::of(*raddr));
+        let wire = WireEvent {
+            ts_ns: *ts_ns,
+            kind: *kind as u8,
+            socket: socket.map(|s| s.0),
+            family: *family as u8,
+            laddr: laddr.bytes(),
+            lport: *lport,
+            raddr: raddr.bytes(),
+            rport: *rport,
+            netns: *netns,
+            state: state.0,
+            old_state: old_state.map(|s| s.0),
+            owner,
+            class: class.map(|c| c as u8),
+            segs: *segs,
+            timer: timer.map(|t| t as u8),
+            reason: reason.as_ref().map(ResetReason::name),
+            err: *err,
+            probe: *probe,
+            sock,
+            flags: flags.iter().map(String::as_str).collect(),
+            raw: *raw,
+            drop: drop.as_ref().map(
+                |Dropped {
+                     reason,
+                     direction,
+                     tcp_flags,
+                     len,
+                 }| WireDrop {
+                    reason: reason.name(),
+                    direction: direction_code(*direction),
+                    tcp_flags: tcp_flags.0,
+                    len: *len,
+                },
+            ),
         };
         frame(out, tag::EVENT, |out| postcard_into(out, &wire));
+    }
+
+    /// The counters, their settings by number (defined first when new).
+    fn counters(&mut self, out: &mut Vec<u8>, c: &SocketCounters) -> WireCounters {
+        let SocketCounters {
+            retransmits,
+            probes_out,
+            backoff,
+            rto_us,
+            total_retrans,
+            packets_out,
+            ca_state,
+            keepalive,
+            keepalive_idle_ms,
+            keepalive_intvl_ms,
+            keepalive_probes,
+            user_timeout_ms,
+            retries1,
+            retries2,
+            syn_retries,
+            orphan_retries,
+            idle_rx_ms,
+            idle_tx_ms,
+            retrans_elapsed_ms,
+            orphan,
+            error,
+            soft_error,
+        } = *c;
+        let settings = self.settings(
+            out,
+            WireSettings {
+                keepalive,
+                keepalive_idle_ms,
+                keepalive_intvl_ms,
+                keepalive_probes,
+                user_timeout_ms,
+                retries1,
+                retries2,
+                syn_retries,
+                orphan_retries,
+            },
+        );
+        WireCounters {
+            retransmits,
+            probes_out,
+            backoff,
+            rto_us,
+            total_retrans,
+            packets_out,
+            ca_state: ca_state as u8,
+            settings,
+            idle_rx_ms,
+            idle_tx_ms,
+            retrans_elapsed_ms,
+            orphan,
+            error: error.map(|e| e.0),
+            soft_error: soft_error.map(|e| e.0),
+        }
     }
 
     /// The owner's number; its definition (and its identity's) written first when new.
@@ -368,18 +447,7 @@ impl BinaryWriter {
         id
     }
 
-    fn settings(&mut self, out: &mut Vec<u8>, c: &SocketCounters) -> u32 {
-        let settings = WireSettings {
-            keepalive: c.keepalive,
-            keepalive_idle_ms: c.keepalive_idle_ms,
-            keepalive_intvl_ms: c.keepalive_intvl_ms,
-            keepalive_probes: c.keepalive_probes,
-            user_timeout_ms: c.user_timeout_ms,
-            retries1: c.retries1,
-            retries2: c.retries2,
-            syn_retries: c.syn_retries,
-            orphan_retries: c.orphan_retries,
-        };
+    fn settings(&mut self, out: &mut Vec<u8>, settings: WireSettings) -> u32 {
         let (id, new) = self.settings.number(settings);
         if new {
             let wire = WireSettingsDef { id, settings };
