@@ -32,6 +32,7 @@ use crate::{
         tracer live --port 5432 --verdicts  only verdicts, only PostgreSQL traffic\n  \
         tracer top                          what is in trouble right now, full screen\n  \
         tracer record -o trace.jsonl        record a trace for later\n  \
+        tracer convert trace.bin -o t.jsonl a binary trace as JSON Lines (or back)\n  \
         tracer report trace.jsonl           timelines and verdicts, no root needed\n  \
         tracer sockets                      find idle connections that could be half-open\n  \
         tracer doctor                       how long until this host notices a dead peer"
@@ -45,7 +46,8 @@ pub struct Cli {
 pub enum Command {
     /// Stream events and verdicts as they happen (the default command).
     Live(LiveArgs),
-    /// Record a trace (JSON Lines, the schema of `live --json`) to a file or stdout.
+    /// Record a trace (JSON Lines, the schema of `live --json`; or binary) to a file or
+    /// stdout.
     Record(RecordArgs),
     /// Full screen, refreshed live: what is in trouble now (unresponsive peers and the time
     /// left before the kernel gives up, retransmitting sockets, dead sockets held,
@@ -56,6 +58,9 @@ pub enum Command {
     Agent(crate::commands::agent::AgentArgs),
     /// Rebuild timelines and verdicts from a recorded trace (no privileges needed).
     Report(ReportArgs),
+    /// Copy a trace into the other format: a binary trace as JSON Lines (for people and
+    /// jq), or JSON Lines as a binary trace (smaller, reported faster).
+    Convert(ConvertArgs),
     /// Snapshot of all TCP sockets, flagging idle ones that could be half-open.
     Sockets(SocketsArgs),
     /// This host's readiness: how long until each namespace notices a dead peer, and which
@@ -278,8 +283,34 @@ pub struct RecordArgs {
     /// Where to write the trace; `-` for stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
+    /// JSON Lines, or the binary trace (a fifth of the size, reported several times
+    /// faster; `tracer convert` gives JSON Lines back).
+    #[arg(long, value_enum, default_value_t = TraceFormat::Json)]
+    pub format: TraceFormat,
     #[command(flatten)]
     pub session: SessionArgs,
+}
+
+/// How a trace is written (both are read by every command that reads traces).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceFormat {
+    /// JSON Lines: one record per line (docs/trace-format.md).
+    Json,
+    /// Binary frames, owners written once (docs/trace-format.md, "Binary traces").
+    Binary,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConvertArgs {
+    /// A trace, JSON Lines or binary (gzip-compressed or not); `-` for stdin.
+    #[arg(value_name = "FILE")]
+    pub input: PathBuf,
+    /// Where to write the copy; `-` for stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// The copy's format [default: the other one].
+    #[arg(long, value_enum)]
+    pub format: Option<TraceFormat>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

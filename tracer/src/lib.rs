@@ -11,6 +11,7 @@
 //! | [`tcp_model`] | the kernel's give-up arithmetic (retries, backoff, keepalive) |
 //! | [`record`] | the JSON Lines trace records |
 //! | [`event_read`] | `event` records read back without a general JSON parser |
+//! | [`trace_bin`] | the binary trace: frames, owners written once, read back |
 //! | [`trace_file`] | reading recorded traces, with file:line errors |
 //! | [`output`] | terminal text, JSON Lines, Perfetto, summaries |
 //! | [`export`] | Prometheus metrics and OpenTelemetry log records (`tracer agent`) |
@@ -36,5 +37,6 @@ pub mod sweep;
 pub mod tcp_model;
 pub mod testing;
 pub mod timeline;
+pub mod trace_bin;
 pub mod trace_file;
 pub mod words;

@@ -39,6 +39,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Top(args) => runtime()?.block_on(commands::top::run(args)),
         Command::Agent(args) => runtime()?.block_on(commands::agent::run(args)),
         Command::Report(args) => commands::report::run(args),
+        Command::Convert(args) => commands::convert::run(args),
         Command::Sockets(args) => commands::sockets::run(args),
         Command::Doctor(args) => commands::doctor::run(args),
     }

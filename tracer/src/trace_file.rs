@@ -11,6 +11,7 @@
 //! | unparsable *last* line without a newline (a crash, SIGKILL or full disk cut the writer off) | warning `FILE:LINE: last line is incomplete ...`; everything before it is used |
 //! | blank lines | skipped |
 //! | gzip-compressed trace | read transparently |
+//! | binary trace ([`crate::trace_bin`], told by its first bytes) | read the same way: errors name `FILE: record N (byte B)`; a cut last frame is the warning above; a frame that does not decode, or a length past [`trace_bin::MAX_FRAME`], is an error |
 //!
 //! One line buffer is reused for the whole file; a line is never longer than
 //! [`MAX_LINE`] bytes (so `/dev/zero` or a binary file cannot exhaust memory).
@@ -28,6 +29,7 @@ use serde::Deserialize;
 use crate::{
     event_read::EventReader,
     record::{FORMAT, Header, Record, VERSION, json_error},
+    trace_bin::{self, BinaryReader},
 };
 
 /// Longer than any record we write (a header with every hook is a few KiB).
@@ -45,6 +47,17 @@ pub struct TraceReader {
     truncated: Option<String>,
     /// Event lines as our writer lays them out; None: every line through serde.
     events: Option<EventReader>,
+    /// Set for a binary trace: `line_no` then counts frames.
+    binary: Option<BinaryFrames>,
+}
+
+/// Where a binary trace is read.
+struct BinaryFrames {
+    decoder: BinaryReader,
+    /// Offset of the current frame in the (decompressed) file.
+    offset: u64,
+    /// Offset of the next frame.
+    next: u64,
 }
 
 /// What tells our header from any other first line, read before the full header so that a
@@ -79,7 +92,7 @@ impl TraceReader {
         let head = buffered
             .fill_buf()
             .with_context(|| format!("cannot read {name}"))?;
-        let input: Box<dyn BufRead + Send> = if head.starts_with(&GZIP_MAGIC) {
+        let mut input: Box<dyn BufRead + Send> = if head.starts_with(&GZIP_MAGIC) {
             Box::new(BufReader::with_capacity(
                 1 << 20,
                 flate2::bufread::MultiGzDecoder::new(buffered),
@@ -87,6 +100,12 @@ impl TraceReader {
         } else {
             Box::new(buffered)
         };
+        // No JSON text starts with this byte (nor any UTF-8 text).
+        let binary = input
+            .fill_buf()
+            .with_context(|| format!("cannot read {name}"))?
+            .first()
+            == Some(&trace_bin::MAGIC[0]);
         let mut reader = TraceReader {
             input,
             name,
@@ -94,9 +113,19 @@ impl TraceReader {
             line: Vec::with_capacity(4096),
             truncated: None,
             events: Some(EventReader::new()),
+            binary: None,
         };
-        let header = reader.read_header()?;
+        let header = if binary {
+            reader.read_binary_header()?
+        } else {
+            reader.read_header()?
+        };
         Ok((reader, header))
+    }
+
+    /// Whether the trace is binary (`record --format binary`).
+    pub fn is_binary(&self) -> bool {
+        self.binary.is_some()
     }
 
     /// The name used in messages (`<stdin>` for stdin).
@@ -104,7 +133,7 @@ impl TraceReader {
         &self.name
     }
 
-    /// The line number of the record returned last.
+    /// The line number of the record returned last (its frame's number in a binary trace).
     pub fn line_no(&self) -> u64 {
         self.line_no
     }
@@ -120,9 +149,13 @@ impl TraceReader {
         self.truncated.as_deref()
     }
 
-    /// `FILE:LINE`, for messages about the current line.
+    /// `FILE:LINE`, for messages about the current line (`FILE: record N (byte B)` in a
+    /// binary trace).
     fn here(&self) -> String {
-        format!("{}:{}", self.name, self.line_no)
+        match &self.binary {
+            Some(b) => format!("{}: record {} (byte {})", self.name, self.line_no, b.offset),
+            None => format!("{}:{}", self.name, self.line_no),
+        }
     }
 
     /// Reads the next non-blank line into `self.line` (without its line ending); returns
@@ -217,8 +250,146 @@ impl TraceReader {
         }
     }
 
+    /// Magic, layout version and the header frame of a binary trace.
+    fn read_binary_header(&mut self) -> Result<Header> {
+        let mut start = [0; trace_bin::MAGIC.len() + 2];
+        let n = read_full(&mut self.input, &mut start)
+            .with_context(|| format!("cannot read {}", self.name))?;
+        if n < start.len() || !start.starts_with(trace_bin::MAGIC) {
+            bail!(
+                "{}:1: not a tracer trace (binary data, not JSON Lines)",
+                self.name
+            );
+        }
+        let version = u16::from_le_bytes([start[8], start[9]]);
+        if version != trace_bin::BINARY_VERSION {
+            bail!(
+                "{}: binary trace layout version {version} is not supported: this tracer ({}) \
+                 reads version {}",
+                self.name,
+                env!("CARGO_PKG_VERSION"),
+                trace_bin::BINARY_VERSION
+            );
+        }
+        self.binary = Some(BinaryFrames {
+            decoder: BinaryReader::new(),
+            offset: n as u64,
+            next: n as u64,
+        });
+        let header = match self.next_frame()? {
+            Some(Record::Header(h)) => *h,
+            Some(other) => bail!(
+                "{}: not a tracer trace (the first record is {:?}, not a \"header\")",
+                self.here(),
+                other.type_name()
+            ),
+            None => match self.truncated.take() {
+                Some(cut) => bail!("{cut}: the header is incomplete"),
+                None => bail!("{}: a binary trace without a header", self.name),
+            },
+        };
+        if header.format != FORMAT || header.version != VERSION {
+            bail!(
+                "{}: trace format {:?} version {} is not supported: this tracer ({}) reads \
+                 {FORMAT:?} version {VERSION}",
+                self.here(),
+                header.format,
+                header.version,
+                env!("CARGO_PKG_VERSION")
+            );
+        }
+        Ok(header)
+    }
+
+    /// The next record of a binary trace (definitions are taken in on the way).
+    fn next_frame(&mut self) -> Result<Option<Record>> {
+        loop {
+            let frames = self
+                .binary
+                .as_mut()
+                .expect("only binary traces have frames");
+            frames.offset = frames.next;
+            let offset = frames.offset;
+            // Most frames are whole in the input's buffer: decoded there, not copied.
+            let buffered = self
+                .input
+                .fill_buf()
+                .with_context(|| format!("cannot read {} (at byte {offset})", self.name))?;
+            if buffered.is_empty() {
+                return Ok(None);
+            }
+            self.line_no += 1;
+            let whole = (buffered.len() >= trace_bin::FRAME_HEAD)
+                .then(|| frame_len(buffered))
+                .filter(|&len| {
+                    len <= trace_bin::MAX_FRAME && buffered.len() >= trace_bin::FRAME_HEAD + len
+                });
+            let (len, decoded) = if let Some(len) = whole {
+                let payload = &buffered[trace_bin::FRAME_HEAD..trace_bin::FRAME_HEAD + len];
+                let decoded = frames.decoder.frame(buffered[0], payload);
+                self.input.consume(trace_bin::FRAME_HEAD + len);
+                (len, decoded)
+            } else {
+                // A frame across the buffer's end, or cut short, or too long.
+                let mut head = [0; trace_bin::FRAME_HEAD];
+                let got = read_full(&mut self.input, &mut head)
+                    .with_context(|| format!("cannot read {} (at byte {offset})", self.name))?;
+                if got < head.len() {
+                    return self.cut();
+                }
+                let len = frame_len(&head);
+                if len > trace_bin::MAX_FRAME {
+                    bail!(
+                        "{}: frame of {len} bytes, more than {} MiB: not a trace record (a \
+                         corrupt file?)",
+                        self.here(),
+                        trace_bin::MAX_FRAME >> 20
+                    );
+                }
+                self.line.resize(len, 0);
+                let got = read_full(&mut self.input, &mut self.line)
+                    .with_context(|| format!("cannot read {} (at {})", self.name, self.here()))?;
+                if got < len {
+                    return self.cut();
+                }
+                let frames = self
+                    .binary
+                    .as_mut()
+                    .expect("only binary traces have frames");
+                (len, frames.decoder.frame(head[0], &self.line))
+            };
+            let frames = self
+                .binary
+                .as_mut()
+                .expect("only binary traces have frames");
+            frames.next = offset + (trace_bin::FRAME_HEAD + len) as u64;
+            match decoded {
+                Ok(Some(Record::Header(_))) if self.line_no > 1 => bail!(
+                    "{}: a second header: several traces were joined into one file; report \
+                     them one at a time",
+                    self.here()
+                ),
+                Ok(Some(record)) => return Ok(Some(record)),
+                Ok(None) => {}
+                Err(e) => bail!("{}: {e}", self.here()),
+            }
+        }
+    }
+
+    /// The end of a binary trace cut inside a frame: a warning, the frames before it kept.
+    fn cut(&mut self) -> Result<Option<Record>> {
+        self.truncated = Some(format!(
+            "{}: last record is incomplete (the trace was cut off)",
+            self.here()
+        ));
+        Ok(None)
+    }
+
     /// The next record after the header; None at the end. See the module's policy table.
     pub fn next_record(&mut self) -> Result<Option<Record>> {
+        if self.binary.is_some() {
+            return self.next_frame();
+        }
         let Some(complete) = self.next_line()? else {
             return Ok(None);
         };
@@ -251,6 +422,25 @@ impl TraceReader {
             Err(e) => bail!("{}: {e}", self.here()),
         }
     }
+}
+
+/// The payload length in a frame's head.
+fn frame_len(head: &[u8]) -> usize {
+    u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize
+}
+
+/// Reads until `buf` is full or the input ends; the bytes read.
+fn read_full(input: &mut dyn BufRead, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 #[cfg(test)]

@@ -638,6 +638,17 @@ fn record_to_an_unwritable_path_fails_before_tracing() {
         run.err.trim_end(),
         "tracer: cannot write /nonexistent-dir/t.jsonl: No such file or directory (os error 2)"
     );
+    let run = tracer(&[
+        "record",
+        "--format",
+        "binary",
+        "-o",
+        "/nonexistent-dir/t.bin",
+    ]);
+    assert_eq!(
+        run.err.trim_end(),
+        "tracer: cannot write /nonexistent-dir/t.bin: No such file or directory (os error 2)"
+    );
 }
 
 #[test]
@@ -867,4 +878,74 @@ fn html_report_of_a_selection_is_one_page_without_outside_references() {
     for outside in ["http:", "https:", "<script", "src="] {
         assert!(!html.contains(outside), "{outside}");
     }
+}
+
+#[test]
+fn a_binary_trace_reports_exactly_as_its_json_lines() {
+    let dir = scratch("binary-dummy", "");
+    let binary = dir.with_file_name("scenarios.bin");
+    let back = dir.with_file_name("scenarios-back.jsonl");
+    let run = tracer(&["convert", SCENARIOS, "-o", binary.to_str().unwrap()]);
+    assert!(run.ok, "{}", run.err);
+    let bytes = std::fs::read(&binary).unwrap();
+    assert!(bytes.starts_with(b"\x89TRACER\n"));
+    // Every format of the report, with and without --all, is the same from either file.
+    for extra in [
+        &[][..],
+        &["--all"],
+        &["--format", "json"],
+        &["--format", "json", "--all"],
+        &["--format", "perfetto"],
+        &["--format", "html"],
+    ] {
+        let from_json = report(Path::new(SCENARIOS), extra);
+        let from_binary = report(&binary, extra);
+        assert!(
+            from_json.ok && from_binary.ok,
+            "{}{}",
+            from_json.err,
+            from_binary.err
+        );
+        assert_eq!(from_binary.out, from_json.out, "{extra:?}");
+        assert_eq!(from_binary.err, from_json.err, "{extra:?}");
+    }
+    let run = tracer(&[
+        "convert",
+        binary.to_str().unwrap(),
+        "-o",
+        binary.to_str().unwrap(),
+    ]);
+    assert!(!run.ok);
+    assert_eq!(
+        run.err.trim_end(),
+        format!(
+            "tracer: {}: the copy would overwrite the trace it is made from",
+            binary.display()
+        )
+    );
+    // And back to JSON Lines (the default for a binary input): the same report again.
+    let run = tracer(&[
+        "convert",
+        binary.to_str().unwrap(),
+        "-o",
+        back.to_str().unwrap(),
+    ]);
+    assert!(run.ok, "{}", run.err);
+    assert_eq!(
+        report(&back, &["--format", "json"]).out,
+        report(Path::new(SCENARIOS), &["--format", "json"]).out
+    );
+    // A cut binary trace: the rest is reported, with the warning naming the record.
+    let cut = scratch("scenarios-cut.bin", &bytes[..bytes.len() - 3]);
+    let run = report(&cut, &[]);
+    assert!(run.ok, "{}", run.err);
+    assert!(
+        run.err
+            .starts_with(&format!("tracer: warning: {}: record ", cut.display()))
+            && run
+                .err
+                .contains("last record is incomplete (the trace was cut off); reporting the rest"),
+        "{}",
+        run.err
+    );
 }

@@ -1,4 +1,5 @@
-//! `tracer live` (terminal or JSON Lines on stdout) and `tracer record -o FILE`.
+//! `tracer live` (terminal or JSON Lines on stdout) and `tracer record -o FILE` (JSON Lines
+//! or binary).
 
 use std::{
     fs::File,
@@ -8,8 +9,8 @@ use std::{
 use anyhow::{Context, Result};
 
 use crate::{
-    cli::{LiveArgs, RecordArgs, Show},
-    output::{JsonLines, Sink, Summary, Text, summary::Extra, text::use_color},
+    cli::{LiveArgs, RecordArgs, Show, TraceFormat},
+    output::{BinaryTrace, JsonLines, Sink, Summary, Text, summary::Extra, text::use_color},
     session::{self, Totals},
 };
 
@@ -63,8 +64,12 @@ pub async fn record(args: RecordArgs) -> Result<()> {
             .with_context(|| format!("cannot write {}", args.output.display()))?;
         Box::new(BufWriter::new(file))
     };
-    let mut sink = JsonLines::new(out, args.output.display().to_string());
-    let totals = session::run(&args.session, &mut [&mut sink as &mut dyn Sink]).await?;
+    let name = args.output.display().to_string();
+    let mut sink: Box<dyn Sink> = match args.format {
+        TraceFormat::Json => Box::new(JsonLines::new(out, name)),
+        TraceFormat::Binary => Box::new(BinaryTrace::new(out, name)),
+    };
+    let totals = session::run(&args.session, &mut [&mut *sink as &mut dyn Sink]).await?;
     eprintln!(
         "tracer: recorded {} events and {} verdicts to {} ({} lost, {} filtered out in the kernel, \
          {} by the owner filter; {} TCP timer runs, {} probes, {} of them found late)",

@@ -1,6 +1,7 @@
 //! One module per subcommand; `main.rs` only dispatches.
 
 pub mod agent;
+pub mod convert;
 pub mod doctor;
 pub mod live;
 pub mod report;

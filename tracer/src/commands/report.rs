@@ -76,7 +76,7 @@ pub fn replay(args: &ReportArgs) -> Result<Replay> {
         match record {
             Record::Event(e) => {
                 summary.event(&e)?;
-                engine.push(*e, &mut verdicts);
+                engine.push_boxed(e, &mut verdicts);
             }
             Record::Verdict(v) => recorded.push(VerdictSeen::of(&v)),
             Record::Lost(l) => summary.lost(&l)?,

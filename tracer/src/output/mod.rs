@@ -1,7 +1,8 @@
-//! Where events and verdicts go: the terminal, JSON Lines, Perfetto, a self-contained HTML
-//! report, the exit summary, the `top` screen.
+//! Where events and verdicts go: the terminal, JSON Lines, the binary trace, Perfetto, a
+//! self-contained HTML report, the exit summary, the `top` screen.
 //! Every sink sees the same records in the same order.
 
+mod binary;
 pub mod event_json;
 pub mod html;
 mod jsonl;
@@ -10,6 +11,7 @@ pub mod summary;
 pub mod text;
 pub mod top;
 
+pub use binary::BinaryTrace;
 pub use jsonl::JsonLines;
 pub use summary::Summary;
 pub use text::Text;

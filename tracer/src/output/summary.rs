@@ -2,12 +2,10 @@
 //! retransmits, what was lost.
 //! A sink like the others, so live tracing and reports summarise the same way.
 
-use std::{
-    cmp::Reverse,
-    collections::{BTreeMap, HashMap},
-};
+use std::{cmp::Reverse, collections::BTreeMap};
 
 use anyhow::Result;
+use foldhash::HashMap;
 
 use super::Sink;
 use crate::{

@@ -353,7 +353,13 @@ impl Engine {
     }
 
     /// Feeds one event; verdicts reached are appended to `out`.
-    pub fn push(&mut self, mut event: Event, out: &mut Vec<Verdict>) {
+    pub fn push(&mut self, event: Event, out: &mut Vec<Verdict>) {
+        self.push_boxed(Box::new(event), out);
+    }
+
+    /// [`Engine::push`] for an event already boxed (as a trace reader returns them): it
+    /// waits in the reorder window without being moved.
+    pub fn push_boxed(&mut self, mut event: Box<Event>, out: &mut Vec<Verdict>) {
         if event.kind == EventKind::Drop {
             self.attach_drop(&mut event);
         }
@@ -501,7 +507,7 @@ impl Engine {
         self.timelines.values()
     }
 
-    fn apply(&mut self, e: Event, out: &mut Vec<Verdict>) {
+    fn apply(&mut self, e: Box<Event>, out: &mut Vec<Verdict>) {
         self.stats.events += 1;
         if e.ts_ns < self.applied_ns {
             self.stats.out_of_window += 1;
@@ -586,7 +592,7 @@ impl Engine {
             timeline.released_ns = Some(e.ts_ns);
         }
         if self.retain != Retain::Nothing
-            && timeline.keep(e, self.thresholds.max_events_per_timeline.max(8))
+            && timeline.keep(*e, self.thresholds.max_events_per_timeline.max(8))
         {
             self.stats.truncated_events += 1;
         }

@@ -7,7 +7,8 @@
 //! out-of-order one lands a few places from it: no per-event allocation and no sifting of
 //! whole events through a heap. The rare event that belongs far from the back (a badly
 //! disordered trace) goes to a heap instead, so that no input costs more than
-//! O(NEAR + log n) per event.
+//! O(NEAR + log n) per event. Events are held boxed: a report's reader hands them over
+//! boxed, and inserting or sifting a pointer moves 8 bytes where an event moves hundreds.
 
 use std::{cmp::Reverse, collections::BinaryHeap, collections::VecDeque};
 
@@ -19,7 +20,7 @@ const NEAR: usize = 32;
 struct Pending {
     ts_ns: u64,
     arrival: u64,
-    event: Event,
+    event: Box<Event>,
 }
 
 impl Pending {
@@ -66,7 +67,7 @@ impl Reorder {
         }
     }
 
-    pub fn push(&mut self, event: Event) {
+    pub fn push(&mut self, event: Box<Event>) {
         self.newest_ns = self.newest_ns.max(event.ts_ns);
         self.arrivals += 1;
         let p = Pending {
@@ -91,7 +92,7 @@ impl Reorder {
 
     /// The oldest event that can no longer be overtaken: older than the newest event seen
     /// (or `now_ns`, when given) minus the window.
-    pub fn pop_ready(&mut self, now_ns: Option<u64>) -> Option<Event> {
+    pub fn pop_ready(&mut self, now_ns: Option<u64>) -> Option<Box<Event>> {
         let horizon = now_ns
             .unwrap_or(0)
             .max(self.newest_ns)
@@ -103,7 +104,7 @@ impl Reorder {
     }
 
     /// Everything, oldest first (end of input).
-    pub fn pop_any(&mut self) -> Option<Event> {
+    pub fn pop_any(&mut self) -> Option<Box<Event>> {
         let from_queue = match (self.queue.front(), self.stragglers.peek()) {
             (Some(q), Some(Reverse(s))) => q.key() < s.key(),
             (Some(_), None) => true,
@@ -138,11 +139,11 @@ mod tests {
     use super::*;
     use crate::testing::Sock;
 
-    fn at(ts_ns: u64, tag: u8) -> Event {
+    fn at(ts_ns: u64, tag: u8) -> Box<Event> {
         let mut e = Sock::new(1).connect().events.remove(0);
         e.ts_ns = ts_ns;
         e.probe = Some(tag);
-        e
+        Box::new(e)
     }
 
     #[test]

@@ -692,6 +692,8 @@ fn big_trace(source: &Path, target: usize) -> (PathBuf, usize) {
 
 /// `tracer report` of one big trace in one format.
 pub(crate) struct ReportRun {
+    /// The trace's format: `jsonl` or `binary`.
+    pub(crate) trace: &'static str,
     pub(crate) format: &'static str,
     pub(crate) wall: Duration,
     pub(crate) usage: Usage,
@@ -700,15 +702,29 @@ pub(crate) struct ReportRun {
 pub(crate) struct ReportSpeed {
     pub(crate) events: usize,
     pub(crate) bytes: u64,
+    /// The same trace converted to the binary format (`tracer convert`).
+    pub(crate) binary_bytes: u64,
     pub(crate) runs: Vec<ReportRun>,
 }
 
-/// `tracer report` on the retransmit storm's trace repeated to a million events.
+/// `tracer report` on the retransmit storm's trace repeated to a million events, as JSON
+/// Lines and as a binary trace.
 pub(crate) fn report_speed(source: &Path) -> ReportSpeed {
     let (path, events) = big_trace(source, 1_000_000);
-    let runs = ["text", "json"]
-        .into_iter()
-        .map(|format| {
+    let binary = out_dir().join("big-trace.bin");
+    let converted = Command::new(tracer_bin())
+        .args([
+            "convert",
+            path.to_str().unwrap(),
+            "-o",
+            binary.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(converted.success(), "tracer convert: {converted}");
+    let mut runs = Vec::new();
+    for (trace, input) in [("jsonl", &path), ("binary", &binary)] {
+        for format in ["text", "json"] {
             let started = Instant::now();
             let child = Command::new(tracer_bin())
                 .args([
@@ -717,23 +733,25 @@ pub(crate) fn report_speed(source: &Path) -> ReportSpeed {
                     format,
                     "-o",
                     "/dev/null",
-                    path.to_str().unwrap(),
+                    input.to_str().unwrap(),
                 ])
                 .spawn()
                 .unwrap();
             // No signal: the report ends by itself.
             let peak = watch_peak_rss(child.id());
             let usage = usage_at_exit(child, peak);
-            ReportRun {
+            runs.push(ReportRun {
+                trace,
                 format,
                 wall: started.elapsed(),
                 usage,
-            }
-        })
-        .collect();
+            });
+        }
+    }
     ReportSpeed {
         events,
         bytes: std::fs::metadata(&path).unwrap().len(),
+        binary_bytes: std::fs::metadata(&binary).unwrap().len(),
         runs,
     }
 }

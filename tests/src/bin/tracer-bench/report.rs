@@ -222,15 +222,18 @@ fn throughput(out: &mut String, rows: &[Throughput]) {
 fn report_speed(out: &mut String, speed: &ReportSpeed) {
     let _ = write!(
         out,
-        "\n## `tracer report` on {} events ({} MiB, the retransmit storm repeated)\n\n\
-         | format | wall | events/s | CPU | peak RSS |\n|---|---:|---:|---:|---:|\n",
+        "\n## `tracer report` on {} events (the retransmit storm repeated; JSON Lines {} MiB, \
+         binary {} MiB)\n\n\
+         | trace | format | wall | events/s | CPU | peak RSS |\n|---|---|---:|---:|---:|---:|\n",
         speed.events,
-        speed.bytes >> 20
+        speed.bytes >> 20,
+        speed.binary_bytes >> 20
     );
     for r in &speed.runs {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {} | {} MiB |",
+            "| {} | {} | {} | {:.0} | {} | {} MiB |",
+            r.trace,
             r.format,
             secs(r.wall),
             speed.events as f64 / r.wall.as_secs_f64(),
