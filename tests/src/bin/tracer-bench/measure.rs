@@ -83,13 +83,26 @@ pub(crate) fn watch_peak_rss(pid: u32) -> thread::JoinHandle<i64> {
 pub(crate) fn usage_at_exit(child: Child, peak: thread::JoinHandle<i64>) -> Usage {
     let pid = child.id() as i32;
     let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 only writes into the two out-pointers.
-    let (rc, ru) = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        let rc = libc::wait4(pid, &mut status, 0, &mut ru);
-        (rc, ru)
-    };
-    assert_eq!(rc, pid, "wait4({pid}): {}", std::io::Error::last_os_error());
+    let mut signalled = Instant::now();
+    // SAFETY: rusage is plain data.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: wait4 only writes into the two out-pointers.
+        let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+        if rc == pid {
+            break;
+        }
+        assert_eq!(rc, 0, "wait4({pid}): {}", std::io::Error::last_os_error());
+        // bpftrace 0.17 once let a SIGINT pass and ran on until the run was killed: the
+        // signal is sent again rather than waiting forever.
+        if signalled.elapsed() > Duration::from_secs(10) {
+            eprintln!("bench: pid {pid} still running 10 s after SIGINT: sent again");
+            // SAFETY: signalling our own child, which has not been reaped yet.
+            unsafe { libc::kill(pid, libc::SIGINT) };
+            signalled = Instant::now();
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
     Usage {
         cpu: Duration::from_secs(ru.ru_utime.tv_sec as u64 + ru.ru_stime.tv_sec as u64)
             + Duration::from_micros(ru.ru_utime.tv_usec as u64 + ru.ru_stime.tv_usec as u64),

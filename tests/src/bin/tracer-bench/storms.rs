@@ -72,6 +72,11 @@ pub(crate) fn tools() -> Vec<Tool> {
             label: "tracer record",
             args: vec![],
         },
+        // The same records in the binary layout: what writing JSON costs, side by side.
+        Tool::Tracer {
+            label: "tracer record --format binary",
+            args: vec!["--format", "binary"],
+        },
     ]
 }
 
