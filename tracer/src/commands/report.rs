@@ -469,6 +469,7 @@ fn write_json(
             "truncated_events": engine.truncated_events,
             "socketless": engine.socketless,
             "late": engine.late,
+            "out_of_window": engine.out_of_window,
         },
     });
     write!(out, "{{\"trace\":{trace},\"verdict_counts\":")?;

@@ -161,6 +161,13 @@ impl Summary {
                 e.unmatched_drops
             );
         }
+        if e.out_of_window > 0 {
+            out += &format!(
+                "{} events arrived after later ones had been applied (beyond the reorder \
+                 window): applied late\n",
+                e.out_of_window
+            );
+        }
         if e.evicted > 0 || e.truncated_events > 0 || self.untallied > 0 {
             out += &format!(
                 "bounded memory: {} idle timelines evicted, {} events not kept in timelines, {} sockets not tallied\n",

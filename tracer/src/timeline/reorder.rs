@@ -48,6 +48,9 @@ impl Ord for Pending {
 
 pub struct Reorder {
     window_ns: u64,
+    /// Events held at most, however young: the oldest goes once more wait (see
+    /// `Thresholds::reorder_max_events`).
+    max_pending: usize,
     /// Sorted by (timestamp, arrival).
     queue: VecDeque<Pending>,
     /// Events that arrived too far out of order for the queue.
@@ -57,9 +60,10 @@ pub struct Reorder {
 }
 
 impl Reorder {
-    pub fn new(window_ns: u64) -> Self {
+    pub fn new(window_ns: u64, max_pending: usize) -> Self {
         Self {
             window_ns,
+            max_pending: max_pending.max(1),
             queue: VecDeque::new(),
             stragglers: BinaryHeap::new(),
             arrivals: 0,
@@ -91,8 +95,12 @@ impl Reorder {
     }
 
     /// The oldest event that can no longer be overtaken: older than the newest event seen
-    /// (or `now_ns`, when given) minus the window.
+    /// (or `now_ns`, when given) minus the window, or the oldest of more than
+    /// `max_pending` waiting.
     pub fn pop_ready(&mut self, now_ns: Option<u64>) -> Option<Box<Event>> {
+        if self.len() > self.max_pending {
+            return self.pop_any();
+        }
         let horizon = now_ns
             .unwrap_or(0)
             .max(self.newest_ns)
@@ -148,7 +156,7 @@ mod tests {
 
     #[test]
     fn releases_in_time_then_arrival_order_once_the_window_passed() {
-        let mut r = Reorder::new(100);
+        let mut r = Reorder::new(100, usize::MAX);
         for (ts, tag) in [(50, 1), (10, 2), (50, 3), (30, 4), (10, 5)] {
             r.push(at(ts, tag));
         }
@@ -164,7 +172,7 @@ mod tests {
 
     #[test]
     fn the_window_follows_the_newest_event() {
-        let mut r = Reorder::new(100);
+        let mut r = Reorder::new(100, usize::MAX);
         r.push(at(1_000, 1));
         r.push(at(1_050, 2));
         assert!(r.pop_ready(None).is_none());
@@ -174,10 +182,24 @@ mod tests {
         assert_eq!(r.pop_any().map(|e| e.ts_ns), Some(1_050));
     }
 
+    #[test]
+    fn no_more_than_max_pending_wait_however_young() {
+        let mut r = Reorder::new(1_000_000, 2);
+        for (ts, tag) in [(10, 1), (30, 2), (20, 3)] {
+            r.push(at(ts, tag));
+        }
+        // Three wait, two may: the oldest goes, though the window has not passed.
+        assert_eq!(r.pop_ready(None).map(|e| e.ts_ns), Some(10));
+        assert!(r.pop_ready(None).is_none());
+        // The two left still come out in time order.
+        assert_eq!(r.pop_any().map(|e| e.ts_ns), Some(20));
+        assert_eq!(r.pop_any().map(|e| e.ts_ns), Some(30));
+    }
+
     /// Pushes events stamped `stamps` (tagged by arrival) through a window; returns what
     /// came out, in order, as (timestamp, tag).
     fn through(window_ns: u64, stamps: &[u64]) -> Result<Vec<(u64, u8)>, TestCaseError> {
-        let mut r = Reorder::new(window_ns);
+        let mut r = Reorder::new(window_ns, usize::MAX);
         let mut released = Vec::new();
         let mut newest = 0;
         for (i, &ts) in stamps.iter().enumerate() {
