@@ -35,7 +35,9 @@ use crate::{
         TcpState, TimerKind, Tuple,
     },
     identity::Identity,
+    output::event_json::EventJson,
     record::{Record, write_json_line},
+    timeline::Verdict,
 };
 
 /// The first bytes of a binary trace: not text (0x89), then a name, then a line ending
@@ -290,6 +292,11 @@ impl BinaryWriter {
         frame(out, tag, |out| {
             write_json_line(out, kind, ts_ns, body, None)
         });
+    }
+
+    /// A verdict: its JSON line (without `time`), written as JSON Lines write it.
+    pub fn verdict(out: &mut Vec<u8>, v: &Verdict, json: &mut EventJson) {
+        frame(out, tag::VERDICT, |out| json.write_verdict(out, v, None));
     }
 
     pub fn event(&mut self, out: &mut Vec<u8>, e: &Event) {

@@ -21,8 +21,8 @@ use foldhash::{HashMap, HashMapExt};
 
 use crate::{
     event::{
-        Direction, Dropped, Errno, Event, Owner, OwnerSource, SocketCounters, TcpFlags, TcpState,
-        Tuple,
+        Connection, Direction, Dropped, Errno, Event, Owner, OwnerSource, SocketCounters, TcpFlags,
+        TcpState, Tuple,
     },
     identity::Identity,
     record::WallClock,
@@ -67,17 +67,7 @@ impl EventJson {
             put(out, br#","socket":"#);
             number(out, socket.0);
         }
-        name_field(out, "family", e.conn.family.name());
-        put(out, br#","laddr":""#);
-        address(out, e.conn.laddr);
-        put(out, br#"","lport":"#);
-        number(out, e.conn.lport);
-        put(out, br#","raddr":""#);
-        address(out, e.conn.raddr);
-        put(out, br#"","rport":"#);
-        number(out, e.conn.rport);
-        put(out, br#","netns":"#);
-        number(out, e.conn.netns);
+        connection(out, &e.conn);
         put(out, br#","state":"#);
         state(out, e.state);
         if let Some(old) = e.old_state {
@@ -151,17 +141,7 @@ impl EventJson {
         name_field(out, "verdict", v.verdict.name());
         put(out, br#","socket":"#);
         number(out, v.socket.0);
-        name_field(out, "family", v.conn.family.name());
-        put(out, br#","laddr":""#);
-        address(out, v.conn.laddr);
-        put(out, br#"","lport":"#);
-        number(out, v.conn.lport);
-        put(out, br#","raddr":""#);
-        address(out, v.conn.raddr);
-        put(out, br#"","rport":"#);
-        number(out, v.conn.rport);
-        put(out, br#","netns":"#);
-        number(out, v.conn.netns);
+        connection(out, &v.conn);
         if let Some(owner) = &v.process {
             put(out, br#","process":"#);
             self.owner(out, owner);
@@ -300,6 +280,21 @@ fn state(out: &mut Vec<u8>, state: TcpState) {
             let _ = write!(out, "\"UNKNOWN_{}\"", state.0);
         }
     }
+}
+
+/// The connection's fields, inline in the record (`family` to `netns`).
+fn connection(out: &mut Vec<u8>, c: &Connection) {
+    name_field(out, "family", c.family.name());
+    put(out, br#","laddr":""#);
+    address(out, c.laddr);
+    put(out, br#"","lport":"#);
+    number(out, c.lport);
+    put(out, br#","raddr":""#);
+    address(out, c.raddr);
+    put(out, br#"","rport":"#);
+    number(out, c.rport);
+    put(out, br#","netns":"#);
+    number(out, c.netns);
 }
 
 /// An address as its `Display` spells it (never anything to escape).

@@ -3,6 +3,7 @@
 //! Every sink sees the same records in the same order.
 
 mod binary;
+mod buffered;
 pub mod event_json;
 pub mod html;
 mod jsonl;
