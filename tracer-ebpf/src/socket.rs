@@ -10,9 +10,7 @@ use aya_ebpf::{
 };
 use tracer_common::{RawEvent, SYNTHETIC_COOKIE_BIT, feature, flags};
 
-use core::mem::MaybeUninit;
-
-use crate::access::{Access, Copied, SkbPtr, SockPtr, TcpSockPtr, Typed, config, zero_words};
+use crate::access::{Access, Copied, SkbPtr, SockPtr, TcpSockPtr, Typed, config};
 
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
@@ -102,9 +100,7 @@ pub fn forget_synthetic(sk: u64) {
     }
 }
 
-/// The identity of a connection as the filters and the event need it. Word-aligned so that
-/// [`SockId::zeroed`] can clear it a word at a time.
-#[repr(C, align(8))]
+/// The identity of a connection as the filters and the event need it.
 pub struct SockId {
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
@@ -113,23 +109,6 @@ pub struct SockId {
     pub dport: u16,
     pub family: u16,
     pub state: u8,
-}
-
-impl SockId {
-    /// All zero, family AF_INET, state CLOSE: the base of identities built from packet
-    /// bytes (`[0; 16]` literals would each cost a byte-by-byte `memset` loop).
-    #[inline(always)]
-    pub fn zeroed() -> SockId {
-        let mut id = MaybeUninit::<SockId>::uninit();
-        // SAFETY: SockId is plain integers, 48 bytes, 8-aligned; all-zero is a valid value.
-        let mut id = unsafe {
-            zero_words(id.as_mut_ptr());
-            id.assume_init()
-        };
-        id.family = AF_INET;
-        id.state = state::CLOSE as u8;
-        id
-    }
 }
 
 /// Reads the tuple from `struct sock_common`, the head of full, request and timewait sockets.
@@ -185,20 +164,25 @@ pub fn reset_reply_id(skb: SkbPtr) -> Option<SockId> {
         .follow(config!(skb_dev))
         .and_then(|dev| dev.follow(config!(dev_nd_net)))
         .map_or(0, |net| net.read(config!(net_inum)) as u32);
-    let mut id = SockId::zeroed();
-    id.netns = netns;
-    // TCP header: source port at 0, destination port at 2 (network order).
-    id.sport = u16::from_be(Copied.load::<u16>(tcp + 2));
-    id.dport = u16::from_be(Copied.load::<u16>(tcp));
+    let mut id = SockId {
+        saddr: [0; 16],
+        daddr: [0; 16],
+        netns,
+        // TCP header: source port at 0, destination port at 2 (network order).
+        sport: u16::from_be(Copied.load::<u16>(tcp + 2)),
+        dport: u16::from_be(Copied.load::<u16>(tcp)),
+        family: AF_INET,
+        state: state::CLOSE as u8,
+    };
     match version {
         4 => {
-            Copied.copy_into(ip + 16, &mut id.saddr[..4]);
-            Copied.copy_into(ip + 12, &mut id.daddr[..4]);
+            id.saddr[..4].copy_from_slice(&Copied.load::<[u8; 4]>(ip + 16));
+            id.daddr[..4].copy_from_slice(&Copied.load::<[u8; 4]>(ip + 12));
         }
         6 => {
             id.family = AF_INET6;
-            Copied.copy_into(ip + 24, &mut id.saddr);
-            Copied.copy_into(ip + 8, &mut id.daddr);
+            id.saddr = Copied.load::<[u8; 16]>(ip + 24);
+            id.daddr = Copied.load::<[u8; 16]>(ip + 8);
         }
         _ => return None,
     }
