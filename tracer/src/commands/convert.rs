@@ -3,16 +3,11 @@
 //! record is kept as it is (a report of either gives the same verdicts); a cut last record
 //! is left out, with the reader's warning.
 
-use std::{
-    fs::File,
-    io::{BufWriter, Write},
-};
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::{
     cli::{ConvertArgs, TraceFormat},
-    output::{BinaryTrace, JsonLines, Sink},
+    output::{Sink, trace_sink},
     record::{Header, Record},
     trace_file::TraceReader,
 };
@@ -34,18 +29,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         );
     }
     // Created only now: a file that is not a trace leaves an existing copy untouched.
-    let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
-        Box::new(std::io::stdout().lock())
-    } else {
-        let file = File::create(&args.output)
-            .with_context(|| format!("cannot write {}", args.output.display()))?;
-        Box::new(BufWriter::new(file))
-    };
-    let name = args.output.display().to_string();
-    let mut sink: Box<dyn Sink> = match format {
-        TraceFormat::Json => Box::new(JsonLines::new(out, name)),
-        TraceFormat::Binary => Box::new(BinaryTrace::new(out, name)),
-    };
+    let mut sink = trace_sink(&args.output, format)?;
     copy(&mut reader, &header, &mut *sink)?;
     if let Some(warning) = reader.truncated() {
         eprintln!("tracer: warning: {warning}; copied the rest");

@@ -1,16 +1,13 @@
 //! `tracer live` (terminal or JSON Lines on stdout) and `tracer record -o FILE` (JSON Lines
 //! or binary).
 
-use std::{
-    fs::File,
-    io::{BufWriter, IsTerminal, Write},
-};
+use std::io::IsTerminal;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::{
-    cli::{LiveArgs, RecordArgs, Show, TraceFormat},
-    output::{BinaryTrace, JsonLines, Sink, Summary, Text, summary::Extra, text::use_color},
+    cli::{LiveArgs, RecordArgs, Show},
+    output::{JsonLines, Sink, Summary, Text, summary::Extra, text::use_color, trace_sink},
     session::{self, Totals},
 };
 
@@ -57,18 +54,7 @@ pub(super) fn extra(totals: &Totals) -> Extra {
 }
 
 pub async fn record(args: RecordArgs) -> Result<()> {
-    let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
-        Box::new(std::io::stdout().lock())
-    } else {
-        let file = File::create(&args.output)
-            .with_context(|| format!("cannot write {}", args.output.display()))?;
-        Box::new(BufWriter::new(file))
-    };
-    let name = args.output.display().to_string();
-    let mut sink: Box<dyn Sink> = match args.format {
-        TraceFormat::Json => Box::new(JsonLines::new(out, name)),
-        TraceFormat::Binary => Box::new(BinaryTrace::new(out, name)),
-    };
+    let mut sink = trace_sink(&args.output, args.format)?;
     let totals = session::run(&args.session, &mut [&mut *sink as &mut dyn Sink]).await?;
     eprintln!(
         "tracer: recorded {} events and {} verdicts to {} ({} lost, {} filtered out in the kernel, \

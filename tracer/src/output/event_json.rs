@@ -54,14 +54,7 @@ impl EventJson {
 
     /// Appends the record's line (without the newline) to `out`.
     pub fn write(&mut self, out: &mut Vec<u8>, e: &Event, clock: Option<&WallClock>) {
-        put(out, br#"{"type":"event""#);
-        if let Some(clock) = clock {
-            put(out, br#","time":""#);
-            self.time(out, clock, e.ts_ns);
-            out.push(b'"');
-        }
-        put(out, br#","ts_ns":"#);
-        number(out, e.ts_ns);
+        self.head(out, br#"{"type":"event""#, e.ts_ns, clock);
         name_field(out, "kind", e.kind.name());
         if let Some(socket) = e.socket {
             put(out, br#","socket":"#);
@@ -130,14 +123,7 @@ impl EventJson {
     /// is a verdict each: through serde, the owner's cgroup path was escaped byte by byte
     /// every time). The facts and the evidence, small and varied, go through serde.
     pub fn write_verdict(&mut self, out: &mut Vec<u8>, v: &Verdict, clock: Option<&WallClock>) {
-        put(out, br#"{"type":"verdict""#);
-        if let Some(clock) = clock {
-            put(out, br#","time":""#);
-            self.time(out, clock, v.ts_ns);
-            out.push(b'"');
-        }
-        put(out, br#","ts_ns":"#);
-        number(out, v.ts_ns);
+        self.head(out, br#"{"type":"verdict""#, v.ts_ns, clock);
         name_field(out, "verdict", v.verdict.name());
         put(out, br#","socket":"#);
         number(out, v.socket.0);
@@ -156,6 +142,19 @@ impl EventJson {
             name_field(out, "inferred_from", kind.name());
         }
         out.push(b'}');
+    }
+
+    /// A record's opening: `start` (`{"type":"..."`), its `time` when there is a clock,
+    /// its `ts_ns`.
+    fn head(&mut self, out: &mut Vec<u8>, start: &[u8], ts_ns: u64, clock: Option<&WallClock>) {
+        put(out, start);
+        if let Some(clock) = clock {
+            put(out, br#","time":""#);
+            self.time(out, clock, ts_ns);
+            out.push(b'"');
+        }
+        put(out, br#","ts_ns":"#);
+        number(out, ts_ns);
     }
 
     /// RFC 3339, UTC, µs, as [`WallClock::rfc3339`] spells it.

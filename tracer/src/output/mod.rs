@@ -17,9 +17,34 @@ pub use jsonl::JsonLines;
 pub use summary::Summary;
 pub use text::Text;
 
-use anyhow::Result;
+/// A trace written to `path` (`-`: standard output) in `format`: the sink of `record` and
+/// `convert`. The file is created here, so callers create it only once they know they will
+/// write it.
+pub fn trace_sink(path: &Path, format: TraceFormat) -> Result<Box<dyn Sink>> {
+    let out: Box<dyn Write> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        let file =
+            File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+        Box::new(BufWriter::new(file))
+    };
+    let name = path.display().to_string();
+    Ok(match format {
+        TraceFormat::Json => Box::new(JsonLines::new(out, name)),
+        TraceFormat::Binary => Box::new(BinaryTrace::new(out, name)),
+    })
+}
+
+use std::{
+    fs::File,
+    io::{BufWriter, Write},
+    path::Path,
+};
+
+use anyhow::{Context, Result};
 
 use crate::{
+    cli::TraceFormat,
     event::Event,
     record::{End, Header, Lost},
     session::Snapshot,
