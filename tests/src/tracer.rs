@@ -161,8 +161,9 @@ impl Tracer {
         }
     }
 
-    /// The last records (without the periodic status lines) and the tracer's stderr.
-    fn diagnosis(&self) -> String {
+    /// The last records (without the periodic status lines), the kernel's own counters and
+    /// the tracer's stderr: what a failed assertion about the trace prints.
+    pub fn diagnosis(&self) -> String {
         const LAST: usize = 40;
         let records = self.records();
         let shown: Vec<String> = records

@@ -49,7 +49,8 @@ fn assert_counter_matches(
         }
         assert!(
             Instant::now() < deadline,
-            "{mib}: the kernel counted {kernel}, the trace has {traced}"
+            "{mib}: the kernel counted {kernel}, the trace has {traced}\n{}",
+            tracer.diagnosis()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
