@@ -250,8 +250,8 @@ fn median_of(rounds: &[Round], f: impl Fn(&Round) -> f64) -> f64 {
 
 fn side_by_side(out: &mut String, storms: &[Storm]) {
     *out += "\n## Side by side: no tool, bpftrace (one printf per event), tracer record\n\n\
-             Rounds alternate the tools; medians over the rounds (fidelity: the worst round, \
-             lost: all rounds). CPU: the tool's user + system time over its whole run, \
+             Rounds alternate the tools; medians over the rounds, the rate's [min–max] after \
+             it (fidelity: the worst round, lost: all rounds). CPU: the tool's user + system time over its whole run, \
              start-up (until attached) in brackets; per record: its CPU during the storm \
              ÷ the records it wrote (trace events, bpftrace's lines).\n\n\
              | storm | tool | rounds | rate | ratio | CPU (start-up) | µs per record | \
@@ -270,8 +270,20 @@ fn side_by_side(out: &mut String, storms: &[Storm]) {
             let rate = rounds[0]
                 .rate
                 .map(|_| median_of(rounds, |r| r.rate.unwrap_or(0.0)));
-            let rate_text = rate.map_or("—".to_owned(), |r| {
-                format!("{} {}", thousands(r), storm.rate_unit)
+            // The spread shows what this shared machine does to a rate with no tool at all:
+            // a ratio inside the no-tool row's spread is not a measured cost.
+            let rate_text = rate.map_or("—".to_owned(), |median| {
+                let rates = rounds.iter().map(|round| round.rate.unwrap_or(0.0));
+                let (low, high) = rates.fold((f64::MAX, 0.0f64), |(lo, hi), rate| {
+                    (lo.min(rate), hi.max(rate))
+                });
+                format!(
+                    "{} {} [{}–{}]",
+                    thousands(median),
+                    storm.rate_unit,
+                    thousands(low),
+                    thousands(high)
+                )
             });
             let ratio = match (rate, baseline) {
                 (Some(r), Some(b)) if b > 0.0 => format!("**{:.2}**", r / b),
