@@ -88,8 +88,6 @@ fn on_drop(ctx: &BtfTracePointContext, reason: u32, rx_sk: u64) {
             return;
         }
         id.family = AF_INET6;
-        Copied.copy_into(ip + 8, &mut id.saddr);
-        Copied.copy_into(ip + 24, &mut id.daddr);
         (ip + 40, u32::from(u16::from_be_bytes([fixed[4], fixed[5]])))
     } else {
         // Version and header length (0), total length (2-3); protocol (9).
@@ -98,8 +96,6 @@ fn on_drop(ctx: &BtfTracePointContext, reason: u32, rx_sk: u64) {
             return;
         }
         let header = u32::from(start[0] & 0x0f) * 4;
-        Copied.copy_into(ip + 12, &mut id.saddr[..4]);
-        Copied.copy_into(ip + 16, &mut id.daddr[..4]);
         let total = u32::from(u16::from_be_bytes([start[2], start[3]]));
         (ip + u64::from(header), total.saturating_sub(header))
     };
@@ -114,6 +110,14 @@ fn on_drop(ctx: &BtfTracePointContext, reason: u32, rx_sk: u64) {
     // (unless it was a reset itself): the drop would say it twice.
     if reason == config!(drop_no_socket_answered) && tcp_flags & TCP_RST == 0 {
         return;
+    }
+    // The addresses only now: a refused connect's SYN leaves above without them.
+    if v6 {
+        Copied.copy_into(ip + 8, &mut id.saddr);
+        Copied.copy_into(ip + 24, &mut id.daddr);
+    } else {
+        Copied.copy_into(ip + 12, &mut id.saddr[..4]);
+        Copied.copy_into(ip + 16, &mut id.daddr[..4]);
     }
     // The socket the kernel named with the drop: the owner of the buffer, else the socket
     // the segment was looked up for.
