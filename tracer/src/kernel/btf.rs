@@ -5,7 +5,11 @@
 //! [`tracer_common::Config`]. A member this kernel lacks stays [`FieldLoc::ABSENT`] and the
 //! loader says what that costs; it is never guessed.
 
-use std::{cell::RefCell, collections::HashMap, path::Path};
+use std::{
+    cell::RefCell,
+    collections::{HashMap, HashSet},
+    path::Path,
+};
 
 use anyhow::{Context, Result, anyhow, bail};
 use btf_rs::{Backend, Btf, BtfType, Type};
@@ -15,18 +19,29 @@ pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 pub struct KernelBtf {
     btf: Btf,
+    /// The same bytes as `btf`, mapped once more: [`KernelBtf::preload`] reads the type
+    /// table's names from them directly.
+    raw: memmap2::Mmap,
     /// Name → types, for the few dozen names the loader asks about: the file is mapped, not
     /// parsed up front (a full parse of vmlinux BTF costs tens of MB and, under emulation,
-    /// minutes), and each uncached lookup scans its type table once.
+    /// minutes). [`KernelBtf::preload`] finds all the names the loader will ask about in one
+    /// pass over the type table; a name it was not given costs a pass of its own.
     by_name: RefCell<HashMap<String, Vec<Type>>>,
 }
 
-/// Maps the BTF file. sysfs lets vmlinux BTF be mapped only from 6.10 or so; on older
-/// kernels the bytes are read once into an in-memory file, which is mapped instead (one
-/// read, no per-type file access, no up-front parse).
-fn map_btf(path: &Path) -> Result<Btf> {
-    match Btf::from_file_with_backend(path, Backend::Mmap) {
-        Ok(btf) => Ok(btf),
+/// Maps the BTF file (for btf_rs, and once more for the raw bytes). sysfs lets vmlinux BTF
+/// be mapped only from 6.10 or so; on older kernels the bytes are read once into an
+/// in-memory file, which is mapped instead (one read, no per-type file access, no up-front
+/// parse).
+fn map_btf(path: &Path) -> Result<(Btf, memmap2::Mmap)> {
+    let map = |path: &Path| -> Result<(Btf, memmap2::Mmap)> {
+        let file = std::fs::File::open(path)?;
+        // SAFETY: BTF files (sysfs, or our own in-memory copy) do not change while mapped.
+        let raw = unsafe { memmap2::Mmap::map(&file) }?;
+        Ok((Btf::from_file_with_backend(path, Backend::Mmap)?, raw))
+    };
+    match map(path) {
+        Ok(mapped) => Ok(mapped),
         Err(direct) => {
             let bytes = std::fs::read(path)?;
             let memfd = nix::sys::memfd::memfd_create(
@@ -37,10 +52,72 @@ fn map_btf(path: &Path) -> Result<Btf> {
             let mut file = std::fs::File::from(memfd);
             std::io::Write::write_all(&mut file, &bytes)?;
             let copy = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
-            Btf::from_file_with_backend(&copy, Backend::Mmap)
+            map(Path::new(&copy))
                 .map_err(|e| anyhow!("mapping it failed ({direct}), and so did a copy ({e})"))
         }
     }
+}
+
+/// Type ids by name, and the number of types in the table.
+type NamedIds<'w> = (HashMap<&'w str, Vec<u32>>, u32);
+
+/// Ids of the types named in `wanted`, found in one pass over the raw BTF's type table
+/// (only each type's fixed header and name are read; btf_rs answers one name per pass and
+/// decodes every type), and the number of types. None when the bytes are not
+/// native-endian BTF of a layout this reader knows (then btf_rs answers, name by name).
+fn ids_by_names<'w>(raw: &[u8], wanted: &HashSet<&'w str>) -> Option<NamedIds<'w>> {
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(raw.get(at..at + 4)?.try_into().ok()?))
+    };
+    // struct btf_header: magic (u16), version, flags, hdr_len, type_off, type_len, str_off,
+    // str_len.
+    let magic = u16::from_ne_bytes(raw.get(0..2)?.try_into().ok()?);
+    if magic != 0xeb9f || raw[2] != 1 {
+        return None;
+    }
+    let hdr_len = word(4)? as usize;
+    let types_start = hdr_len.checked_add(word(8)? as usize)?;
+    let types_end = types_start.checked_add(word(12)? as usize)?;
+    let strings_start = hdr_len.checked_add(word(16)? as usize)?;
+    let strings = raw.get(strings_start..strings_start.checked_add(word(20)? as usize)?)?;
+    raw.get(types_start..types_end)?;
+    let longest = wanted.iter().map(|n| n.len()).max().unwrap_or(0);
+
+    let mut found: HashMap<&str, Vec<u32>> = HashMap::new();
+    let (mut at, mut id) = (types_start, 1u32);
+    while at < types_end {
+        // struct btf_type: name_off, info (vlen: bits 0-15, kind: bits 24-28), size/type.
+        let name_off = word(at)? as usize;
+        let info = word(at + 4)?;
+        let vlen = (info & 0xffff) as usize;
+        let extra = match (info >> 24) & 0x1f {
+            // INT, VAR, DECL_TAG: one u32.
+            1 | 14 | 17 => 4,
+            // ARRAY: struct btf_array.
+            3 => 12,
+            // STRUCT, UNION (btf_member), DATASEC (btf_var_secinfo), ENUM64 (btf_enum64).
+            4 | 5 | 15 | 19 => 12 * vlen,
+            // ENUM (btf_enum), FUNC_PROTO (btf_param).
+            6 | 13 => 8 * vlen,
+            // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG.
+            2 | 7..=12 | 16 | 18 => 0,
+            _ => return None,
+        };
+        if name_off != 0 {
+            let tail = strings.get(name_off..)?;
+            // Only names as long as a wanted one are worth finding the end of.
+            let window = &tail[..tail.len().min(longest + 1)];
+            if let Some(len) = window.iter().position(|&b| b == 0)
+                && let Ok(name) = std::str::from_utf8(&window[..len])
+                && let Some(&wanted_name) = wanted.get(name)
+            {
+                found.entry(wanted_name).or_default().push(id);
+            }
+        }
+        at += 12 + extra;
+        id += 1;
+    }
+    (at == types_end).then_some((found, id - 1))
 }
 
 /// A member found inside a struct: where it starts (in bits) and its resolved type.
@@ -56,7 +133,7 @@ impl KernelBtf {
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let btf = map_btf(path).map_err(|e| {
+        let (btf, raw) = map_btf(path).map_err(|e| {
             anyhow!(
                 "cannot read kernel BTF at {}: {e:#} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)",
                 path.display()
@@ -64,8 +141,55 @@ impl KernelBtf {
         })?;
         Ok(Self {
             btf,
+            raw,
             by_name: RefCell::new(HashMap::new()),
         })
+    }
+
+    /// Looks up every name in `names` (types, enums, [`tracepoint_typedef`]s) in one pass
+    /// over the type table, so that asking about them later costs no pass of its own.
+    pub fn preload(&self, names: &[impl AsRef<str>]) {
+        let wanted: HashSet<&str> = {
+            let cached = self.by_name.borrow();
+            names
+                .iter()
+                .map(AsRef::as_ref)
+                .filter(|n| !n.is_empty() && !cached.contains_key(*n))
+                .collect()
+        };
+        if wanted.is_empty() {
+            return;
+        }
+        // Both readers must agree on the number of types (btf_rs counts `void` as type 0),
+        // and on the name of every type found, or btf_rs answers, name by name.
+        let (_, last_id) = self.btf.base().type_id_range();
+        let Some((mut ids, count)) =
+            ids_by_names(&self.raw, &wanted).filter(|&(_, count)| count == last_id)
+        else {
+            log::debug!("BTF names read one by one (unexpected BTF layout)");
+            return;
+        };
+        let mut by_name = self.by_name.borrow_mut();
+        for name in wanted {
+            let mut types = Vec::new();
+            for id in ids.remove(name).unwrap_or_default() {
+                let ty = self.btf.resolve_type_by_id(id).ok();
+                let named = ty
+                    .as_ref()
+                    .and_then(|t| t.as_btf_type())
+                    .and_then(|t| self.btf.resolve_name(t).ok());
+                match ty {
+                    Some(ty) if named.as_deref() == Some(name) => types.push(ty),
+                    _ => {
+                        log::debug!(
+                            "BTF names read one by one (type {id} of {count} is not {name})"
+                        );
+                        return;
+                    }
+                }
+            }
+            by_name.insert(name.to_owned(), types);
+        }
     }
 
     /// Every type called `name` (empty when there is none).
@@ -252,7 +376,7 @@ impl KernelBtf {
 
     /// Number of arguments of tracepoint `name` (None: the kernel has no such tracepoint).
     pub fn tracepoint_arity(&self, name: &str) -> Option<usize> {
-        let typedef = format!("btf_trace_{name}");
+        let typedef = tracepoint_typedef(name);
         let ty = self
             .types_named(&typedef)
             .ok()?
@@ -266,6 +390,11 @@ impl KernelBtf {
             _ => None,
         }
     }
+}
+
+/// The typedef through which BTF describes tracepoint `name`'s arguments.
+pub fn tracepoint_typedef(name: &str) -> String {
+    format!("btf_trace_{name}")
 }
 
 #[cfg(test)]
@@ -314,6 +443,34 @@ mod tests {
             btf.enum_value("sock_flags", "SOCK_DEAD").is_ok(),
             "enum sock_flags"
         );
+    }
+
+    /// The one-pass reader finds, for every name start-up asks about, the ids btf_rs finds
+    /// name by name, and counts the types as btf_rs does.
+    #[test]
+    fn one_pass_finds_what_lookups_by_name_find() {
+        let btf = kernel_btf();
+        let names: Vec<String> = crate::kernel::layout::type_names()
+            .chain(
+                crate::kernel::hooks::tracepoints()
+                    .into_iter()
+                    .map(tracepoint_typedef),
+            )
+            .chain(["sk_rst_reason", "int", "no_such_type"].map(String::from))
+            .collect();
+        let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+        let (ids, count) =
+            ids_by_names(&btf.raw, &wanted).expect("this kernel's BTF is read in one pass");
+        assert_eq!(count, btf.btf.base().type_id_range().1);
+        for name in wanted {
+            let expected = btf.btf.resolve_ids_by_name(name).unwrap();
+            assert_eq!(
+                ids.get(name).cloned().unwrap_or_default(),
+                expected,
+                "{name}"
+            );
+        }
+        assert!(!ids.contains_key("no_such_type"));
     }
 
     #[test]

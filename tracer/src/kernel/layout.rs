@@ -79,8 +79,24 @@ const MEMBERS: &[(Slot, &str, &str, Need)] = &[
     (|c| &mut c.timer_function, "timer_list", "function", Need::Optional("keepalive probes and RTO/TLP classification")),
 ];
 
+/// The types [`resolve`] looks up by name, beyond the structs of [`MEMBERS`].
+const OTHER_TYPES: &[&str] = &["tcp_skb_cb", "sock_flags", "skb_drop_reason"];
+
+/// Every type name [`resolve`] asks BTF about (for [`KernelBtf::preload`]).
+pub fn type_names() -> impl Iterator<Item = String> {
+    MEMBERS
+        .iter()
+        .map(|m| m.1)
+        .chain(OTHER_TYPES.iter().copied())
+        .map(str::to_owned)
+        .chain(std::iter::once(super::btf::tracepoint_typedef(
+            NO_SOCKET_RESET_TRACEPOINT,
+        )))
+}
+
 /// Resolves every member; returns the config and what this kernel lacks.
 pub fn resolve(btf: &KernelBtf) -> anyhow::Result<(Config, Vec<Missing>)> {
+    btf.preload(&type_names().collect::<Vec<_>>());
     let mut config = Config::default();
     let mut missing = Vec::new();
     for (slot, outer, paths, need) in MEMBERS {
@@ -145,12 +161,14 @@ pub fn resolve(btf: &KernelBtf) -> anyhow::Result<(Config, Vec<Missing>)> {
     Ok((config, missing))
 }
 
+const NO_SOCKET_RESET_TRACEPOINT: &str = "tcp_send_reset";
+
 /// The drop reason of a segment that matched no socket, when the kernel traces the reset
 /// it answers each such segment with (`tcp_send_reset` with its reason and a NULL socket,
 /// both since 6.10): the drop then repeats the `reset_sent` fact (for each refused connect,
 /// one record more of eight), and the programs leave it out.
 fn no_socket_drops_answered(btf: &KernelBtf) -> Option<u32> {
-    if btf.tracepoint_arity("tcp_send_reset")? < 3 {
+    if btf.tracepoint_arity(NO_SOCKET_RESET_TRACEPOINT)? < 3 {
         return None;
     }
     let value = btf
