@@ -72,7 +72,7 @@ fn ids_by_names<'w>(raw: &[u8], wanted: &HashSet<&'w str>) -> Option<NamedIds<'w
     // struct btf_header: magic (u16), version, flags, hdr_len, type_off, type_len, str_off,
     // str_len.
     let magic = u16::from_ne_bytes(raw.get(0..2)?.try_into().ok()?);
-    if magic != 0xeb9f || raw[2] != 1 {
+    if magic != 0xeb9f || raw.get(2) != Some(&1) {
         return None;
     }
     let hdr_len = word(4)? as usize;
