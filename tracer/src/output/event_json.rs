@@ -11,11 +11,7 @@
 //! serialized once per identity (the `Arc<Identity>` every event of an owner shares) and
 //! copied afterwards, and the `time` field's date and time of day once per second.
 
-use std::{
-    io::Write as _,
-    net::IpAddr,
-    sync::{Arc, OnceLock},
-};
+use std::{io::Write as _, net::IpAddr, sync::Arc};
 
 use foldhash::{HashMap, HashMapExt};
 
@@ -314,14 +310,11 @@ fn address(out: &mut Vec<u8>, addr: IpAddr) {
 }
 
 fn errno(out: &mut Vec<u8>, key: &str, e: Errno) {
-    /// Names of the errnos sockets report, spelt once.
-    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
     put(out, b",\"");
     put(out, key.as_bytes());
     put(out, b"\":\"");
     // Errno names are plain identifiers (`ETIMEDOUT`, `E250`): nothing to escape.
-    let names = NAMES.get_or_init(|| (0..256).map(|n| Errno(n).to_string()).collect());
-    match usize::try_from(e.0).ok().and_then(|n| names.get(n)) {
+    match e.name() {
         Some(name) => put(out, name.as_bytes()),
         None => {
             let _ = write!(out, "{e}");
