@@ -219,7 +219,7 @@ impl EventJson {
 /// names, addresses): copied here with a few fixed-size moves instead of a call to
 /// `memcpy` each, which cost more than the copying.
 #[inline(always)]
-fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put(out: &mut Vec<u8>, bytes: &[u8]) {
     let n = bytes.len();
     if n > 32 {
         out.extend_from_slice(bytes);
