@@ -1,11 +1,12 @@
 //! The live path in userspace, from ring-buffer records to the sinks: decoding, owners and
-//! their identity, naming, the JSON Lines (or text) output, the timeline engine. What
-//! `tracer record` and `tracer live` spend per event, without the kernel and the disk:
-//! `cargo bench -p tracer --bench live`. A measurement, not a check.
+//! their identity, naming, the trace output (JSON Lines or binary) or text, the timeline
+//! engine. What `tracer record` and `tracer live` spend per event, without the kernel and
+//! the disk: `cargo bench -p tracer --bench live`. A measurement, not a check.
 //!
-//! Arguments: `[connect|retransmit] [json|text|none] [EVENTS]`, for one configuration (run
-//! it under `valgrind --tool=callgrind --toggle-collect='*Pipeline*raw*'` to count the
-//! instructions per event of the pipeline alone, without generating the records).
+//! Arguments: `[connect|retransmit] [json|binary|text|none] [EVENTS]`, for one
+//! configuration (run it under `valgrind --tool=callgrind --toggle-collect='*Pipeline*raw*'`
+//! to count the instructions per event of the pipeline alone, without generating the
+//! records). `none` is the exit summary alone: what the engine and naming cost.
 //!
 //! - connect: the connect storm, each connect as the kernel reports it (SYN_SENT, the
 //!   server's socketless reset, the reset received, CLOSE with ECONNREFUSED, the error
@@ -17,7 +18,7 @@ use std::{io, time::Duration};
 use tracer::{
     event::KernelFacts,
     identity::{Config, Host, OwnerIdentities, Resolver},
-    output::{JsonLines, Sink, Text},
+    output::{BinaryTrace, JsonLines, Sink, Text},
     session::Pipeline,
     testing,
     timeline::{Engine, Thresholds},
@@ -159,10 +160,11 @@ fn main() {
         None => &["connect", "retransmit"],
     };
     let outputs: &[&str] = match arg(1) {
+        Some("binary") => &["binary"],
         Some("text") => &["text"],
         Some("none") => &["none"],
         Some(_) => &["json"],
-        None => &["json", "text", "none"],
+        None => &["json", "binary", "text", "none"],
     };
     for storm in storms {
         for output in outputs {
@@ -181,10 +183,12 @@ fn measure(storm: &str, output: &str, events: u64) {
     let identities = OwnerIdentities::with_resolver(Some(resolver), None, None);
     let mut pipeline = Pipeline::new(facts, Engine::new(Thresholds::default()), identities);
     let mut json = JsonLines::new(io::sink(), "sink");
+    let mut binary = BinaryTrace::new(io::sink(), "sink");
     let mut text = Text::new(io::sink(), false);
     let mut nothing = tracer::output::Summary::new();
     let sink: &mut dyn Sink = match output {
         "json" => &mut json,
+        "binary" => &mut binary,
         "text" => &mut text,
         _ => &mut nothing,
     };

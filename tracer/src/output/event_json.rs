@@ -11,11 +11,7 @@
 //! serialized once per identity (the `Arc<Identity>` every event of an owner shares) and
 //! copied afterwards, and the `time` field's date and time of day once per second.
 
-use std::{
-    io::Write as _,
-    net::IpAddr,
-    sync::{Arc, OnceLock},
-};
+use std::{io::Write as _, net::IpAddr, sync::Arc};
 
 use foldhash::{HashMap, HashMapExt};
 
@@ -121,7 +117,8 @@ impl EventJson {
     /// Appends a `verdict` record's line (without the newline) to `out`: the same bytes as
     /// serde's, with the owner and the explanation written as in events (a refused connect
     /// is a verdict each: through serde, the owner's cgroup path was escaped byte by byte
-    /// every time). The facts and the evidence, small and varied, go through serde.
+    /// every time), and the evidence by hand too. The facts, small and varied, go through
+    /// serde.
     pub fn write_verdict(&mut self, out: &mut Vec<u8>, v: &Verdict, clock: Option<&WallClock>) {
         self.head(out, br#"{"type":"verdict""#, v.ts_ns, clock);
         name_field(out, "verdict", v.verdict.name());
@@ -136,8 +133,19 @@ impl EventJson {
         string(out, &v.explanation);
         put(out, br#","facts":"#);
         serde_json::to_writer(&mut *out, &v.facts).expect("facts always serialise");
-        put(out, br#","evidence":"#);
-        serde_json::to_writer(&mut *out, &v.evidence).expect("evidence always serialises");
+        put(out, br#","evidence":["#);
+        for (i, cited) in v.evidence.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            put(out, br#"{"ts_ns":"#);
+            number(out, cited.ts_ns);
+            name_field(out, "kind", cited.kind.name());
+            put(out, br#","detail":"#);
+            string(out, &cited.detail);
+            out.push(b'}');
+        }
+        out.push(b']');
         if let Some(kind) = v.inferred_from {
             name_field(out, "inferred_from", kind.name());
         }
@@ -223,7 +231,7 @@ impl EventJson {
 /// names, addresses): copied here with a few fixed-size moves instead of a call to
 /// `memcpy` each, which cost more than the copying.
 #[inline(always)]
-fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put(out: &mut Vec<u8>, bytes: &[u8]) {
     let n = bytes.len();
     if n > 32 {
         out.extend_from_slice(bytes);
@@ -314,14 +322,11 @@ fn address(out: &mut Vec<u8>, addr: IpAddr) {
 }
 
 fn errno(out: &mut Vec<u8>, key: &str, e: Errno) {
-    /// Names of the errnos sockets report, spelt once.
-    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
     put(out, b",\"");
     put(out, key.as_bytes());
     put(out, b"\":\"");
     // Errno names are plain identifiers (`ETIMEDOUT`, `E250`): nothing to escape.
-    let names = NAMES.get_or_init(|| (0..256).map(|n| Errno(n).to_string()).collect());
-    match usize::try_from(e.0).ok().and_then(|n| names.get(n)) {
+    match e.name() {
         Some(name) => put(out, name.as_bytes()),
         None => {
             let _ = write!(out, "{e}");
@@ -627,7 +632,7 @@ pub(crate) mod tests {
         }
         assert!(seen > 100, "{seen} verdicts in the fixtures");
         let e = everything();
-        check(Verdict {
+        let v = Verdict {
             ts_ns: 7,
             verdict: VerdictKind::DeadSocketHeld,
             socket: SocketId(u64::MAX),
@@ -646,7 +651,25 @@ pub(crate) mod tests {
                 detail: "reset \"received\"".into(),
             }],
             inferred_from: Some(EventKind::Destroy),
+        };
+        check(v.clone());
+        // No evidence; several, with every kind of character to escape.
+        check(Verdict {
+            evidence: Vec::new(),
+            ..v.clone()
         });
+        let mut evidence = v.evidence.clone();
+        evidence.push(Evidence {
+            ts_ns: u64::MAX,
+            kind: EventKind::Drop,
+            detail: "a\"b\\c\u{1}\t\n\r\u{8}\u{c}\u{1f}é → x".into(),
+        });
+        evidence.push(Evidence {
+            ts_ns: 0,
+            kind: EventKind::StateChange,
+            detail: String::new(),
+        });
+        check(Verdict { evidence, ..v });
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! retransmits, what was lost.
 //! A sink like the others, so live tracing and reports summarise the same way.
 
-use std::{cmp::Reverse, collections::BTreeMap};
+use std::{cmp::Reverse, collections::BTreeMap, sync::Arc};
 
 use anyhow::Result;
 use foldhash::HashMap;
@@ -10,7 +10,7 @@ use foldhash::HashMap;
 use super::Sink;
 use crate::{
     event::{Connection, Event, EventKind, Owner, SocketId},
-    identity,
+    identity::Identity,
     record::{End, Header, LossCause, Lost},
     timeline::{EngineStats, Verdict, VerdictKind},
     words::duration_ms,
@@ -44,6 +44,9 @@ pub struct Summary {
     /// `unit nginx.service`); those of owners without one are only counted.
     pub verdicts_by_owner: BTreeMap<String, BTreeMap<VerdictKind, u64>>,
     verdicts_elsewhere: u64,
+    /// The identity the last verdict's owner had, and its short label: a storm's verdicts
+    /// name the same owner one after another, labelled once.
+    last_label: Option<(Arc<Identity>, Option<String>)>,
     tallies: HashMap<SocketId, Tally>,
     untallied: u64,
     /// Events lost to a full ring buffer.
@@ -226,6 +229,21 @@ fn kinds(counts: &BTreeMap<VerdictKind, u64>) -> String {
         .join(" · ")
 }
 
+/// `identity`'s short label ([`crate::identity::owner_short`]), from `last` when it is the same
+/// identity.
+fn short_label<'a>(
+    last: &'a mut Option<(Arc<Identity>, Option<String>)>,
+    identity: &Arc<Identity>,
+) -> Option<&'a str> {
+    if !last
+        .as_ref()
+        .is_some_and(|(known, _)| Arc::ptr_eq(known, identity))
+    {
+        *last = Some((identity.clone(), identity.short()));
+    }
+    last.as_ref()?.1.as_deref()
+}
+
 impl Sink for Summary {
     fn header(&mut self, header: &Header) -> Result<()> {
         self.seen(header.started_ns);
@@ -274,12 +292,18 @@ impl Sink for Summary {
     fn verdict(&mut self, v: &Verdict) -> Result<()> {
         self.seen(v.ts_ns);
         *self.verdicts.entry(v.verdict).or_default() += 1;
-        match v.process.as_ref().and_then(identity::owner_short) {
-            Some(label)
-                if self.verdicts_by_owner.len() < MAX_GROUPS
-                    || self.verdicts_by_owner.contains_key(&label) =>
-            {
-                let by_kind = self.verdicts_by_owner.entry(label).or_default();
+        let label = v
+            .process
+            .as_ref()
+            .and_then(|owner| owner.container.as_ref())
+            .and_then(|identity| short_label(&mut self.last_label, identity));
+        let groups = &mut self.verdicts_by_owner;
+        match label {
+            Some(label) if groups.len() < MAX_GROUPS || groups.contains_key(label) => {
+                let by_kind = match groups.get_mut(label) {
+                    Some(by_kind) => by_kind,
+                    None => groups.entry(label.to_owned()).or_default(),
+                };
                 *by_kind.entry(v.verdict).or_default() += 1;
             }
             _ => self.verdicts_elsewhere += 1,
@@ -438,10 +462,8 @@ mod tests {
 
 #[cfg(test)]
 mod by_owner {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::{identity::Identity, testing::Sock};
+    use crate::testing::Sock;
 
     fn verdict_of(unit: Option<&str>, kind: VerdictKind) -> Verdict {
         let mut v = Sock::new(1).verdict(1, kind);
@@ -495,5 +517,25 @@ mod by_owner {
             .verdict(&verdict_of(None, VerdictKind::PeerReset))
             .unwrap();
         assert!(!plain.render(&Extra::default()).contains("by pod"));
+    }
+
+    /// Owners' identities shared from verdict to verdict (as a session's are), one after
+    /// another and back: each verdict counted under its own owner's label.
+    #[test]
+    fn shared_identities_are_counted_under_their_own_labels() {
+        let units = [
+            verdict_of(Some("a.service"), VerdictKind::PeerReset),
+            verdict_of(Some("b.service"), VerdictKind::PeerReset),
+        ];
+        let mut s = Summary::new();
+        for which in [0, 0, 1, 0, 1, 1, 1] {
+            s.verdict(&units[which]).unwrap();
+        }
+        let counted: Vec<(&str, u64)> = s
+            .verdicts_by_owner
+            .iter()
+            .map(|(label, by_kind)| (label.as_str(), by_kind[&VerdictKind::PeerReset]))
+            .collect();
+        assert_eq!(counted, [("unit a.service", 3), ("unit b.service", 4)]);
     }
 }

@@ -134,11 +134,17 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    fn new(e: &Event, socket: SocketId) -> Timeline {
+    /// The timeline of `e`'s socket, as `known` (what its events said on arrival) names it,
+    /// else as `e` does.
+    fn new(e: &Event, socket: SocketId, known: Option<Arriving>) -> Timeline {
+        let (conn, process) = match known {
+            Some(known) => (known.conn, known.process),
+            None => (e.conn, e.process.clone()),
+        };
         Timeline {
             socket,
-            conn: e.conn,
-            process: e.process.clone(),
+            conn,
+            process,
             first_ns: e.ts_ns,
             last_ns: e.ts_ns,
             state: e.state,
@@ -299,7 +305,8 @@ pub struct Engine {
     reorder: Reorder,
     /// The newest event applied: one older than this arrived beyond the window.
     applied_ns: u64,
-    timelines: HashMap<SocketId, Timeline>,
+    /// Boxed: a timeline is 1.4 KB, moved at every insertion, table growth and removal.
+    timelines: HashMap<SocketId, Box<Timeline>>,
     /// Sockets whose first events wait in the reorder window: who they are, so far.
     arriving: HashMap<SocketId, Arriving>,
     /// Sockets whose death may turn into dead_socket_held: (due, socket), in due order.
@@ -512,7 +519,7 @@ impl Engine {
 
     /// Timelines still held (not yet finished), in no particular order.
     pub fn timelines(&self) -> impl Iterator<Item = &Timeline> {
-        self.timelines.values()
+        self.timelines.values().map(|t| &**t)
     }
 
     fn apply(&mut self, e: Box<Event>, out: &mut Vec<Verdict>) {
@@ -537,12 +544,9 @@ impl Engine {
             if self.timelines.len() >= self.thresholds.max_timelines.max(1) {
                 self.evict();
             }
-            let mut timeline = Timeline::new(&e, socket);
-            if let Some(known) = self.arriving.remove(&socket) {
-                timeline.conn = known.conn;
-                timeline.process = known.process;
-            }
-            self.timelines.insert(socket, timeline);
+            let known = self.arriving.remove(&socket);
+            self.timelines
+                .insert(socket, Box::new(Timeline::new(&e, socket, known)));
         }
         let Some(timeline) = self.timelines.get_mut(&socket) else {
             return;
@@ -609,7 +613,7 @@ impl Engine {
             self.stats.finished += 1;
             self.remember_released(socket);
             if self.retain.keeps(&done) {
-                self.finished.push(done);
+                self.finished.push(*done);
             }
         }
     }
@@ -704,7 +708,7 @@ impl Engine {
                 unindex_tuple(&mut self.by_tuple, *socket, &t.conn);
                 self.stats.evicted += 1;
                 if self.retain.keeps(&t) {
-                    self.finished.push(t);
+                    self.finished.push(*t);
                 }
             }
         }

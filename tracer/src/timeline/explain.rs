@@ -2,14 +2,20 @@
 //! read (its explanation, its `facts` and its evidence). Every sentence a verdict can say is
 //! here, and nothing here decides anything.
 
+//!
+//! Each text is written into one `String` (a connect storm makes a verdict per refused
+//! connect): the common sentences piece by piece, the rare ones through `write!`.
+
+use std::fmt::Write as _;
+
 use super::{
     rules::{Budget, Cited, Facts, Finding, HostDrops, Note, Stall, Storm, Warning},
     verdict::{Evidence, Verdict, VerdictFacts},
 };
 use crate::{
     event::{
-        Connection, Direction, DropReason, Errno, EventKind, Owner, ResetReason, SocketId,
-        TimerKind,
+        Connection, Direction, DropReason, Endpoint, Errno, EventKind, Owner, ResetReason,
+        SocketId, TcpState, TimerKind,
     },
     words::{count, duration_ms, ns_to_ms, retransmit_class},
 };
@@ -21,12 +27,16 @@ pub fn verdict(
     conn: Connection,
     process: Option<Owner>,
 ) -> Verdict {
+    // Room for the usual sentence (a refused connect's is about 100 bytes).
+    let mut text = String::with_capacity(128);
+    explanation(&mut text, &finding, process.as_ref());
+    inference(&mut text, &finding);
     Verdict {
         ts_ns: finding.ts_ns,
         verdict: finding.facts.kind(),
         socket,
         conn,
-        explanation: explanation(&finding, process.as_ref()) + &inference(&finding),
+        explanation: text,
         facts: record_facts(&finding.facts),
         evidence: finding.cited.iter().map(evidence).collect(),
         process,
@@ -34,10 +44,10 @@ pub fn verdict(
     }
 }
 
-/// What a verdict decided without seeing the socket's move to CLOSE rests on.
-fn inference(finding: &Finding) -> String {
+/// What a verdict decided without seeing the socket's move to CLOSE rests on, appended.
+fn inference(out: &mut String, finding: &Finding) {
     let Some(kind) = finding.inferred_from else {
-        return String::new();
+        return;
     };
     let what = match kind {
         EventKind::ErrorReport => "the error reported to the application",
@@ -45,13 +55,17 @@ fn inference(finding: &Finding) -> String {
         EventKind::Destroy => "the socket's error at its release",
         _ => "the other events of the socket",
     };
-    format!(" (its move to CLOSE was not seen: decided from {what})")
+    out.push_str(" (its move to CLOSE was not seen: decided from ");
+    out.push_str(what);
+    out.push(')');
 }
 
-/// One line, with the numbers. `owner`: who holds the socket (for dead_socket_held).
-pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
+/// One line, with the numbers, appended to `out`. `owner`: who holds the socket (for
+/// dead_socket_held).
+fn explanation(out: &mut String, finding: &Finding, owner: Option<&Owner>) {
     let peer = finding.peer;
-    match &finding.facts {
+    // Writing to a `String` cannot fail.
+    let _ = match &finding.facts {
         Facts::PeerUnresponsive(w) => {
             let Warning {
                 consecutive_rtos,
@@ -61,7 +75,8 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
                 budget,
                 ..
             } = w;
-            format!(
+            write!(
+                out,
                 "peer {peer} is not acknowledging: {} in a row over {}, RTO now {}; the kernel \
                  will give up in about {} ({}) unless it answers",
                 count(*consecutive_rtos, "retransmission timeout"),
@@ -75,15 +90,18 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
             error,
             reset_received,
         } => {
-            let how = if *error == Errno::ECONNREFUSED && *reset_received {
-                format!(
-                    "the peer answered our SYN with a reset (nothing listens on port {})",
-                    peer.port
-                )
+            out.push_str("connect to ");
+            push_endpoint(out, peer);
+            out.push_str(" refused: ");
+            if *error == Errno::ECONNREFUSED && *reset_received {
+                out.push_str("the peer answered our SYN with a reset (nothing listens on port ");
+                out.push_str(itoa::Buffer::new().format(peer.port));
+                out.push(')');
             } else {
-                format!("the network answered our SYN with {error}")
-            };
-            format!("connect to {peer} refused: {how}")
+                out.push_str("the network answered our SYN with ");
+                push_errno(out, *error);
+            }
+            Ok(())
         }
         Facts::ConnectTimeout {
             syn_retransmits,
@@ -99,7 +117,8 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
                 format!("; the network last said {error}")
             };
             match drops {
-                Some(d) if d.all() => format!(
+                Some(d) if d.all() => write!(
+                    out,
                     "connect to {peer} timed out: every SYN ({} over {}) was dropped by {} \
                      ({}) before it left, so the peer never saw one{limit}; the kernel gave up \
                      with {error}{icmp}",
@@ -108,7 +127,8 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
                     dropper(&d.reason),
                     reasons(d),
                 ),
-                Some(d) if d.direction == Direction::In => format!(
+                Some(d) if d.direction == Direction::In => write!(
+                    out,
                     "connect to {peer} timed out: the peer answered, but {} dropped its {} \
                      ({}){limit}; the kernel gave up with {error}{icmp}",
                     dropper(&d.reason),
@@ -125,7 +145,8 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
                             reasons(d)
                         )
                     });
-                    format!(
+                    write!(
+                        out,
                         "connect to {peer} timed out: {} over {} went unanswered{limit}{dropped}, \
                          the kernel gave up with {error}{icmp}",
                         count(*syn_retransmits, "SYN retransmit"),
@@ -148,14 +169,18 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
             } else {
                 String::new()
             };
-            format!("{peer} reset the connection in {state}{why}; the application sees {error}")
+            write!(
+                out,
+                "{peer} reset the connection in {state}{why}; the application sees {error}"
+            )
         }
         Facts::LocalAbort { state, reason } => {
             let why = reason
                 .as_ref()
                 .map(|r| format!(" ({r}: {})", reset_reason_words(r)))
                 .unwrap_or_default();
-            format!(
+            write!(
+                out,
                 "this host reset its connection to {peer} in {state}{why}; the peer sees \
                  ECONNRESET"
             )
@@ -170,7 +195,8 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
             let idle = idle_before_ms
                 .map(|ms| format!(" after {} idle", duration_ms(ms)))
                 .unwrap_or_default();
-            format!(
+            write!(
+                out,
                 "peer {peer} declared dead by keepalive: {} {} apart{idle} went unanswered; \
                  the kernel reset the connection with {error}",
                 count(*probes, "probe"),
@@ -186,7 +212,8 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
             ..
         } => {
             let retries = setting("tcp_orphan_retries", *orphan_retries);
-            format!(
+            write!(
+                out,
                 "a socket to {peer} that the application had already closed died retransmitting \
                  in {state}: {} over {}{retries}, the kernel gave up with {error}; data still \
                  unacknowledged was lost",
@@ -233,14 +260,16 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
                     reasons(d)
                 )
             });
-            format!(
+            write!(
+                out,
                 "{what}{dropped}; the kernel gave up after {} with {error}{icmp}",
                 budget_text(budget)
             )
         }
         Facts::DeadSocketHeld { held_ms, error } => {
             let holder = owner.map_or_else(|| "the owning process".to_owned(), Owner::to_string);
-            format!(
+            write!(
+                out,
                 "{holder} still holds its socket to {peer} {} after the kernel ended the \
                  connection with {error}: the application has not noticed",
                 duration_ms(*held_ms)
@@ -248,7 +277,8 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
         }
         Facts::CloseWaitHeld { held_ms } => {
             let holder = owner.map_or_else(|| "the owning process".to_owned(), Owner::to_string);
-            format!(
+            write!(
+                out,
                 "{peer} closed its side of the connection {} ago (FIN received, CLOSE_WAIT) and \
                  {holder} has not closed its socket: a socket and file-descriptor leak",
                 duration_ms(*held_ms)
@@ -264,19 +294,20 @@ pub fn explanation(finding: &Finding, owner: Option<&Owner>) -> String {
             } else {
                 ""
             };
-            format!(
+            write!(
+                out,
                 "peer {peer} has kept its receive window closed for {}: its application stopped \
                  reading; {} so far{answers}",
                 duration_ms(*lasted),
                 count(*probes, "zero-window probe"),
             )
         }
-        Facts::RetryStorm(storm) => storm_text(storm, peer),
-    }
+        Facts::RetryStorm(storm) => storm_text(out, storm, peer),
+    };
 }
 
 /// retry_storm's sentence.
-fn storm_text(storm: &Storm, peer: crate::event::Endpoint) -> String {
+fn storm_text(out: &mut String, storm: &Storm, peer: Endpoint) -> std::fmt::Result {
     let Storm {
         attempts,
         failures,
@@ -300,7 +331,8 @@ fn storm_text(storm: &Storm, peer: crate::event::Endpoint) -> String {
         format!(": {}", list.join(", "))
     };
     let still = if *repeated { "still " } else { "" };
-    format!(
+    write!(
+        out,
         "{process} is {still}retrying {peer} in a storm: {} in {} ({threshold} or more within {} \
          unanswered or failing, none answered); {failed} failed{how}; {unanswered} unanswered \
          so far; up to {max_in_flight} in flight at once",
@@ -479,58 +511,125 @@ pub fn budget_text(budget: &Budget) -> String {
 /// One cited moment, summarised: `RTO retransmit, 3 timeouts in a row, RTO 1.6 s (latest)`.
 pub fn evidence(cited: &Cited) -> Evidence {
     let m = &cited.mark;
-    let mut detail = match m.kind {
+    // Room for the usual detail (`SYN_SENT → CLOSE, ECONNREFUSED`).
+    let mut detail = String::with_capacity(64);
+    if let Note::Drop(d) = &cited.note {
+        let way = match d.direction {
+            Direction::Out => "outgoing",
+            Direction::In => "incoming",
+        };
+        let _ = write!(
+            detail,
+            "{way} {} dropped by this host ({})",
+            d.tcp_flags, d.reason
+        );
+        return Evidence {
+            ts_ns: m.ts_ns,
+            kind: m.kind,
+            detail,
+        };
+    }
+    let out = &mut detail;
+    match m.kind {
         EventKind::Retransmit => {
-            let mut d = format!("{} retransmit", retransmit_class(m.class));
+            out.push_str(retransmit_class(m.class));
+            out.push_str(" retransmit");
             if m.retransmits > 0 {
-                d += &format!(", {} in a row", count(m.retransmits, "timeout"));
+                out.push_str(", ");
+                out.push_str(&count(m.retransmits, "timeout"));
+                out.push_str(" in a row");
             }
             if m.rto_us > 0 {
-                d += &format!(", RTO {}", duration_ms(m.rto_us / 1000));
+                out.push_str(", RTO ");
+                out.push_str(&duration_ms(m.rto_us / 1000));
             }
-            d
         }
-        EventKind::KeepaliveProbe => format!("keepalive probe {}", m.probe),
-        EventKind::ZeroWindowProbe => format!("zero-window probe {}", m.probe),
+        EventKind::KeepaliveProbe => {
+            out.push_str("keepalive probe ");
+            out.push_str(itoa::Buffer::new().format(m.probe));
+        }
+        EventKind::ZeroWindowProbe => {
+            out.push_str("zero-window probe ");
+            out.push_str(itoa::Buffer::new().format(m.probe));
+        }
         EventKind::StateChange => {
-            let timer = match m.timer {
+            if let Some(old) = m.old_state {
+                push_state(out, old);
+            }
+            out.push_str(" → ");
+            push_state(out, m.state);
+            out.push_str(match m.timer {
                 Some(TimerKind::Write) => " in the retransmit timer",
                 Some(TimerKind::Keepalive) => " in the keepalive timer",
                 None => "",
-            };
-            format!(
-                "{} → {}{timer}",
-                m.old_state.map(|s| s.to_string()).unwrap_or_default(),
-                m.state
-            )
+            });
         }
-        EventKind::ResetReceived => format!("reset received in {}", m.state),
-        EventKind::ResetSent => format!("reset sent in {}", m.state),
-        EventKind::Drop => "dropped by this host".to_owned(),
+        EventKind::ResetReceived => {
+            out.push_str("reset received in ");
+            push_state(out, m.state);
+        }
+        EventKind::ResetSent => {
+            out.push_str("reset sent in ");
+            push_state(out, m.state);
+        }
+        EventKind::Drop => out.push_str("dropped by this host"),
         EventKind::RetransmitFailed
         | EventKind::ErrorReport
         | EventKind::Destroy
-        | EventKind::Sweep => m.kind.name().replace('_', " "),
-    };
+        | EventKind::Sweep => out.extend(m.kind.name().chars().map(|c| match c {
+            '_' => ' ',
+            c => c,
+        })),
+    }
     match &cited.note {
-        Note::Plain | Note::Reason(None) => {}
-        Note::First => detail += " (first)",
-        Note::Latest => detail += " (latest)",
-        Note::Error(error) => detail += &format!(", {error}"),
-        Note::OrphanError(error) => detail += &format!(", {error}, orphan"),
-        Note::Reason(Some(reason)) => detail += &format!(" ({reason})"),
-        Note::Drop(d) => {
-            let way = match d.direction {
-                Direction::Out => "outgoing",
-                Direction::In => "incoming",
-            };
-            detail = format!("{way} {} dropped by this host ({})", d.tcp_flags, d.reason);
+        Note::Plain | Note::Reason(None) | Note::Drop(_) => {}
+        Note::First => out.push_str(" (first)"),
+        Note::Latest => out.push_str(" (latest)"),
+        Note::Error(error) => {
+            out.push_str(", ");
+            push_errno(out, *error);
+        }
+        Note::OrphanError(error) => {
+            out.push_str(", ");
+            push_errno(out, *error);
+            out.push_str(", orphan");
+        }
+        Note::Reason(Some(reason)) => {
+            out.push_str(" (");
+            out.push_str(reason.name());
+            out.push(')');
         }
     }
     Evidence {
         ts_ns: m.ts_ns,
         kind: m.kind,
         detail,
+    }
+}
+
+/// Appends `peer` as `Display` spells it, without the formatting machinery's padding.
+fn push_endpoint(out: &mut String, peer: Endpoint) {
+    // Writing to a `String` cannot fail.
+    let _ = peer.write_text(out);
+}
+
+/// Appends `state` as `Display` spells it.
+fn push_state(out: &mut String, state: TcpState) {
+    match state.known() {
+        Some(known) => out.push_str(known.name()),
+        None => {
+            let _ = write!(out, "{state}");
+        }
+    }
+}
+
+/// Appends `error` as `Display` spells it.
+fn push_errno(out: &mut String, error: Errno) {
+    match error.name() {
+        Some(name) => out.push_str(name),
+        None => {
+            let _ = write!(out, "{error}");
+        }
     }
 }
 

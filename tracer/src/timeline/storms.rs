@@ -24,7 +24,7 @@ use super::{
     verdict::VerdictKind,
 };
 use crate::{
-    event::{Endpoint, Errno, Event, EventKind, Owner, RetransmitClass, SocketId, TcpState},
+    event::{Comm, Endpoint, Errno, Event, EventKind, Owner, RetransmitClass, SocketId, TcpState},
     timeline::Timeline,
 };
 
@@ -153,7 +153,8 @@ pub struct Storms {
     peers: HashMap<Key, Peer>,
     /// Sockets of attempts still remembered → their process and peer.
     sockets: HashMap<SocketId, Key>,
-    comms: HashMap<u32, String>,
+    /// Each process's name, and its `comm/pid` as the storm's verdict names it.
+    comms: HashMap<u32, (Comm, String)>,
     /// Socket → how many remembered attempts (of any pair) it made. At 1, its attempt is
     /// the one found searching its pair's attempts from the newest.
     attempts_of: HashMap<SocketId, u32>,
@@ -201,7 +202,16 @@ impl Storms {
                 if peer.port == 0 {
                     return None;
                 }
-                self.comms.insert(owner.pid, owner.to_string());
+                // Spelt again only when the process's name changed (an exec): a connect
+                // storm starts an attempt every few microseconds.
+                match self.comms.get_mut(&owner.pid) {
+                    Some((comm, _)) if *comm == owner.comm => {}
+                    Some(known) => *known = (owner.comm.clone(), owner.to_string()),
+                    None => {
+                        self.comms
+                            .insert(owner.pid, (owner.comm.clone(), owner.to_string()));
+                    }
+                }
                 Key {
                     pid: owner.pid,
                     netns: timeline.conn.netns,
@@ -339,7 +349,7 @@ impl Storms {
             process: self
                 .comms
                 .get(&key.pid)
-                .cloned()
+                .map(|(_, spelt)| spelt.clone())
                 .unwrap_or_else(|| format!("process {}", key.pid)),
             repeated,
             threshold,
