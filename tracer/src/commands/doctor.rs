@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::{
     cli::DoctorArgs,
-    kernel::{self, HookState, HookStatus, btf::KernelBtf, hooks, host, privileges},
+    kernel::{self, HookState, HookStatus, btf::KernelBtf, hooks, host, layout, privileges},
     sweep::{netns, sysctl::TcpSysctls},
     tcp_model::{self, RTO_MIN_MS},
     words::duration_ms,
@@ -229,7 +229,7 @@ pub fn group(namespaces: &[Namespace], own: Option<u32>) -> Vec<Group> {
 
 /// Without the privileges to verify: which tracepoints this kernel has (from its BTF).
 fn present_hooks() -> Vec<HookStatus> {
-    let Ok(btf) = KernelBtf::load() else {
+    let Ok(btf) = KernelBtf::load_finding(&layout::type_names()) else {
         return Vec::new();
     };
     hooks::tracepoints()

@@ -19,27 +19,19 @@ pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 pub struct KernelBtf {
     btf: Btf,
-    /// The same bytes as `btf`, mapped once more: [`KernelBtf::preload`] reads the type
-    /// table's names from them directly.
-    raw: memmap2::Mmap,
     /// Name → types, for the few dozen names the loader asks about: the file is mapped, not
     /// parsed up front (a full parse of vmlinux BTF costs tens of MB and, under emulation,
-    /// minutes). [`KernelBtf::preload`] finds all the names the loader will ask about in one
-    /// pass over the type table; a name it was not given costs a pass of its own.
+    /// minutes). [`KernelBtf::load_finding`] finds all the names the loader will ask about in
+    /// one pass over the type table; a name it was not given costs a pass of its own.
     by_name: RefCell<HashMap<String, Vec<Type>>>,
 }
 
-/// Maps the BTF file (for btf_rs, and once more for the raw bytes). sysfs lets vmlinux BTF
-/// be mapped only from 6.10 or so; on older kernels the bytes are read once into an
-/// in-memory file, which is mapped instead (one read, no per-type file access, no up-front
-/// parse).
-fn map_btf(path: &Path) -> Result<(Btf, memmap2::Mmap)> {
-    let map = |path: &Path| -> Result<(Btf, memmap2::Mmap)> {
-        let file = std::fs::File::open(path)?;
-        // SAFETY: BTF files (sysfs, or our own in-memory copy) do not change while mapped.
-        let raw = unsafe { memmap2::Mmap::map(&file) }?;
-        Ok((Btf::from_file_with_backend(path, Backend::Mmap)?, raw))
-    };
+/// Maps the BTF file. sysfs lets vmlinux BTF be mapped only from 6.10 or so; on older
+/// kernels the bytes are read once into an in-memory file, which is mapped instead (one
+/// read, no per-type file access, no up-front parse).
+fn map_btf(path: &Path) -> Result<Btf> {
+    let map =
+        |path: &Path| -> Result<Btf> { Ok(Btf::from_file_with_backend(path, Backend::Mmap)?) };
     match map(path) {
         Ok(mapped) => Ok(mapped),
         Err(direct) => {
@@ -60,6 +52,33 @@ fn map_btf(path: &Path) -> Result<(Btf, memmap2::Mmap)> {
 
 /// Type ids by name, and the number of types in the table.
 type NamedIds<'w> = (HashMap<&'w str, Vec<u32>>, u32);
+
+/// The file's bytes, mapped (read into memory where sysfs cannot be mapped); None when
+/// neither works (btf_rs then answers, and says what failed).
+fn read_raw(path: &Path) -> Option<Raw> {
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: BTF files do not change while mapped.
+    match unsafe { memmap2::Mmap::map(&file) } {
+        Ok(map) => Some(Raw::Mapped(map)),
+        Err(_) => std::fs::read(path).ok().map(Raw::Read),
+    }
+}
+
+enum Raw {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl std::ops::Deref for Raw {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Raw::Mapped(map) => map,
+            Raw::Read(bytes) => bytes,
+        }
+    }
+}
 
 /// Ids of the types named in `wanted`, found in one pass over the raw BTF's type table
 /// (only each type's fixed header and name are read; btf_rs answers one name per pass and
@@ -133,7 +152,7 @@ impl KernelBtf {
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let (btf, raw) = map_btf(path).map_err(|e| {
+        let btf = map_btf(path).map_err(|e| {
             anyhow!(
                 "cannot read kernel BTF at {}: {e:#} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)",
                 path.display()
@@ -141,36 +160,42 @@ impl KernelBtf {
         })?;
         Ok(Self {
             btf,
-            raw,
             by_name: RefCell::new(HashMap::new()),
         })
     }
 
-    /// Looks up every name in `names` (types, enums, [`tracepoint_typedef`]s) in one pass
-    /// over the type table, so that asking about them later costs no pass of its own.
-    pub fn preload(&self, names: &[impl AsRef<str>]) {
-        let wanted: HashSet<&str> = {
-            let cached = self.by_name.borrow();
-            names
-                .iter()
-                .map(AsRef::as_ref)
-                .filter(|n| !n.is_empty() && !cached.contains_key(*n))
-                .collect()
-        };
-        if wanted.is_empty() {
+    /// The running kernel's BTF, with every name in `names` (types, enums,
+    /// [`tracepoint_typedef`]s) looked up in one pass over the type table, so that asking
+    /// about them later costs no pass of its own.
+    pub fn load_finding(names: &[impl AsRef<str>]) -> Result<Self> {
+        let path = Path::new(VMLINUX);
+        let wanted: HashSet<&str> = names
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|n| !n.is_empty())
+            .collect();
+        // Read before btf_rs maps the file, and released before: every page of the file is
+        // read, and pages count in the tracer's memory for as long as they are mapped.
+        let found = read_raw(path).and_then(|raw| ids_by_names(&raw, &wanted));
+        let btf = Self::from_file(path)?;
+        match found {
+            Some((ids, count)) => btf.adopt(&wanted, ids, count),
+            None => log::debug!("BTF names read one by one (unexpected BTF layout)"),
+        }
+        Ok(btf)
+    }
+
+    /// Takes the types found by [`ids_by_names`] as the answers for `wanted`, after checking
+    /// them: both readers must agree on the number of types (btf_rs counts `void` as type
+    /// 0) and on the name of every type found, or btf_rs answers, name by name.
+    fn adopt(&self, wanted: &HashSet<&str>, mut ids: HashMap<&str, Vec<u32>>, count: u32) {
+        let (_, last_id) = self.btf.base().type_id_range();
+        if count != last_id {
+            log::debug!("BTF names read one by one ({count} types, btf_rs has {last_id})");
             return;
         }
-        // Both readers must agree on the number of types (btf_rs counts `void` as type 0),
-        // and on the name of every type found, or btf_rs answers, name by name.
-        let (_, last_id) = self.btf.base().type_id_range();
-        let Some((mut ids, count)) =
-            ids_by_names(&self.raw, &wanted).filter(|&(_, count)| count == last_id)
-        else {
-            log::debug!("BTF names read one by one (unexpected BTF layout)");
-            return;
-        };
         let mut by_name = self.by_name.borrow_mut();
-        for name in wanted {
+        for &name in wanted {
             let mut types = Vec::new();
             for id in ids.remove(name).unwrap_or_default() {
                 let ty = self.btf.resolve_type_by_id(id).ok();
@@ -451,16 +476,13 @@ mod tests {
     fn one_pass_finds_what_lookups_by_name_find() {
         let btf = kernel_btf();
         let names: Vec<String> = crate::kernel::layout::type_names()
-            .chain(
-                crate::kernel::hooks::tracepoints()
-                    .into_iter()
-                    .map(tracepoint_typedef),
-            )
-            .chain(["sk_rst_reason", "int", "no_such_type"].map(String::from))
+            .into_iter()
+            .chain(["int", "no_such_type"].map(String::from))
             .collect();
         let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+        let raw = read_raw(Path::new(VMLINUX)).unwrap();
         let (ids, count) =
-            ids_by_names(&btf.raw, &wanted).expect("this kernel's BTF is read in one pass");
+            ids_by_names(&raw, &wanted).expect("this kernel's BTF is read in one pass");
         assert_eq!(count, btf.btf.base().type_id_range().1);
         for name in wanted {
             let expected = btf.btf.resolve_ids_by_name(name).unwrap();

@@ -82,21 +82,26 @@ const MEMBERS: &[(Slot, &str, &str, Need)] = &[
 /// The types [`resolve`] looks up by name, beyond the structs of [`MEMBERS`].
 const OTHER_TYPES: &[&str] = &["tcp_skb_cb", "sock_flags", "skb_drop_reason"];
 
-/// Every type name [`resolve`] asks BTF about (for [`KernelBtf::preload`]).
-pub fn type_names() -> impl Iterator<Item = String> {
+/// Every type name start-up asks BTF about: those [`resolve`] reads, the tracepoints'
+/// typedefs, the reset reasons (for [`KernelBtf::load_finding`]).
+pub fn type_names() -> Vec<String> {
     MEMBERS
         .iter()
         .map(|m| m.1)
         .chain(OTHER_TYPES.iter().copied())
+        .chain(["sk_rst_reason", "skb_drop_reason"])
         .map(str::to_owned)
-        .chain(std::iter::once(super::btf::tracepoint_typedef(
-            NO_SOCKET_RESET_TRACEPOINT,
-        )))
+        .chain(
+            super::hooks::tracepoints()
+                .into_iter()
+                .chain([NO_SOCKET_RESET_TRACEPOINT])
+                .map(super::btf::tracepoint_typedef),
+        )
+        .collect()
 }
 
 /// Resolves every member; returns the config and what this kernel lacks.
 pub fn resolve(btf: &KernelBtf) -> anyhow::Result<(Config, Vec<Missing>)> {
-    btf.preload(&type_names().collect::<Vec<_>>());
     let mut config = Config::default();
     let mut missing = Vec::new();
     for (slot, outer, paths, need) in MEMBERS {

@@ -20,7 +20,7 @@ use tracer_common::{
 };
 
 use super::{
-    btf::{self, KernelBtf},
+    btf::KernelBtf,
     features::{self, Features},
     hooks::{self, Hook, HookState, HookStatus},
     host,
@@ -125,17 +125,7 @@ impl Prepared {
                 (aya::Btf::from_sys_fs(), loader)
             });
             let symbols = s.spawn(|| host::kallsyms(&["tcp_keepalive_timer", "tcp_write_timer"]));
-            let layouts = KernelBtf::load().and_then(|kernel_btf| {
-                // Every name start-up asks BTF about, found in one pass over its types.
-                let names: Vec<String> = layout::type_names()
-                    .chain(
-                        hooks::tracepoints()
-                            .into_iter()
-                            .map(btf::tracepoint_typedef),
-                    )
-                    .chain(["sk_rst_reason".into(), "skb_drop_reason".into()])
-                    .collect();
-                kernel_btf.preload(&names);
+            let layouts = KernelBtf::load_finding(&layout::type_names()).and_then(|kernel_btf| {
                 let (config, missing) = layout::resolve(&kernel_btf)?;
                 Ok((kernel_btf, config, missing))
             });
