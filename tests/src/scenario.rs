@@ -176,28 +176,52 @@ pub fn events(records: &[Value]) -> Vec<Event> {
         .collect()
 }
 
-/// The segments the kernel counts in RetransSegs for namespace `netns`: every
-/// `retransmit`, plus the `retransmit_failed` attempts it counted before the transmission
-/// failed (their socket's `total_retrans` grew by their `segs`).
+/// The segments the kernel counts in RetransSegs for namespace `netns` (see
+/// [`RetransSegs`]).
 pub fn retransmitted_segments(events: &[Event], netns: u32) -> u64 {
-    let mut last_total: HashMap<Option<SocketId>, i64> = HashMap::new();
-    let mut sum = 0;
-    for e in events.iter().filter(|e| e.conn.netns == netns) {
+    let mut counter = RetransSegs::default();
+    events
+        .iter()
+        .filter(|e| e.conn.netns == netns)
+        .map(|e| counter.add(e))
+        .sum()
+}
+
+/// Counts segments as the kernel's RetransSegs does, event by event: every `retransmit`'s,
+/// and a `retransmit_failed` attempt's when the kernel counted it before the transmission
+/// failed (its socket's `total_retrans` grew by its `segs` since the socket's previous event
+/// with counters). Attempts refused before counting (`-EBUSY`: the original still in the
+/// host's queue, as an IPv6 SYN waiting for neighbour discovery is) leave it unchanged.
+#[derive(Default)]
+pub struct RetransSegs {
+    /// Each socket's `total_retrans` as its last event with counters said.
+    last_total: HashMap<Option<SocketId>, i64>,
+}
+
+impl RetransSegs {
+    /// The segments `e` adds to RetransSegs. A socket seen for the first time is taken to
+    /// have started at 0: true of every socket created while the tracer ran, as the tests'
+    /// and the benchmarks' are.
+    pub fn add(&mut self, e: &Event) -> u64 {
         let segs = i64::from(e.segs.unwrap_or(0));
-        let total = e.sock.as_ref().map_or(0, |s| i64::from(s.total_retrans));
-        match e.kind {
-            EventKind::Retransmit => sum += segs,
+        let total = e.sock.as_ref().map(|s| i64::from(s.total_retrans));
+        let counted = match e.kind {
+            EventKind::Retransmit => segs,
             EventKind::RetransmitFailed => {
-                let before = last_total.get(&e.socket).copied().unwrap_or(total - segs);
-                if total - before >= segs {
-                    sum += segs;
+                let before = self.last_total.get(&e.socket).copied().unwrap_or(0);
+                if total.unwrap_or(before) - before >= segs {
+                    segs
+                } else {
+                    0
                 }
             }
-            _ => continue,
+            _ => 0,
+        };
+        if let Some(total) = total {
+            self.last_total.insert(e.socket, total);
         }
-        last_total.insert(e.socket, total);
+        counted as u64
     }
-    sum as u64
 }
 
 /// Number of events of `kind` in namespace `netns`.

@@ -24,14 +24,10 @@ use std::{
 };
 
 use socket2::SockRef;
-use tracer::{
-    event::{EventKind, SocketId},
-    record::Record,
-    timeline::VerdictKind,
-    trace_file::TraceReader,
-};
+use tracer::{event::EventKind, record::Record, timeline::VerdictKind, trace_file::TraceReader};
 use tracer_tests::{
     Hosts,
+    scenario::RetransSegs,
     tracer::{start_timeout, tracer_bin},
     wait_until,
 };
@@ -444,25 +440,14 @@ impl Counts {
         let (mut reader, _) =
             TraceReader::open(path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
         let mut counts = Counts::default();
-        let mut last_total: HashMap<Option<SocketId>, i64> = HashMap::new();
+        let mut retrans_segs = RetransSegs::default();
         while let Some(record) = reader.next_record().expect("a readable trace") {
             match record {
                 Record::Event(e) => {
                     counts.events += 1;
                     *counts.by_kind.entry((e.conn.netns, e.kind)).or_default() += 1;
-                    // As tracer_tests::scenario::retransmitted_segments counts them.
-                    let segs = i64::from(e.segs.unwrap_or(0));
-                    let total = e.sock.as_ref().map_or(0, |s| i64::from(s.total_retrans));
-                    let counted = match e.kind {
-                        EventKind::Retransmit => segs,
-                        EventKind::RetransmitFailed => {
-                            let before = last_total.get(&e.socket).copied().unwrap_or(total - segs);
-                            if total - before >= segs { segs } else { 0 }
-                        }
-                        _ => continue,
-                    };
-                    *counts.segments.entry(e.conn.netns).or_default() += counted as u64;
-                    last_total.insert(e.socket, total);
+                    let counted = retrans_segs.add(&e);
+                    *counts.segments.entry(e.conn.netns).or_default() += counted;
                 }
                 Record::Verdict(v) => *counts.verdicts.entry(v.verdict).or_default() += 1,
                 Record::End(end) => counts.lost = end.lost + end.kernel_skipped,
