@@ -292,16 +292,22 @@ fn state(out: &mut Vec<u8>, state: TcpState) {
 /// The connection's fields, inline in the record (`family` to `netns`).
 fn connection(out: &mut Vec<u8>, c: &Connection) {
     name_field(out, "family", c.family.name());
-    put(out, br#","laddr":""#);
-    address(out, c.laddr);
-    put(out, br#"","lport":"#);
-    number(out, c.lport);
-    put(out, br#","raddr":""#);
-    address(out, c.raddr);
-    put(out, br#"","rport":"#);
-    number(out, c.rport);
+    out.push(b',');
+    ends(out, &Tuple::of(c));
     put(out, br#","netns":"#);
     number(out, c.netns);
+}
+
+/// `"laddr":...,"rport":...`: the tuple's fields, as a connection and a raw tuple spell them.
+fn ends(out: &mut Vec<u8>, t: &Tuple) {
+    put(out, br#""laddr":""#);
+    address(out, t.laddr);
+    put(out, br#"","lport":"#);
+    number(out, t.lport);
+    put(out, br#","raddr":""#);
+    address(out, t.raddr);
+    put(out, br#"","rport":"#);
+    number(out, t.rport);
 }
 
 /// An address as its `Display` spells it (never anything to escape).
@@ -440,14 +446,8 @@ fn dropped(out: &mut Vec<u8>, d: &Dropped) {
 }
 
 fn tuple(out: &mut Vec<u8>, t: &Tuple) {
-    put(out, br#"{"laddr":""#);
-    address(out, t.laddr);
-    put(out, br#"","lport":"#);
-    number(out, t.lport);
-    put(out, br#","raddr":""#);
-    address(out, t.raddr);
-    put(out, br#"","rport":"#);
-    number(out, t.rport);
+    out.push(b'{');
+    ends(out, t);
     out.push(b'}');
 }
 
