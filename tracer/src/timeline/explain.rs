@@ -1,7 +1,6 @@
 //! The words: a rule's [`Finding`] rendered as the verdict record people and alert rules
 //! read (its explanation, its `facts` and its evidence). Every sentence a verdict can say is
 //! here, and nothing here decides anything.
-
 //!
 //! Each text is written into one `String` (a connect storm makes a verdict per refused
 //! connect): the common sentences piece by piece, the rare ones through `write!`.

@@ -204,13 +204,13 @@ impl Storms {
                 }
                 // Spelt again only when the process's name changed (an exec): a connect
                 // storm starts an attempt every few microseconds.
-                match self.comms.get_mut(&owner.pid) {
-                    Some((comm, _)) if *comm == owner.comm => {}
-                    Some(known) => *known = (owner.comm.clone(), owner.to_string()),
-                    None => {
-                        self.comms
-                            .insert(owner.pid, (owner.comm.clone(), owner.to_string()));
-                    }
+                if self
+                    .comms
+                    .get(&owner.pid)
+                    .is_none_or(|(comm, _)| *comm != owner.comm)
+                {
+                    self.comms
+                        .insert(owner.pid, (owner.comm.clone(), owner.to_string()));
                 }
                 Key {
                     pid: owner.pid,
