@@ -82,19 +82,19 @@ const MEMBERS: &[(Slot, &str, &str, Need)] = &[
 /// The types [`resolve`] looks up by name, beyond the structs of [`MEMBERS`].
 const OTHER_TYPES: &[&str] = &["tcp_skb_cb", "sock_flags", "skb_drop_reason"];
 
-/// Every type name start-up asks BTF about: those [`resolve`] reads, the tracepoints'
-/// typedefs, the reset reasons (for [`KernelBtf::load_finding`]).
+/// Every type name start-up asks BTF about: those [`resolve`] reads, the reset reasons the
+/// trace's header names, the tracepoints' typedefs (`tcp_send_reset`'s among them), for
+/// [`KernelBtf::load_finding`].
 pub fn type_names() -> Vec<String> {
     MEMBERS
         .iter()
         .map(|m| m.1)
         .chain(OTHER_TYPES.iter().copied())
-        .chain(["sk_rst_reason", "skb_drop_reason"])
+        .chain(["sk_rst_reason"])
         .map(str::to_owned)
         .chain(
             super::hooks::tracepoints()
                 .into_iter()
-                .chain([NO_SOCKET_RESET_TRACEPOINT])
                 .map(super::btf::tracepoint_typedef),
         )
         .collect()
