@@ -111,6 +111,23 @@ pub struct SockId {
     pub state: u8,
 }
 
+impl SockId {
+    /// The base of an identity read from a packet (no socket): IPv4 until the packet says
+    /// otherwise, CLOSE, every address and port 0 until filled in.
+    #[inline(always)]
+    pub fn of_packet(netns: u32) -> SockId {
+        SockId {
+            saddr: [0; 16],
+            daddr: [0; 16],
+            netns,
+            sport: 0,
+            dport: 0,
+            family: AF_INET,
+            state: state::CLOSE as u8,
+        }
+    }
+}
+
 /// Reads the tuple from `struct sock_common`, the head of full, request and timewait sockets.
 /// `tp` is the same socket as a full `tcp_sock`, when it is one.
 #[inline(always)]
@@ -164,16 +181,10 @@ pub fn reset_reply_id(skb: SkbPtr) -> Option<SockId> {
         .follow(config!(skb_dev))
         .and_then(|dev| dev.follow(config!(dev_nd_net)))
         .map_or(0, |net| net.read(config!(net_inum)) as u32);
-    let mut id = SockId {
-        saddr: [0; 16],
-        daddr: [0; 16],
-        netns,
-        // TCP header: source port at 0, destination port at 2 (network order).
-        sport: u16::from_be(Copied.load::<u16>(tcp + 2)),
-        dport: u16::from_be(Copied.load::<u16>(tcp)),
-        family: AF_INET,
-        state: state::CLOSE as u8,
-    };
+    let mut id = SockId::of_packet(netns);
+    // TCP header: source port at 0, destination port at 2 (network order).
+    id.sport = u16::from_be(Copied.load::<u16>(tcp + 2));
+    id.dport = u16::from_be(Copied.load::<u16>(tcp));
     match version {
         4 => {
             id.saddr[..4].copy_from_slice(&Copied.load::<[u8; 4]>(ip + 16));

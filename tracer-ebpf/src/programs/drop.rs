@@ -19,7 +19,7 @@ use crate::{
     access::{Access, Copied, SkbPtr, SockPtr, TcpSockPtr, arg_value, config},
     emit::{Subject, emit},
     nesting::{hit_of_args, programs_with_twin},
-    socket::{AF_INET, AF_INET6, SockId, state, stored_cookie},
+    socket::{AF_INET6, SockId, stored_cookie},
 };
 
 programs_with_twin!(
@@ -68,15 +68,7 @@ fn on_drop(ctx: &BtfTracePointContext, reason: u32, rx_sk: u64) {
         sk: None,
         tp: None::<TcpSockPtr<Copied>>,
         cookie: 0,
-        id: SockId {
-            saddr: [0; 16],
-            daddr: [0; 16],
-            netns: 0,
-            sport: 0,
-            dport: 0,
-            family: AF_INET,
-            state: state::CLOSE as u8,
-        },
+        id: SockId::of_packet(0),
     };
     let id = &mut subject.id;
     // The TCP header's address and the IP payload's length, from as few copies as can be.
