@@ -263,7 +263,44 @@ impl Hosts {
         client.veth("veth0", &server, "veth1");
         client.address("veth0", Self::CLIENT_V4, Self::CLIENT_V6);
         server.address("veth1", Self::SERVER_V4, Self::SERVER_V6);
-        Hosts { client, server }
+        let hosts = Hosts { client, server };
+        hosts.resolve_neighbours();
+        hosts
+    }
+
+    /// Each host's neighbour entry for the other, resolved before any test traffic (a UDP
+    /// datagram each way per family, which no TCP counter sees): a fresh pair's first IPv6
+    /// SYN now and then waited a second or more in the host queue for neighbour discovery,
+    /// and the test's connection started with a refused SYN retransmit (`-EBUSY`) and the
+    /// 3 s RTO the kernel keeps after one, when the scenarios are about their timing.
+    fn resolve_neighbours(&self) {
+        for v6 in [false, true] {
+            for (from, to_addr) in [
+                (&self.client, Self::server_addr(v6)),
+                (&self.server, Self::client_addr(v6)),
+            ] {
+                let target = to_addr.to_string();
+                crate::wait_until(
+                    std::time::Duration::from_secs(10),
+                    &format!("{} to know {target}'s link address", from.name),
+                    || {
+                        from.run_in("neighbours", move || {
+                            let any: IpAddr = if v6 {
+                                std::net::Ipv6Addr::UNSPECIFIED.into()
+                            } else {
+                                std::net::Ipv4Addr::UNSPECIFIED.into()
+                            };
+                            let socket = std::net::UdpSocket::bind((any, 0)).expect("bind");
+                            let _ = socket.send_to(b"neighbours", (to_addr, 9));
+                        });
+                        let out = from.exec("ip", &["neigh", "show", "to", &target]);
+                        String::from_utf8_lossy(&out.stdout)
+                            .contains("lladdr")
+                            .then_some(())
+                    },
+                );
+            }
+        }
     }
 
     pub fn client_addr(v6: bool) -> IpAddr {
